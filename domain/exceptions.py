@@ -1,0 +1,57 @@
+"""Errors of the core. Each docstring says what the operator (or API caller) should do."""
+
+
+class DomainError(Exception):
+    """Root of every error the core raises. Carries a stable machine-readable ``code``."""
+
+    code = "DOMAIN_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidAmount(DomainError):
+    """The amount is not a positive decimal string with at most the currency's decimals.
+
+    Caller: send the amount as a string such as "12.50", within the currency's precision.
+    """
+
+    code = "INVALID_AMOUNT"
+
+
+class UnsupportedCurrency(DomainError):
+    """The currency code is not one the wallet supports. Caller: use an ISO 4217 code we list."""
+
+    code = "UNSUPPORTED_CURRENCY"
+
+
+class InvalidTransaction(DomainError):
+    """The transaction's wallets do not fit its type (e.g. a transfer to the same wallet).
+
+    Caller: fix the request; nothing was recorded.
+    """
+
+    code = "INVALID_TRANSACTION"
+
+
+class RecordDecodeError(DomainError):
+    """A Kafka record could not be decoded into its schema.
+
+    Operator: the record is on the topic's dead-letter companion with this message; fix the
+    producer, then replay the dead-letter record if it should still be processed.
+    """
+
+    code = "UNDECODABLE_RECORD"
+
+
+class LedgerInvariantError(DomainError):
+    """A money invariant (debits = credits, balance >= 0, ...) would break.
+
+    Operator: this is a bug or corruption, never a user error. Nothing was written; run
+    `walletpipe ledger verify` and inspect the named transaction.
+    """
+
+    code = "LEDGER_INVARIANT"

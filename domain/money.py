@@ -1,0 +1,87 @@
+"""Exact money: ``Decimal`` everywhere, at most the currency's decimals, never float.
+
+Storage columns are DECIMAL(19,4) (the seed's schema), so every amount also fits 15 integer
+digits and 4 fractional digits. Amounts travel as decimal strings on the wire.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from domain.exceptions import InvalidAmount, UnsupportedCurrency
+
+#: ISO 4217 minor-unit exponents of the currencies the wallet holds.
+CURRENCY_EXPONENTS: dict[str, int] = {
+    "USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "SGD": 2, "INR": 2,
+    "BRL": 2, "MXN": 2, "ZAR": 2, "NGN": 2, "KES": 2, "JPY": 0, "KRW": 0, "KWD": 3,
+    "BHD": 3,
+}
+
+STORAGE_SCALE = 4
+STORAGE_QUANTUM = Decimal(1).scaleb(-STORAGE_SCALE)
+#: DECIMAL(19,4): 15 integer digits.
+AMOUNT_MAX = Decimal("999999999999999.9999")
+ZERO = Decimal("0.0000")
+
+
+def currency_exponent(currency_code: str) -> int:
+    try:
+        return CURRENCY_EXPONENTS[currency_code]
+    except KeyError:
+        raise UnsupportedCurrency(f"currency {currency_code!r} is not supported") from None
+
+
+def parse_amount(text: object, currency_code: str) -> Decimal:
+    """Parse a caller's amount: a decimal *string*, positive, within the currency's precision.
+
+    >>> parse_amount("12.5", "USD")
+    Decimal('12.5000')
+
+    Floats are refused on purpose: 0.1 + 0.2 must never reach the ledger.
+    """
+    exponent = currency_exponent(currency_code)
+    if not isinstance(text, str):
+        raise InvalidAmount("amount must be a decimal string such as \"12.50\"")
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise InvalidAmount(f"amount {text!r} is not a decimal number") from None
+    if not value.is_finite():
+        raise InvalidAmount(f"amount {text!r} is not a finite number")
+    if value <= 0:
+        raise InvalidAmount("amount must be greater than zero")
+    decimals = -value.as_tuple().exponent  # type: ignore[operator]
+    if decimals > exponent and value != value.quantize(Decimal(1).scaleb(-exponent)):
+        raise InvalidAmount(
+            f"amount {text!r} has more decimals than {currency_code} allows ({exponent})"
+        )
+    if value > AMOUNT_MAX:
+        raise InvalidAmount(f"amount {text!r} is larger than {AMOUNT_MAX}")
+    return to_storage(value)
+
+
+def to_storage(value: Decimal) -> Decimal:
+    """Quantize to the storage scale; exact for every amount the parser accepts."""
+    return value.quantize(STORAGE_QUANTUM)
+
+
+def round_to_currency(value: Decimal, currency_code: str) -> Decimal:
+    """Round a computed amount (a percentage fee) half-up to the currency's minor unit."""
+    quantum = Decimal(1).scaleb(-currency_exponent(currency_code))
+    return to_storage(value.quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def wire(value: Decimal) -> str:
+    """The canonical wire form: plain notation with the storage scale ("12.5000")."""
+    return format(to_storage(value), "f")
+
+
+def from_wire(text: str) -> Decimal:
+    """Decode an amount that a trusted component already validated."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InvalidAmount(f"wire amount {text!r} is not a decimal") from None
+    if not value.is_finite():
+        raise InvalidAmount(f"wire amount {text!r} is not finite")
+    return to_storage(value)

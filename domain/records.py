@@ -1,0 +1,187 @@
+"""The records on Kafka topics: one schema module, versioned, JSON on the wire.
+
+Every record has ``kind`` (its name), ``schema_version`` and a unique ``event_id`` (consumers
+dedupe replays by it). Amounts are decimal strings, times ISO-8601 UTC. Commands are named
+imperatively (``PostTransaction``), events in the past tense (``TransactionPosted``).
+Decoding never trusts the bytes: anything that does not fit raises ``RecordDecodeError``,
+whose message goes with the record to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter
+from pydantic import ValidationError
+
+from domain.exceptions import RecordDecodeError
+from domain.money import from_wire, wire
+from domain.transactions import TransactionStatus, TransactionType
+
+SCHEMA_VERSION = 1
+
+
+def _strict_amount(value: object) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("amounts travel as decimal strings, never as JSON numbers")
+    return from_wire(value)
+
+
+#: An exact amount: a decimal string on the wire, a ``Decimal`` in code.
+Amount = Annotated[
+    Decimal, BeforeValidator(_strict_amount), PlainSerializer(wire, return_type=str)
+]
+MetadataValue = str | int | bool | None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+
+
+class TransactionFacts(Record):
+    """What a transaction is: carried by every record about it, so no consumer looks it up."""
+
+    transaction_id: uuid.UUID
+    transaction_type: TransactionType
+    source_wallet_id: uuid.UUID | None = None
+    destination_wallet_id: uuid.UUID | None = None
+    source_user_id: uuid.UUID | None = None
+    destination_user_id: uuid.UUID | None = None
+    amount: Amount
+    fee_amount: Amount
+    total_amount: Amount
+    currency_code: str = Field(min_length=3, max_length=3)
+    description: str | None = Field(default=None, max_length=1000)
+    client_id: uuid.UUID
+    idempotency_key: str = Field(max_length=255)
+    ip_address: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=500)
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict, max_length=32)
+    requested_at: datetime
+
+    @property
+    def partition_key(self) -> bytes:
+        """The wallet whose money moves first: one wallet's records stay in order."""
+        wallet = self.source_wallet_id or self.destination_wallet_id
+        return str(wallet).encode()
+
+    def facts(self) -> dict[str, object]:
+        """The shared fields, to build the next record of the same transaction."""
+        return {name: getattr(self, name) for name in TransactionFacts.model_fields
+                if name not in Record.model_fields}
+
+
+class TransactionRequested(TransactionFacts):
+    """The API accepted a request (topic ``transactions.requested``)."""
+
+    kind: Literal["TransactionRequested"] = "TransactionRequested"
+
+
+class PostTransaction(TransactionFacts):
+    """Command to the ledger: approved, funds reserved (topic ``ledger.commands``)."""
+
+    kind: Literal["PostTransaction"] = "PostTransaction"
+    risk_score: Decimal | None = None
+    decided_at: datetime
+
+
+class TransactionRejected(TransactionFacts):
+    """The stream declined the request (topic ``transactions.rejected``); no money moved."""
+
+    kind: Literal["TransactionRejected"] = "TransactionRejected"
+    reason_code: str = Field(max_length=50)
+    reason_message: str = Field(max_length=1000)
+    risk_score: Decimal | None = None
+    decided_at: datetime
+
+
+class TransactionPosted(TransactionFacts):
+    """The ledger committed the transaction (topic ``ledger.events``)."""
+
+    kind: Literal["TransactionPosted"] = "TransactionPosted"
+    transaction_status: TransactionStatus = TransactionStatus.COMPLETED
+    risk_score: Decimal | None = None
+    completed_at: datetime
+
+
+class TransactionFailed(TransactionFacts):
+    """The ledger refused the command (topic ``ledger.events``); it moved no money."""
+
+    kind: Literal["TransactionFailed"] = "TransactionFailed"
+    transaction_status: TransactionStatus = TransactionStatus.FAILED
+    reason_code: str = Field(max_length=50)
+    reason_message: str = Field(max_length=1000)
+    failed_at: datetime
+
+
+class DuplicateDiscarded(TransactionFacts):
+    """The ledger had posted this transaction id already and discarded the repeat (topic
+    ``ledger.events``): the stream releases whatever hold the repeat made. Status unchanged."""
+
+    kind: Literal["DuplicateDiscarded"] = "DuplicateDiscarded"
+    discarded_at: datetime
+
+
+class WalletCredited(Record):
+    """Internal to the stream: a posted credit, keyed by the credited wallet."""
+
+    kind: Literal["WalletCredited"] = "WalletCredited"
+    wallet_id: uuid.UUID
+    transaction_id: uuid.UUID
+    amount: Amount
+    currency_code: str = Field(min_length=3, max_length=3)
+
+
+LedgerCommand = PostTransaction | TransactionRejected
+LedgerEvent = TransactionPosted | TransactionFailed | DuplicateDiscarded
+
+_ledger_input = TypeAdapter(
+    Annotated[PostTransaction | TransactionRejected, Field(discriminator="kind")]
+)
+_ledger_event = TypeAdapter(Annotated[LedgerEvent, Field(discriminator="kind")])
+
+
+def encode(record: Record) -> bytes:
+    return record.model_dump_json().encode()
+
+
+def _decode(adapter_or_model: object, payload: bytes | None) -> object:
+    if payload is None:
+        raise RecordDecodeError("record has no value")
+    try:
+        if isinstance(adapter_or_model, TypeAdapter):
+            return adapter_or_model.validate_json(payload)
+        return adapter_or_model.model_validate_json(payload)  # type: ignore[attr-defined]
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "record"
+        raise RecordDecodeError(f"{where}: {first['msg']}") from None
+
+
+def decode_requested(payload: bytes | None) -> TransactionRequested:
+    return _decode(TransactionRequested, payload)  # type: ignore[return-value]
+
+
+def decode_ledger_input(payload: bytes | None) -> PostTransaction | TransactionRejected:
+    """The ledger writer reads commands and rejections (it records FAILED transactions)."""
+    return _decode(_ledger_input, payload)  # type: ignore[return-value]
+
+
+def decode_ledger_event(payload: bytes | None) -> LedgerEvent:
+    return _decode(_ledger_event, payload)  # type: ignore[return-value]
+
+
+def decode_wallet_credited(payload: bytes | None) -> WalletCredited:
+    return _decode(WalletCredited, payload)  # type: ignore[return-value]

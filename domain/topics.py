@@ -1,0 +1,60 @@
+"""Every Kafka topic of the pipeline, declared once.
+
+Topics keyed by wallet share one partition count, so that a wallet's records of every kind
+land in the same partition number (faust's tables need that co-partitioning) and one worker
+handles a wallet in order. Each topic has a dead-letter companion, ``<name>.dlq``, that
+receives records which cannot be decoded or processed, with the reason in the headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WALLET_PARTITIONS = 8
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    description: str
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.name}.dlq"
+
+
+TRANSACTIONS_REQUESTED = TopicSpec(
+    "transactions.requested", WALLET_PARTITIONS,
+    "TransactionRequested from the API, keyed by the wallet whose money moves first.",
+)
+TRANSACTIONS_REJECTED = TopicSpec(
+    "transactions.rejected", WALLET_PARTITIONS,
+    "TransactionRejected by the stream (reason code), keyed like the request.",
+)
+LEDGER_COMMANDS = TopicSpec(
+    "ledger.commands", WALLET_PARTITIONS,
+    "PostTransaction: approved and reserved, for the ledger writer; keyed like the request.",
+)
+LEDGER_EVENTS = TopicSpec(
+    "ledger.events", WALLET_PARTITIONS,
+    "TransactionPosted / TransactionFailed from the ledger outbox; keyed like the request.",
+)
+WALLET_CREDITS = TopicSpec(
+    "streams.wallet-credits", WALLET_PARTITIONS,
+    "Internal: a posted credit re-keyed by the credited wallet, so its partition applies it.",
+)
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TRANSACTIONS_REQUESTED, TRANSACTIONS_REJECTED, LEDGER_COMMANDS, LEDGER_EVENTS,
+    WALLET_CREDITS,
+)
+
+DEAD_LETTER_PARTITIONS = 1
+
+
+def all_topic_names_with_partitions() -> dict[str, int]:
+    """Every topic to create, dead-letter companions included."""
+    names = {spec.name: spec.partitions for spec in TOPICS}
+    names.update({spec.dead_letter: DEAD_LETTER_PARTITIONS for spec in TOPICS})
+    return names

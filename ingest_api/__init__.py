@@ -1,0 +1,1 @@
+"""The HTTP edge: validate, authenticate, rate-limit, publish to Kafka, answer 202."""

@@ -1,0 +1,36 @@
+"""Every setting of the ingest API, read once from the environment (or ``.local/stack.env``)."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.transactions import FeeSchedule
+
+
+class IngestSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = Field(validation_alias="DATABASE_URL")
+    kafka_bootstrap: str = Field(validation_alias="KAFKA_BOOTSTRAP")
+    #: JSON, e.g. {"WITHDRAWAL": {"basis_points": 0, "fixed": "1.00"}}; unlisted types are free.
+    fee_schedule_json: str = Field(default="{}", validation_alias="FEE_SCHEDULE")
+    db_pool_size_max: int = Field(default=10, ge=1, le=100)
+    publish_timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    cache_entries_max: int = Field(default=100_000, ge=100)
+    cache_ttl_ms: int = Field(default=5_000, ge=0)
+    rate_limit_clients_max: int = Field(default=10_000, ge=1)
+    password_scrypt_n: int = Field(default=2**14, ge=2**10)
+
+    @field_validator("fee_schedule_json")
+    @classmethod
+    def _fee_schedule_parses(cls, value: str) -> str:
+        FeeSchedule.parse(json.loads(value))
+        return value
+
+    @property
+    def fee_schedule(self) -> FeeSchedule:
+        return FeeSchedule.parse(json.loads(self.fee_schedule_json))

@@ -1,0 +1,80 @@
+"""Kafka plumbing of the writer: offsets from PostgreSQL, dead letters, outbox relay."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer
+
+from ledger_writer.exceptions import LedgerWriterError
+
+log = logging.getLogger("ledger_writer")
+
+
+def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        # Offsets live in PostgreSQL, committed with the postings; Kafka's are never used.
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "fetch.min.bytes": 1,
+        "max.partition.fetch.bytes": 4 * 1024 * 1024,
+    }
+
+
+def producer_config(bootstrap: str) -> dict[str, object]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "partitioner": "murmur2_random",
+    }
+
+
+def make_assign_callback(load_offsets: Callable[[str], dict[int, int]]) -> Callable:
+    """On assignment, start each partition where the last committed batch stopped."""
+
+    def on_assign(consumer: Consumer, partitions: list) -> None:
+        by_topic: dict[str, dict[int, int]] = {}
+        for tp in partitions:
+            stored = by_topic.setdefault(tp.topic, load_offsets(tp.topic))
+            tp.offset = stored.get(tp.partition, OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
+
+    return on_assign
+
+
+def send_and_wait(producer: Producer, messages: list[tuple[str, bytes | str, bytes, list]],
+                  timeout_s: float) -> None:
+    """Produce a batch and wait for every acknowledgement, or raise."""
+    failures: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failures.append(error)
+
+    for topic, key, value, headers in messages:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers,
+                                 on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    remaining = producer.flush(timeout_s)
+    if remaining or failures:
+        raise LedgerWriterError(f"Kafka did not take {remaining + len(failures)} records: "
+                                f"{failures[:3]}")
+
+
+def dead_letter(message: Message, reason: str) -> tuple[str, bytes | str, bytes, list]:
+    headers = [("dlq.reason", reason.encode()), ("dlq.topic", message.topic().encode()),
+               ("dlq.partition", str(message.partition()).encode()),
+               ("dlq.offset", str(message.offset()).encode())]
+    return (f"{message.topic()}.dlq", message.key() or b"", message.value() or b"", headers)

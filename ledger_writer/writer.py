@@ -1,0 +1,117 @@
+"""The writer's loop: consume a batch → plan it → commit it with its offsets → relay events.
+
+Exactly once: the offsets of a batch are committed in the same PostgreSQL transaction as
+its postings, and consumption resumes from them; a replayed transaction id is skipped.
+Events go out through the outbox, so a crash between commit and publish only delays them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+import psycopg
+from confluent_kafka import Consumer, Message, Producer
+
+from domain import records
+from domain.exceptions import RecordDecodeError
+from domain.topics import LEDGER_COMMANDS, LEDGER_EVENTS, TRANSACTIONS_REJECTED
+from domain.transactions import SystemAccount, system_wallet_id
+from ledger_writer import store
+from ledger_writer.kafka_io import (
+    consumer_config,
+    dead_letter,
+    make_assign_callback,
+    producer_config,
+    send_and_wait,
+)
+from ledger_writer.planning import LedgerInput, plan_batch, wallets_of
+from ledger_writer.settings import LedgerSettings
+
+log = logging.getLogger("ledger_writer")
+INPUT_TOPICS = (LEDGER_COMMANDS.name, TRANSACTIONS_REJECTED.name)
+
+
+class LedgerWriter:
+    def __init__(self, settings: LedgerSettings) -> None:
+        self.settings = settings
+        self.totals = {"posted": 0, "failed": 0, "duplicates": 0, "dead_letters": 0}
+
+    def run(self, stop: threading.Event) -> None:
+        s = self.settings
+        with psycopg.connect(s.database_url, autocommit=True) as conn:
+            store.ensure_system_accounts(conn, datetime.now(UTC))
+            consumer = Consumer(consumer_config(s.kafka_bootstrap, s.consumer_group))
+            producer = Producer(producer_config(s.kafka_bootstrap))
+            on_assign = make_assign_callback(
+                lambda topic: store.load_offsets(conn, s.consumer_group, topic))
+            consumer.subscribe(list(INPUT_TOPICS), on_assign=on_assign)
+            log.info("ledger writer consuming %s", INPUT_TOPICS)
+            last_report = time.monotonic()
+            try:
+                while not stop.is_set():
+                    batch = consumer.consume(num_messages=s.batch_size_max,
+                                             timeout=s.flush_interval_ms / 1000)
+                    if batch:
+                        self.process(conn, producer, batch)
+                    self.relay_outbox(conn, producer)
+                    if time.monotonic() - last_report > s.report_interval_ms / 1000:
+                        log.info("ledger totals %s", self.totals)
+                        last_report = time.monotonic()
+            finally:
+                consumer.close()
+                producer.flush(5)
+
+    def process(self, conn: psycopg.Connection, producer: Producer, batch: list[Message]) -> None:
+        inputs: list[LedgerInput] = []
+        dead: list[tuple] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for message in batch:
+            if message.error():
+                log.warning("consumer error: %s", message.error())
+                continue
+            offsets[(message.topic(), message.partition())] = message.offset() + 1
+            try:
+                inputs.append(records.decode_ledger_input(message.value()))
+            except RecordDecodeError as error:
+                dead.append(dead_letter(message, error.message))
+        if dead:  # before the offsets move past them, so none is lost on a crash
+            send_and_wait(producer, dead, self.settings.publish_timeout_ms / 1000)
+            self.totals["dead_letters"] += len(dead)
+        now = datetime.now(UTC)
+        wallets = wallets_of(inputs)
+        for currency in {item.currency_code for item in inputs}:
+            wallets.update(system_wallet_id(a, currency) for a in SystemAccount)
+        posted_before = store.already_posted(conn, [item.transaction_id for item in inputs])
+        accounts = store.load_accounts(conn, wallets)
+        plan = plan_batch(inputs, posted_before, accounts, now)
+        store.write_plan(conn, plan, offsets, self.settings.consumer_group, LEDGER_EVENTS.name,
+                         now)
+        self.totals["posted"] += plan.posted
+        self.totals["failed"] += plan.failed
+        self.totals["duplicates"] += plan.skipped_duplicates
+
+    def relay_outbox(self, conn: psycopg.Connection, producer: Producer) -> int:
+        rows = store.unpublished_outbox(conn, self.settings.outbox_batch_max)
+        if not rows:
+            return 0
+        send_and_wait(producer, [(topic, key, bytes(payload), []) for _id, topic, key, payload
+                                 in rows], self.settings.publish_timeout_ms / 1000)
+        store.mark_outbox_published(conn, [row[0] for row in rows])
+        return len(rows)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s ledger %(levelname)s %(message)s")
+    stop = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    LedgerWriter(LedgerSettings()).run(stop)  # type: ignore[call-arg]
+
+
+if __name__ == "__main__":
+    main()

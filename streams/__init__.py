@@ -1,0 +1,1 @@
+"""The stream processor (faust): screening, balance reservation and settlement per wallet."""
