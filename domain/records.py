@@ -185,3 +185,13 @@ def decode_ledger_event(payload: bytes | None) -> LedgerEvent:
 
 def decode_wallet_credited(payload: bytes | None) -> WalletCredited:
     return _decode(WalletCredited, payload)  # type: ignore[return-value]
+
+
+TransactionRecord = (TransactionRequested | TransactionRejected | PostTransaction
+                     | TransactionPosted | TransactionFailed | DuplicateDiscarded)
+_any_transaction_record = TypeAdapter(Annotated[TransactionRecord, Field(discriminator="kind")])
+
+
+def decode_transaction_record(payload: bytes | None) -> TransactionRecord:
+    """Any record about a transaction, whatever its topic (analytics reads them all)."""
+    return _decode(_any_transaction_record, payload)  # type: ignore[return-value]

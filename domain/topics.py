@@ -58,3 +58,10 @@ def all_topic_names_with_partitions() -> dict[str, int]:
     names = {spec.name: spec.partitions for spec in TOPICS}
     names.update({spec.dead_letter: DEAD_LETTER_PARTITIONS for spec in TOPICS})
     return names
+
+
+def dead_letter_headers(topic: str, partition: int, offset: int,
+                        reason: str) -> list[tuple[str, bytes]]:
+    """Headers of a dead-letter record: why it failed and where it came from."""
+    return [("dlq.reason", reason.encode()), ("dlq.topic", topic.encode()),
+            ("dlq.partition", str(partition).encode()), ("dlq.offset", str(offset).encode())]

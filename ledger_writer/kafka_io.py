@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer
 
+from domain.topics import dead_letter_headers
 from ledger_writer.exceptions import LedgerWriterError
 
 log = logging.getLogger("ledger_writer")
@@ -74,7 +75,5 @@ def send_and_wait(producer: Producer, messages: list[tuple[str, bytes | str, byt
 
 
 def dead_letter(message: Message, reason: str) -> tuple[str, bytes | str, bytes, list]:
-    headers = [("dlq.reason", reason.encode()), ("dlq.topic", message.topic().encode()),
-               ("dlq.partition", str(message.partition()).encode()),
-               ("dlq.offset", str(message.offset()).encode())]
+    headers = dead_letter_headers(message.topic(), message.partition(), message.offset(), reason)
     return (f"{message.topic()}.dlq", message.key() or b"", message.value() or b"", headers)

@@ -26,6 +26,7 @@ from domain.topics import (
     WALLET_CREDITS,
     WALLET_PARTITIONS,
     TopicSpec,
+    dead_letter_headers,
 )
 from streams.screening import screen
 from streams.settings import StreamSettings
@@ -68,9 +69,8 @@ def build_app(settings: StreamSettings) -> faust.App:
         message = event.message
         await dead_letter_topics[message.topic].send(
             key=event.key, value=event.value,
-            headers={"dlq.reason": reason.encode(), "dlq.topic": message.topic.encode(),
-                     "dlq.partition": str(message.partition).encode(),
-                     "dlq.offset": str(message.offset).encode()})
+            headers=dead_letter_headers(message.topic, message.partition, message.offset,
+                                        reason))
 
     def wrong_key(event: Any, record: records.TransactionFacts) -> bool:
         # The table lives in the partition of the event: a record keyed by another wallet

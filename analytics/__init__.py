@@ -1,0 +1,1 @@
+"""Analytics: every pipeline event into ClickHouse, and the reports read from it."""

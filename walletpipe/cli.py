@@ -1,0 +1,205 @@
+"""``walletpipe``: bring the local stack up, run the services, simulate traffic, check books.
+
+Connection settings come from ``.local/stack.env`` (written by ``walletpipe up``); any
+variable set in the environment wins, so the same commands drive a remote stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def local_dir() -> Path:
+    return Path(os.environ.get("WALLETPIPE_LOCAL_DIR", str(REPO_ROOT / ".local"))).resolve()
+
+
+def stack_env(bring_up: bool = False) -> dict[str, str]:
+    from infra import stack
+
+    env = stack.up(local_dir()) if bring_up else stack.read_env(local_dir())
+    keys = set(env) | {"KAFKA_BOOTSTRAP", "DATABASE_URL", "CLICKHOUSE_DSN", "CLICKHOUSE_URL",
+                       "INGEST_URL", "ANALYTICS_URL", "DEMO_API_KEY"}
+    return {**env, **{k: os.environ[k] for k in keys if k in os.environ}}
+
+
+def cmd_up(_args: argparse.Namespace) -> int:
+    env = stack_env(bring_up=True)
+    print(f"stack is up; settings in {local_dir() / 'stack.env'}")
+    for key in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "CLICKHOUSE_DSN", "INGEST_URL",
+                "ANALYTICS_URL"):
+        print(f"  {key}={env.get(key, '')}")
+    return 0
+
+
+def cmd_down(_args: argparse.Namespace) -> int:
+    from infra import stack
+
+    stack.down(local_dir())
+    print("stack is down")
+    return 0
+
+
+def cmd_status(_args: argparse.Namespace) -> int:
+    from infra import stack
+
+    print(stack.format_status(stack.status(local_dir())))
+    return 0
+
+
+def _start_services(env: dict[str, str], only: set[str] | None):  # noqa: ANN202
+    from walletpipe.supervisor import Supervisor, services
+
+    wanted = services(env, only)
+    supervisor = Supervisor(env, local_dir() / "logs", REPO_ROOT)
+    supervisor.start(wanted)
+    print(f"starting {', '.join(s.name for s in wanted)} (logs in {local_dir() / 'logs'}) ...")
+    try:
+        supervisor.wait_ready(wanted)
+    except BaseException:
+        supervisor.stop()
+        raise
+    return supervisor
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    env = stack_env(bring_up=True)
+    only = set(args.only.split(",")) if args.only else None
+    supervisor = _start_services(env, only)
+    print(f"all services running; API at {env['INGEST_URL']}, analytics at "
+          f"{env['ANALYTICS_URL']}. Ctrl-C stops them.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            supervisor.check_alive()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping services ...")
+        supervisor.stop()
+    return 0
+
+
+def _simulate(env: dict[str, str], args: argparse.Namespace) -> dict:
+    from walletpipe.simulate import format_summary, run_simulation
+
+    summary = asyncio.run(run_simulation(
+        env["INGEST_URL"], env["DEMO_API_KEY"], env["KAFKA_BOOTSTRAP"], args.tps, args.seconds,
+        users=args.users, merchants=args.merchants, seed=args.seed))
+    print(format_summary(summary))
+    return summary
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    summary = _simulate(stack_env(), args)
+    return 0 if summary["accepted"] else 1
+
+
+def cmd_ledger_verify(_args: argparse.Namespace) -> int:
+    from ledger_writer.verify import summary, verify
+
+    env = stack_env()
+    results = verify(env["DATABASE_URL"])
+    for result in results:
+        mark = "ok  " if result.passed else "FAIL"
+        print(f"{mark} {result.name}")
+        for offender in result.offenders:
+            print(f"       {offender}")
+    print(json.dumps(summary(env["DATABASE_URL"]), default=str))
+    failed = [r for r in results if not r.passed]
+    print("ledger verified: the books balance" if not failed else
+          f"ledger verify FAILED: {len(failed)} check(s)")
+    return 1 if failed else 0
+
+
+def _report(env: dict[str, str], name: str) -> dict:
+    with urllib.request.urlopen(f"{env['ANALYTICS_URL']}/v1/reports/{name}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def cmd_reports(args: argparse.Namespace) -> int:
+    print(json.dumps(_report(stack_env(), args.name), indent=2, default=str))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    env = stack_env(bring_up=True)
+    supervisor = _start_services(env, None)
+    code = 0
+    try:
+        print(f"services up; simulating {args.tps} transactions/s for {args.seconds}s")
+        _simulate(env, args)
+        print("\nledger verify:")
+        code = cmd_ledger_verify(args)
+        import time
+
+        time.sleep(2)  # the analytics sink flushes about once a second
+        print("\nanalytics (ClickHouse) volume by event:")
+        for row in _report(env, "volume")["rows"]:
+            print(f"  {row['event_kind']:>20} {row['transaction_type']:>10} "
+                  f"{row['events']:>7} events  {row['amount']:>14} {row['currency_code']}")
+        print("accept→complete latency (ClickHouse):", {
+            k: v for k, v in _report(env, "latency").items() if k not in ("from", "to")})
+    finally:
+        print("stopping services ...")
+        supervisor.stop()
+        if not args.keep:
+            from infra import stack
+
+            stack.down(local_dir())
+            print("stack is down (walletpipe up / run start it again)")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="walletpipe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start PostgreSQL and Kafka, apply migrations, write stack.env"
+                   ).set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="what runs where").set_defaults(func=cmd_status)
+    run = sub.add_parser("run", help="run all services in the foreground (Ctrl-C stops)")
+    run.add_argument("--only", help="comma-separated: ingest,streams,ledger,analytics")
+    run.set_defaults(func=cmd_run)
+
+    def traffic_options(p: argparse.ArgumentParser, tps: int, seconds: int) -> None:
+        p.add_argument("--tps", type=int, default=tps, help="transactions per second")
+        p.add_argument("--seconds", type=int, default=seconds)
+        p.add_argument("--users", type=int, default=40)
+        p.add_argument("--merchants", type=int, default=8)
+        p.add_argument("--seed", type=int, default=7)
+
+    simulate = sub.add_parser("simulate", help="drive POS and app traffic through the API")
+    traffic_options(simulate, 50, 20)
+    simulate.set_defaults(func=cmd_simulate)
+    demo = sub.add_parser("demo", help="up + run + simulate + verify + reports, then stop")
+    traffic_options(demo, 100, 20)
+    demo.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
+    demo.set_defaults(func=cmd_demo)
+    ledger = sub.add_parser("ledger", help="ledger tools").add_subparsers(dest="ledger_command",
+                                                                          required=True)
+    ledger.add_parser("verify", help="check that the books balance").set_defaults(
+        func=cmd_ledger_verify)
+    reports = sub.add_parser("reports", help="reports from the analytics service")
+    reports.add_argument("name", choices=["volume", "latency"])
+    reports.set_defaults(func=cmd_reports)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
