@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian/Ubuntu machine for `walletpipe up` (no Docker needed):
+# Java 17 and Maven (the Kafka broker runs from Maven Central jars), PostgreSQL's server
+# binaries (a throw-away cluster is made with initdb), and the project's virtualenv.
+# Idempotent and non-interactive: it installs only what is missing, so re-running is cheap.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+java_major() {
+  # `java -version` prints e.g.: openjdk version "17.0.15" 2025-04-15
+  java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1
+}
+
+missing=()
+if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
+  missing+=(openjdk-17-jre-headless)
+fi
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ ! -x "$REPO/.venv/bin/python" ] && ! python3 -m venv --help >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]} ..."
+  timeout 900 $SUDO apt-get update -q
+  timeout 1800 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "bootstrap: java 17, maven and postgresql are already installed"
+fi
+
+if [ ! -x "$REPO/.venv/bin/python" ]; then
+  echo "bootstrap: creating $REPO/.venv ..."
+  python3 -m venv "$REPO/.venv"
+  timeout 1800 "$REPO/.venv/bin/pip" install -q -e "$REPO[dev]"
+else
+  echo "bootstrap: $REPO/.venv exists"
+fi
+
+echo "bootstrap: done. Next: .venv/bin/walletpipe up   (or: .venv/bin/python -m infra.stack up)"

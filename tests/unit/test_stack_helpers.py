@@ -1,0 +1,105 @@
+"""Pure helpers of the local stack: env files, configs, ids, ports. Starts nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from infra.kafka import new_cluster_id, render_server_properties
+from infra.postgres import PostgresPaths, database_url, render_conf
+from infra.processes import pick_port, port_is_free
+from infra.settings import StackSettings
+from infra.stack import format_status, parse_env, render_env
+
+
+def test_env_file_round_trips() -> None:
+    env = {
+        "KAFKA_BOOTSTRAP": "127.0.0.1:19092",
+        "DATABASE_URL": "postgresql://wallet@127.0.0.1:15432/wallet",
+        "DEMO_API_KEY": "wp_demo_a=b",
+    }
+    text = render_env(env)
+    assert text.startswith("#")
+    assert parse_env(text) == env
+    assert parse_env("\n# comment\nnot a pair\n A = b \n") == {"A": "b"}
+
+
+def test_cluster_id_is_a_kafka_uuid() -> None:
+    ids = {new_cluster_id() for _ in range(200)}
+    assert len(ids) == 200
+    for cluster_id in ids:
+        assert len(cluster_id) == 22 and not cluster_id.startswith("-")
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_server_properties_single_node_kraft() -> None:
+    text = render_server_properties(19092, 19093, Path("/x/data"))
+    props = dict(
+        line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
+    )
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["transaction.state.log.min.isr"] == "1"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["log.dirs"] == "/x/data"
+
+
+def test_postgres_conf_keeps_durability_and_binds_loopback() -> None:
+    settings = StackSettings()
+    text = render_conf(15999, PostgresPaths(Path("/x/postgres")), settings)
+    assert "port = 15999" in text
+    assert "listen_addresses = '127.0.0.1'" in text
+    assert "fsync = on" in text
+    assert "unix_socket_directories = '/x/postgres/run'" in text
+    assert database_url(settings, 15999) == "postgresql://wallet@127.0.0.1:15999/wallet"
+
+
+def test_settings_read_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WALLETPIPE_KAFKA_HEAP_MAX_MB", "1024")
+    monkeypatch.setenv("KAFKA_HEAP_MAX_MB", "1")
+    assert StackSettings().kafka_heap_max_mb == 1024
+
+
+def test_pick_port_skips_busy_and_taken_ports() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert not port_is_free(port)
+        chosen = pick_port(port, taken={port + 1}, span=50)
+        assert chosen not in (port, port + 1)
+
+
+def test_format_status_aligns_columns() -> None:
+    text = format_status(
+        [("postgres", "running", "127.0.0.1:15432 pid 1"), ("kafka", "stopped", "-")]
+    )
+    lines = text.splitlines()
+    assert lines[0].index("running") == lines[1].index("stopped")
+    assert format_status([]) == ""
+
+
+def test_new_stack_avoids_ports_promised_to_a_neighbour(tmp_path: Path) -> None:
+    from infra.stack import STATE_FILE, _assign_ports
+
+    neighbour = {
+        "postgres": 15432,
+        "kafka": 19092,
+        "kafka_controller": 19093,
+        "ingest": 18080,
+        "analytics": 18081,
+    }
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / STATE_FILE).write_text(json.dumps({"ports": neighbour}))
+    ports = _assign_ports(tmp_path / "test-stack", {}, StackSettings())
+    assert set(ports) == set(neighbour)
+    assert not set(ports.values()) & set(neighbour.values())
+    assert len(set(ports.values())) == len(ports)
+    kept = _assign_ports(tmp_path / "test-stack", ports, StackSettings())
+    assert kept == ports
