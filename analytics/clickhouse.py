@@ -13,10 +13,26 @@ from typing import Any
 import clickhouse_connect
 
 EVENT_COLUMNS = (
-    "event_id", "event_kind", "event_time", "transaction_id", "transaction_type",
-    "transaction_status", "source_wallet_id", "destination_wallet_id", "source_user_id",
-    "destination_user_id", "amount", "fee_amount", "total_amount", "currency_code",
-    "reason_code", "risk_score", "requested_at", "channel", "terminal_id", "client_id",
+    "event_id",
+    "event_kind",
+    "event_time",
+    "transaction_id",
+    "transaction_type",
+    "transaction_status",
+    "source_wallet_id",
+    "destination_wallet_id",
+    "source_user_id",
+    "destination_user_id",
+    "amount",
+    "fee_amount",
+    "total_amount",
+    "currency_code",
+    "reason_code",
+    "risk_score",
+    "requested_at",
+    "channel",
+    "terminal_id",
+    "client_id",
 )
 
 DDL = (

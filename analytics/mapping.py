@@ -14,23 +14,46 @@ _KIND = {
     "TransactionFailed": "failed",
     "DuplicateDiscarded": "duplicate_discarded",
 }
-_STATUS = {"requested": "PENDING", "approved": "PENDING", "rejected": "FAILED",
-           "posted": "COMPLETED", "failed": "FAILED", "duplicate_discarded": ""}
+_STATUS = {
+    "requested": "PENDING",
+    "approved": "PENDING",
+    "rejected": "FAILED",
+    "posted": "COMPLETED",
+    "failed": "FAILED",
+    "duplicate_discarded": "",
+}
 
 
 def event_row(record: records.TransactionRecord) -> list[Any]:
     kind = _KIND[record.kind]
-    when = (getattr(record, "completed_at", None) or getattr(record, "failed_at", None)
-            or getattr(record, "discarded_at", None) or getattr(record, "decided_at", None)
-            or record.requested_at)
+    when = (
+        getattr(record, "completed_at", None)
+        or getattr(record, "failed_at", None)
+        or getattr(record, "discarded_at", None)
+        or getattr(record, "decided_at", None)
+        or record.requested_at
+    )
     score = getattr(record, "risk_score", None)
     metadata = record.metadata
     return [
-        record.event_id, kind, when, record.transaction_id, record.transaction_type.value,
-        _STATUS[kind], record.source_wallet_id, record.destination_wallet_id,
-        record.source_user_id, record.destination_user_id, record.amount, record.fee_amount,
-        record.total_amount, record.currency_code, getattr(record, "reason_code", "") or "",
-        None if score is None else float(score), record.requested_at,
-        str(metadata.get("channel") or ""), str(metadata.get("terminal_id") or ""),
+        record.event_id,
+        kind,
+        when,
+        record.transaction_id,
+        record.transaction_type.value,
+        _STATUS[kind],
+        record.source_wallet_id,
+        record.destination_wallet_id,
+        record.source_user_id,
+        record.destination_user_id,
+        record.amount,
+        record.fee_amount,
+        record.total_amount,
+        record.currency_code,
+        getattr(record, "reason_code", "") or "",
+        None if score is None else float(score),
+        record.requested_at,
+        str(metadata.get("channel") or ""),
+        str(metadata.get("terminal_id") or ""),
         record.client_id,
     ]

@@ -16,8 +16,9 @@ class ReportError(Exception):
         self.code, self.message = code, message
 
 
-def time_range(start: datetime | None, end: datetime | None,
-               days_max: int) -> tuple[datetime, datetime]:
+def time_range(
+    start: datetime | None, end: datetime | None, days_max: int
+) -> tuple[datetime, datetime]:
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=1)
     if start.tzinfo is None or end.tzinfo is None:
@@ -37,9 +38,12 @@ def volume(warehouse: Warehouse, start: datetime, end: datetime) -> list[dict[st
             WHERE event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)}
             GROUP BY event_kind, transaction_type, currency_code
             ORDER BY event_kind, transaction_type, currency_code""",
-        {"start": start, "end": end})
-    return [{"event_kind": k, "transaction_type": t, "currency_code": c, "events": n,
-             "amount": a} for k, t, c, n, a in rows]
+        {"start": start, "end": end},
+    )
+    return [
+        {"event_kind": k, "transaction_type": t, "currency_code": c, "events": n, "amount": a}
+        for k, t, c, n, a in rows
+    ]
 
 
 def latency(warehouse: Warehouse, start: datetime, end: datetime) -> dict[str, Any]:
@@ -50,16 +54,25 @@ def latency(warehouse: Warehouse, start: datetime, end: datetime) -> dict[str, A
                  FROM pipeline_events FINAL
                 WHERE event_kind = 'posted'
                   AND event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)})""",
-        {"start": start, "end": end})
+        {"start": start, "end": end},
+    )
     count, p50, p99, worst = rows[0]
-    return {"completed": count, "p50_ms": p50 if count else None,
-            "p99_ms": p99 if count else None, "max_ms": worst if count else None}
+    return {
+        "completed": count,
+        "p50_ms": p50 if count else None,
+        "p99_ms": p99 if count else None,
+        "max_ms": worst if count else None,
+    }
 
 
 def transaction_events(warehouse: Warehouse, transaction_id: str) -> list[dict[str, Any]]:
     rows = warehouse.query(
         """SELECT event_kind, transaction_status, reason_code, toString(amount), event_time
              FROM pipeline_events FINAL WHERE transaction_id = {id:UUID}
-            ORDER BY event_time""", {"id": transaction_id})
-    return [{"event_kind": k, "transaction_status": s, "reason_code": r, "amount": a,
-             "event_time": t} for k, s, r, a, t in rows]
+            ORDER BY event_time""",
+        {"id": transaction_id},
+    )
+    return [
+        {"event_kind": k, "transaction_status": s, "reason_code": r, "amount": a, "event_time": t}
+        for k, s, r, a, t in rows
+    ]

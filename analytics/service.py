@@ -26,6 +26,8 @@ from analytics.settings import AnalyticsSettings
 from analytics.sink import EventSink
 
 log = logging.getLogger("analytics")
+Start = Annotated[datetime | None, Query(alias="from")]
+End = Annotated[datetime | None, Query(alias="to")]
 
 
 def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
@@ -50,44 +52,59 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
 
     @app.exception_handler(reports.ReportError)
     async def on_report_error(_request: Request, error: reports.ReportError) -> JSONResponse:
-        return JSONResponse(status_code=422,
-                            content={"error": {"code": error.code, "message": error.message}})
-
-    Start = Annotated[datetime | None, Query(alias="from")]
-    End = Annotated[datetime | None, Query(alias="to")]
+        return JSONResponse(
+            status_code=422, content={"error": {"code": error.code, "message": error.message}}
+        )
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:
         sink: EventSink = request.app.state.sink
-        return {"status": "ok", "rows_written": sink.rows_written,
-                "dead_letters": sink.dead_letters}
+        return {
+            "status": "ok",
+            "rows_written": sink.rows_written,
+            "dead_letters": sink.dead_letters,
+        }
 
     @app.get("/v1/reports/volume")
     def volume(request: Request, start: Start = None, end: End = None) -> dict[str, Any]:
         start, end = reports.time_range(start, end, settings.report_range_days_max)
-        return {"from": start, "to": end,
-                "rows": reports.volume(request.app.state.warehouse, start, end)}
+        return {
+            "from": start,
+            "to": end,
+            "rows": reports.volume(request.app.state.warehouse, start, end),
+        }
 
     @app.get("/v1/reports/latency")
     def latency(request: Request, start: Start = None, end: End = None) -> dict[str, Any]:
         start, end = reports.time_range(start, end, settings.report_range_days_max)
-        return {"from": start, "to": end,
-                **reports.latency(request.app.state.warehouse, start, end)}
+        return {
+            "from": start,
+            "to": end,
+            **reports.latency(request.app.state.warehouse, start, end),
+        }
 
     @app.get("/v1/reports/transactions/{transaction_id}")
     def transaction(request: Request, transaction_id: uuid.UUID) -> dict[str, Any]:
-        return {"transaction_id": transaction_id, "events": reports.transaction_events(
-            request.app.state.warehouse, str(transaction_id))}
+        return {
+            "transaction_id": transaction_id,
+            "events": reports.transaction_events(request.app.state.warehouse, str(transaction_id)),
+        }
 
     return app
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s analytics %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s analytics %(levelname)s %(message)s"
+    )
     settings = AnalyticsSettings()  # type: ignore[call-arg]
     url = urlparse(settings.analytics_url)
-    uvicorn.run(create_app(settings), host=url.hostname or "127.0.0.1", port=url.port or 18090,
-                log_level="warning")
+    uvicorn.run(
+        create_app(settings),
+        host=url.hostname or "127.0.0.1",
+        port=url.port or 18090,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,12 @@ from domain.topics import (
 )
 
 log = logging.getLogger("analytics")
-SINK_TOPICS = (TRANSACTIONS_REQUESTED.name, LEDGER_COMMANDS.name, TRANSACTIONS_REJECTED.name,
-               LEDGER_EVENTS.name)
+SINK_TOPICS = (
+    TRANSACTIONS_REQUESTED.name,
+    LEDGER_COMMANDS.name,
+    TRANSACTIONS_REJECTED.name,
+    LEDGER_EVENTS.name,
+)
 POLL_MESSAGES_MAX = 2_000
 
 
@@ -42,13 +46,16 @@ class EventSink:
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
-        consumer = Consumer({
-            "bootstrap.servers": s.kafka_bootstrap, "group.id": s.consumer_group,
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        })
-        producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "acks": "all",
-                             "linger.ms": 5})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap,
+                "group.id": s.consumer_group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+        producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "acks": "all", "linger.ms": 5})
         consumer.subscribe(list(SINK_TOPICS))
         rows: list[list[Any]] = []
         batch_started = time.monotonic()
@@ -76,9 +83,14 @@ class EventSink:
         try:
             rows.append(event_row(records.decode_transaction_record(message.value())))
         except RecordDecodeError as error:
-            producer.produce(f"{message.topic()}.dlq", key=message.key(), value=message.value(),
-                             headers=dead_letter_headers(message.topic(), message.partition(),
-                                                         message.offset(), error.message))
+            producer.produce(
+                f"{message.topic()}.dlq",
+                key=message.key(),
+                value=message.value(),
+                headers=dead_letter_headers(
+                    message.topic(), message.partition(), message.offset(), error.message
+                ),
+            )
             self.dead_letters += 1
 
     def _flush(self, rows: list[list[Any]], consumer: Consumer, producer: Producer) -> None:

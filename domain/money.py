@@ -12,8 +12,22 @@ from domain.exceptions import InvalidAmount, UnsupportedCurrency
 
 #: ISO 4217 minor-unit exponents of the currencies the wallet holds.
 CURRENCY_EXPONENTS: dict[str, int] = {
-    "USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "SGD": 2, "INR": 2,
-    "BRL": 2, "MXN": 2, "ZAR": 2, "NGN": 2, "KES": 2, "JPY": 0, "KRW": 0, "KWD": 3,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "SGD": 2,
+    "INR": 2,
+    "BRL": 2,
+    "MXN": 2,
+    "ZAR": 2,
+    "NGN": 2,
+    "KES": 2,
+    "JPY": 0,
+    "KRW": 0,
+    "KWD": 3,
     "BHD": 3,
 }
 
@@ -41,7 +55,7 @@ def parse_amount(text: object, currency_code: str) -> Decimal:
     """
     exponent = currency_exponent(currency_code)
     if not isinstance(text, str):
-        raise InvalidAmount("amount must be a decimal string such as \"12.50\"")
+        raise InvalidAmount('amount must be a decimal string such as "12.50"')
     try:
         value = Decimal(text.strip())
     except InvalidOperation:

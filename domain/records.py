@@ -14,8 +14,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter
-from pydantic import ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
 
 from domain.exceptions import RecordDecodeError
 from domain.money import from_wire, wire
@@ -33,9 +40,7 @@ def _strict_amount(value: object) -> Decimal:
 
 
 #: An exact amount: a decimal string on the wire, a ``Decimal`` in code.
-Amount = Annotated[
-    Decimal, BeforeValidator(_strict_amount), PlainSerializer(wire, return_type=str)
-]
+Amount = Annotated[Decimal, BeforeValidator(_strict_amount), PlainSerializer(wire, return_type=str)]
 MetadataValue = str | int | bool | None
 
 
@@ -79,8 +84,11 @@ class TransactionFacts(Record):
 
     def facts(self) -> dict[str, object]:
         """The shared fields, to build the next record of the same transaction."""
-        return {name: getattr(self, name) for name in TransactionFacts.model_fields
-                if name not in Record.model_fields}
+        return {
+            name: getattr(self, name)
+            for name in TransactionFacts.model_fields
+            if name not in Record.model_fields
+        }
 
 
 class TransactionRequested(TransactionFacts):
@@ -187,8 +195,14 @@ def decode_wallet_credited(payload: bytes | None) -> WalletCredited:
     return _decode(WalletCredited, payload)  # type: ignore[return-value]
 
 
-TransactionRecord = (TransactionRequested | TransactionRejected | PostTransaction
-                     | TransactionPosted | TransactionFailed | DuplicateDiscarded)
+TransactionRecord = (
+    TransactionRequested
+    | TransactionRejected
+    | PostTransaction
+    | TransactionPosted
+    | TransactionFailed
+    | DuplicateDiscarded
+)
 _any_transaction_record = TypeAdapter(Annotated[TransactionRecord, Field(discriminator="kind")])
 
 

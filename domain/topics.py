@@ -25,28 +25,36 @@ class TopicSpec:
 
 
 TRANSACTIONS_REQUESTED = TopicSpec(
-    "transactions.requested", WALLET_PARTITIONS,
+    "transactions.requested",
+    WALLET_PARTITIONS,
     "TransactionRequested from the API, keyed by the wallet whose money moves first.",
 )
 TRANSACTIONS_REJECTED = TopicSpec(
-    "transactions.rejected", WALLET_PARTITIONS,
+    "transactions.rejected",
+    WALLET_PARTITIONS,
     "TransactionRejected by the stream (reason code), keyed like the request.",
 )
 LEDGER_COMMANDS = TopicSpec(
-    "ledger.commands", WALLET_PARTITIONS,
+    "ledger.commands",
+    WALLET_PARTITIONS,
     "PostTransaction: approved and reserved, for the ledger writer; keyed like the request.",
 )
 LEDGER_EVENTS = TopicSpec(
-    "ledger.events", WALLET_PARTITIONS,
+    "ledger.events",
+    WALLET_PARTITIONS,
     "TransactionPosted / TransactionFailed from the ledger outbox; keyed like the request.",
 )
 WALLET_CREDITS = TopicSpec(
-    "streams.wallet-credits", WALLET_PARTITIONS,
+    "streams.wallet-credits",
+    WALLET_PARTITIONS,
     "Internal: a posted credit re-keyed by the credited wallet, so its partition applies it.",
 )
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TRANSACTIONS_REQUESTED, TRANSACTIONS_REJECTED, LEDGER_COMMANDS, LEDGER_EVENTS,
+    TRANSACTIONS_REQUESTED,
+    TRANSACTIONS_REJECTED,
+    LEDGER_COMMANDS,
+    LEDGER_EVENTS,
     WALLET_CREDITS,
 )
 
@@ -60,8 +68,13 @@ def all_topic_names_with_partitions() -> dict[str, int]:
     return names
 
 
-def dead_letter_headers(topic: str, partition: int, offset: int,
-                        reason: str) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    topic: str, partition: int, offset: int, reason: str
+) -> list[tuple[str, bytes]]:
     """Headers of a dead-letter record: why it failed and where it came from."""
-    return [("dlq.reason", reason.encode()), ("dlq.topic", topic.encode()),
-            ("dlq.partition", str(partition).encode()), ("dlq.offset", str(offset).encode())]
+    return [
+        ("dlq.reason", reason.encode()),
+        ("dlq.topic", topic.encode()),
+        ("dlq.partition", str(partition).encode()),
+        ("dlq.offset", str(offset).encode()),
+    ]

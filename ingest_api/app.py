@@ -52,16 +52,30 @@ def _validation_error(error: RequestValidationError) -> JSONResponse:
     return _error(422, "INVALID_FIELD", f"{where}: {first['msg']}")
 
 
+def service_of(request: Request) -> IngestService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+async def caller(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Client:
+    """Every /v1 route authenticates (and rate-limits) its caller by API key."""
+    return await service_of(request).authenticate(x_api_key)
+
+
+Caller = Annotated[Client, Depends(caller)]
+
+
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()  # type: ignore[call-arg]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = AsyncConnectionPool(settings.database_url, min_size=2,
-                                   max_size=settings.db_pool_size_max, open=False)
+        pool = AsyncConnectionPool(
+            settings.database_url, min_size=2, max_size=settings.db_pool_size_max, open=False
+        )
         await pool.open(wait=True, timeout=30)
-        publisher = KafkaPublisher(settings.kafka_bootstrap, settings.producer_linger_ms,
-                                   settings.publish_timeout_ms)
+        publisher = KafkaPublisher(
+            settings.kafka_bootstrap, settings.producer_linger_ms, settings.publish_timeout_ms
+        )
         service = IngestService(settings, Repository(pool), publisher)
         app.state.service = service
 
@@ -91,15 +105,6 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     async def on_invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
         return _validation_error(error)
 
-    def service_of(request: Request) -> IngestService:
-        return request.app.state.service  # type: ignore[no-any-return]
-
-    async def caller(request: Request,
-                     x_api_key: Annotated[str | None, Header()] = None) -> Client:
-        return await service_of(request).authenticate(x_api_key)
-
-    Caller = Annotated[Client, Depends(caller)]
-
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -118,20 +123,25 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @app.post("/v1/transactions", status_code=202, response_model=TransactionAccepted)
     async def create_transaction(
-        body: CreateTransaction, client: Caller, request: Request,
+        body: CreateTransaction,
+        client: Caller,
+        request: Request,
         idempotency_key: Annotated[str | None, Header()] = None,
         user_agent: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         ip = request.client.host if request.client else None
-        answer = await service_of(request).submit_transaction(client, body, idempotency_key,
-                                                              ip, user_agent)
+        answer = await service_of(request).submit_transaction(
+            client, body, idempotency_key, ip, user_agent
+        )
         content = TransactionAccepted.model_validate(answer).model_dump(mode="json")
-        return JSONResponse(status_code=202, content=content,
-                            headers={"Location": f"/v1/transactions/{answer['transaction_id']}"})
+        return JSONResponse(
+            status_code=202,
+            content=content,
+            headers={"Location": f"/v1/transactions/{answer['transaction_id']}"},
+        )
 
     @app.get("/v1/transactions/{transaction_id}", response_model=TransactionOut)
-    async def get_transaction(transaction_id: uuid.UUID, client: Caller,
-                              request: Request) -> dict:
+    async def get_transaction(transaction_id: uuid.UUID, client: Caller, request: Request) -> dict:
         return await service_of(request).get_transaction(client, transaction_id)
 
     return app

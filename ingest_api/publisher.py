@@ -34,7 +34,9 @@ class KafkaPublisher:
         self._producer = Producer(producer_config(bootstrap, linger_ms))
         self._timeout_s = timeout_ms / 1000
         self._stopping = threading.Event()
-        self._poller = threading.Thread(target=self._serve_reports, name="kafka-delivery", daemon=True)
+        self._poller = threading.Thread(
+            target=self._serve_reports, name="kafka-delivery", daemon=True
+        )
         self._poller.start()
 
     def _serve_reports(self) -> None:

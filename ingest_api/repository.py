@@ -63,7 +63,9 @@ class Repository:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT client_id, name, role, rate_limit_per_second FROM api_clients"
-                " WHERE api_key_hash = %s", (key_hash,))
+                " WHERE api_key_hash = %s",
+                (key_hash,),
+            )
             row = await cur.fetchone()
         return None if row is None else Client(*row)
 
@@ -81,14 +83,17 @@ class Repository:
                            %(salt)s, %(first_name)s, %(last_name)s, %(date_of_birth)s,
                            'ACTIVE', 'PENDING', %(now)s, %(now)s)
                        RETURNING user_id, email, status, kyc_status, created_at""",
-                    {**fields, "user_id": user_id, "now": now})
+                    {**fields, "user_id": user_id, "now": now},
+                )
                 user = await cur.fetchone()
                 await cur.execute(
                     "INSERT INTO api_client_users (client_id, user_id) VALUES (%s, %s)",
-                    (client_id, user_id))
+                    (client_id, user_id),
+                )
         except psycopg.errors.UniqueViolation:
-            raise Conflict("a user with this email or phone number exists",
-                           code="USER_EXISTS") from None
+            raise Conflict(
+                "a user with this email or phone number exists", code="USER_EXISTS"
+            ) from None
         assert user is not None
         return user
 
@@ -98,12 +103,15 @@ class Repository:
             cur = await conn.execute(
                 """SELECT EXISTS (SELECT 1 FROM api_client_users
                                    WHERE client_id = %s AND user_id = u.user_id)
-                     FROM users u WHERE u.user_id = %s""", (client_id, user_id))
+                     FROM users u WHERE u.user_id = %s""",
+                (client_id, user_id),
+            )
             row = await cur.fetchone()
         return None if row is None else bool(row[0])
 
-    async def create_wallet(self, user_id: uuid.UUID, wallet_type: str,
-                            currency_code: str) -> dict[str, Any]:
+    async def create_wallet(
+        self, user_id: uuid.UUID, wallet_type: str, currency_code: str
+    ) -> dict[str, Any]:
         now = datetime.now(UTC)
         wallet_id = uuid.uuid4()
         async with self._pool.connection() as conn, conn.transaction():
@@ -113,19 +121,24 @@ class Repository:
                        created_at, updated_at)
                    VALUES (%s, %s, %s, %s, 'ACTIVE', %s, %s)
                    RETURNING wallet_id, user_id, wallet_type, currency_code, status, created_at""",
-                (wallet_id, user_id, wallet_type, currency_code, now, now))
+                (wallet_id, user_id, wallet_type, currency_code, now, now),
+            )
             wallet = await cur.fetchone()
             await cur.execute(
                 """INSERT INTO wallet_balances (balance_id, wallet_id, last_updated_at)
-                   VALUES (%s, %s, %s)""", (uuid.uuid4(), wallet_id, now))
+                   VALUES (%s, %s, %s)""",
+                (uuid.uuid4(), wallet_id, now),
+            )
         assert wallet is not None
         return wallet
 
-    async def wallet_access(self, client_id: uuid.UUID,
-                            wallet_ids: list[uuid.UUID]) -> dict[uuid.UUID, WalletAccess]:
+    async def wallet_access(
+        self, client_id: uuid.UUID, wallet_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, WalletAccess]:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(_WALLET_ACCESS_SQL,
-                                     {"client": client_id, "wallets": wallet_ids})
+            cur = await conn.execute(
+                _WALLET_ACCESS_SQL, {"client": client_id, "wallets": wallet_ids}
+            )
             rows = await cur.fetchall()
         return {row[0]: WalletAccess(*row) for row in rows}
 
@@ -136,22 +149,32 @@ class Repository:
                 """SELECT b.wallet_id, w.currency_code, b.available_balance, b.pending_balance,
                           b.reserved_balance, b.last_updated_at
                      FROM wallet_balances b JOIN wallets w USING (wallet_id)
-                    WHERE b.wallet_id = %s""", (wallet_id,))
+                    WHERE b.wallet_id = %s""",
+                (wallet_id,),
+            )
             return await cur.fetchone()
 
-    async def accepted_request(self, client_id: uuid.UUID,
-                               idempotency_key: str) -> AcceptedRequest | None:
+    async def accepted_request(
+        self, client_id: uuid.UUID, idempotency_key: str
+    ) -> AcceptedRequest | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 """SELECT transaction_id, request_hash, record, published_at IS NOT NULL
                      FROM transaction_requests WHERE client_id = %s AND idempotency_key = %s""",
-                (client_id, idempotency_key))
+                (client_id, idempotency_key),
+            )
             row = await cur.fetchone()
         return None if row is None else AcceptedRequest(*row)
 
-    async def record_request(self, client_id: uuid.UUID, idempotency_key: str,
-                             request_hash: str, transaction_id: uuid.UUID,
-                             record: dict[str, Any], created_at: datetime) -> bool:
+    async def record_request(
+        self,
+        client_id: uuid.UUID,
+        idempotency_key: str,
+        request_hash: str,
+        transaction_id: uuid.UUID,
+        record: dict[str, Any],
+        created_at: datetime,
+    ) -> bool:
         """False when the same client and key won the race first."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -159,35 +182,48 @@ class Repository:
                        request_hash, record, created_at)
                    VALUES (%s, %s, %s, %s, %s, %s)
                    ON CONFLICT (client_id, idempotency_key) DO NOTHING""",
-                (transaction_id, client_id, idempotency_key, request_hash, Jsonb(record),
-                 created_at))
+                (
+                    transaction_id,
+                    client_id,
+                    idempotency_key,
+                    request_hash,
+                    Jsonb(record),
+                    created_at,
+                ),
+            )
             return cur.rowcount == 1
 
     async def mark_published(self, transaction_ids: list[uuid.UUID]) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE transaction_requests SET published_at = now()"
-                " WHERE transaction_id = ANY(%s) AND published_at IS NULL", (transaction_ids,))
+                " WHERE transaction_id = ANY(%s) AND published_at IS NULL",
+                (transaction_ids,),
+            )
 
-    async def transaction(self, client_id: uuid.UUID,
-                          transaction_id: uuid.UUID) -> tuple[dict[str, Any] | None,
-                                                              list[dict[str, Any]],
-                                                              dict[str, Any] | None]:
+    async def transaction(
+        self, client_id: uuid.UUID, transaction_id: uuid.UUID
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, Any] | None]:
         """(ledger row or None, its events, the accepted request or None) for this client."""
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "SELECT record FROM transaction_requests WHERE transaction_id = %s"
-                " AND client_id = %s", (transaction_id, client_id))
+                " AND client_id = %s",
+                (transaction_id, client_id),
+            )
             request = await cur.fetchone()
             if request is None:
                 return None, [], None
-            await cur.execute("SELECT * FROM transactions WHERE transaction_id = %s",
-                              (transaction_id,))
+            await cur.execute(
+                "SELECT * FROM transactions WHERE transaction_id = %s", (transaction_id,)
+            )
             row = await cur.fetchone()
             await cur.execute(
                 """SELECT event_type, event_status, error_code, error_message, created_at
                      FROM transaction_events WHERE transaction_id = %s
-                    ORDER BY created_at, event_type""", (transaction_id,))
+                    ORDER BY created_at, event_type""",
+                (transaction_id,),
+            )
             events = await cur.fetchall()
         return row, events, request["record"]

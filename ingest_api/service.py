@@ -49,26 +49,36 @@ def request_fingerprint(body: CreateTransaction) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _wallet(wallets: dict[uuid.UUID, WalletAccess], wallet_id: uuid.UUID, role: str,
-            currency_code: str, must_own: bool) -> WalletAccess:
+def _wallet(
+    wallets: dict[uuid.UUID, WalletAccess],
+    wallet_id: uuid.UUID,
+    role: str,
+    currency_code: str,
+    must_own: bool,
+) -> WalletAccess:
     wallet = wallets.get(wallet_id)
     if wallet is None:
         raise NotFound(f"{role} wallet {wallet_id} does not exist", code="WALLET_NOT_FOUND")
     if must_own and not wallet.allowed:
-        raise Forbidden(f"this API key may not move money from or into {role} wallet "
-                        f"{wallet_id}", code="WALLET_FORBIDDEN")
+        raise Forbidden(
+            f"this API key may not move money from or into {role} wallet {wallet_id}",
+            code="WALLET_FORBIDDEN",
+        )
     if wallet.status != "ACTIVE":
-        raise Unprocessable(f"{role} wallet {wallet_id} is {wallet.status}",
-                            code="WALLET_NOT_ACTIVE")
+        raise Unprocessable(
+            f"{role} wallet {wallet_id} is {wallet.status}", code="WALLET_NOT_ACTIVE"
+        )
     if wallet.currency_code != currency_code:
-        raise Unprocessable(f"{role} wallet {wallet_id} holds {wallet.currency_code}, not "
-                            f"{currency_code}", code="CURRENCY_MISMATCH")
+        raise Unprocessable(
+            f"{role} wallet {wallet_id} holds {wallet.currency_code}, not {currency_code}",
+            code="CURRENCY_MISMATCH",
+        )
     return wallet
 
 
-def check_transaction(body: CreateTransaction, wallets: dict[uuid.UUID, WalletAccess],
-                      fees: FeeSchedule) -> tuple[Decimal, Decimal, WalletAccess | None,
-                                                  WalletAccess | None]:
+def check_transaction(
+    body: CreateTransaction, wallets: dict[uuid.UUID, WalletAccess], fees: FeeSchedule
+) -> tuple[Decimal, Decimal, WalletAccess | None, WalletAccess | None]:
     """Validate a request against its wallets; return (amount, fee, source, destination).
 
     The money-leaving wallet must belong to the caller (or be granted to it); a deposit's
@@ -85,8 +95,9 @@ def check_transaction(body: CreateTransaction, wallets: dict[uuid.UUID, WalletAc
         source = _wallet(wallets, body.source_wallet_id, "source", body.currency_code, True)
     if body.destination_wallet_id is not None:
         is_deposit = body.transaction_type is TransactionType.DEPOSIT
-        destination = _wallet(wallets, body.destination_wallet_id, "destination",
-                              body.currency_code, is_deposit)
+        destination = _wallet(
+            wallets, body.destination_wallet_id, "destination", body.currency_code, is_deposit
+        )
     fee = fees.fee_for(body.transaction_type, amount, body.currency_code)
     return amount, fee, source, destination
 
@@ -106,23 +117,25 @@ def accepted_answer(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class IngestService:
-    def __init__(self, settings: IngestSettings, repository: Repository,
-                 publisher: KafkaPublisher) -> None:
+    def __init__(
+        self, settings: IngestSettings, repository: Repository, publisher: KafkaPublisher
+    ) -> None:
         self._settings = settings
         self._repository = repository
         self._publisher = publisher
         self._fees = settings.fee_schedule
-        self._clients: TtlCache[str, Client] = TtlCache(settings.cache_entries_max,
-                                                        settings.cache_ttl_ms)
+        self._clients: TtlCache[str, Client] = TtlCache(
+            settings.cache_entries_max, settings.cache_ttl_ms
+        )
         self._wallets: TtlCache[tuple[uuid.UUID, uuid.UUID], WalletAccess] = TtlCache(
-            settings.cache_entries_max, settings.cache_ttl_ms)
+            settings.cache_entries_max, settings.cache_ttl_ms
+        )
         self._rate_limiter = RateLimiter(settings.rate_limit_clients_max)
         self._published: asyncio.Queue[uuid.UUID] = asyncio.Queue(PUBLISHED_MARKS_MAX)
 
     async def authenticate(self, api_key: str | None) -> Client:
         if not api_key:
-            raise Unauthorized("send your API key in the X-API-Key header",
-                               code="MISSING_API_KEY")
+            raise Unauthorized("send your API key in the X-API-Key header", code="MISSING_API_KEY")
         key_hash = hash_api_key(api_key)
         client = self._clients.get(key_hash)
         if client is None:
@@ -136,8 +149,15 @@ class IngestService:
     async def create_user(self, client: Client, body: CreateUser) -> dict[str, Any]:
         salt = secrets.token_hex(16)
         digest = await asyncio.to_thread(
-            hashlib.scrypt, body.password.encode(), salt=bytes.fromhex(salt),
-            n=self._settings.password_scrypt_n, r=8, p=1, maxmem=2**26, dklen=32)
+            hashlib.scrypt,
+            body.password.encode(),
+            salt=bytes.fromhex(salt),
+            n=self._settings.password_scrypt_n,
+            r=8,
+            p=1,
+            maxmem=2**26,
+            dklen=32,
+        )
         fields = body.model_dump(exclude={"password"})
         fields.update(password_hash=digest.hex(), salt=salt)
         return await self._repository.create_user(client.client_id, fields)
@@ -151,13 +171,14 @@ class IngestService:
         if owned is None:
             raise NotFound(f"user {body.user_id} does not exist", code="USER_NOT_FOUND")
         if not owned:
-            raise Forbidden(f"user {body.user_id} belongs to another client",
-                            code="USER_FORBIDDEN")
-        return await self._repository.create_wallet(body.user_id, body.wallet_type.value,
-                                                    body.currency_code)
+            raise Forbidden(f"user {body.user_id} belongs to another client", code="USER_FORBIDDEN")
+        return await self._repository.create_wallet(
+            body.user_id, body.wallet_type.value, body.currency_code
+        )
 
-    async def _wallet_access(self, client: Client,
-                             wallet_ids: list[uuid.UUID]) -> dict[uuid.UUID, WalletAccess]:
+    async def _wallet_access(
+        self, client: Client, wallet_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, WalletAccess]:
         found: dict[uuid.UUID, WalletAccess] = {}
         missing = []
         for wallet_id in wallet_ids:
@@ -173,15 +194,23 @@ class IngestService:
             found.update(fetched)
         return found
 
-    async def submit_transaction(self, client: Client, body: CreateTransaction,
-                                 idempotency_key: str | None, ip_address: str | None,
-                                 user_agent: str | None) -> dict[str, Any]:
+    async def submit_transaction(
+        self,
+        client: Client,
+        body: CreateTransaction,
+        idempotency_key: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> dict[str, Any]:
         if not idempotency_key:
-            raise Unprocessable("send an Idempotency-Key header (unique per transaction)",
-                                code="MISSING_IDEMPOTENCY_KEY")
+            raise Unprocessable(
+                "send an Idempotency-Key header (unique per transaction)",
+                code="MISSING_IDEMPOTENCY_KEY",
+            )
         if len(idempotency_key) > IDEMPOTENCY_KEY_LENGTH_MAX:
-            raise Unprocessable("Idempotency-Key is longer than 255 characters",
-                                code="INVALID_IDEMPOTENCY_KEY")
+            raise Unprocessable(
+                "Idempotency-Key is longer than 255 characters", code="INVALID_IDEMPOTENCY_KEY"
+            )
         fingerprint = request_fingerprint(body)
         earlier = await self._repository.accepted_request(client.client_id, idempotency_key)
         if earlier is not None:
@@ -193,23 +222,35 @@ class IngestService:
         if body.external_reference_id:
             metadata["external_reference_id"] = body.external_reference_id
         record = records.TransactionRequested(
-            transaction_id=uuid.uuid4(), transaction_type=body.transaction_type,
+            transaction_id=uuid.uuid4(),
+            transaction_type=body.transaction_type,
             source_wallet_id=body.source_wallet_id,
             destination_wallet_id=body.destination_wallet_id,
             source_user_id=source.user_id if source else None,
             destination_user_id=destination.user_id if destination else None,
-            amount=amount, fee_amount=fee, total_amount=amount + fee,
-            currency_code=body.currency_code, description=body.description,
-            client_id=client.client_id, idempotency_key=idempotency_key,
-            ip_address=ip_address, user_agent=(user_agent or None) and user_agent[:500],
-            metadata=metadata, requested_at=datetime.now(UTC))
+            amount=amount,
+            fee_amount=fee,
+            total_amount=amount + fee,
+            currency_code=body.currency_code,
+            description=body.description,
+            client_id=client.client_id,
+            idempotency_key=idempotency_key,
+            ip_address=ip_address,
+            user_agent=(user_agent or None) and user_agent[:500],
+            metadata=metadata,
+            requested_at=datetime.now(UTC),
+        )
         as_json = record.model_dump(mode="json")
         stored = await self._repository.record_request(
-            client.client_id, idempotency_key, fingerprint, record.transaction_id, as_json,
-            record.requested_at)
+            client.client_id,
+            idempotency_key,
+            fingerprint,
+            record.transaction_id,
+            as_json,
+            record.requested_at,
+        )
         if not stored:  # the same key raced in from a concurrent request
-            earlier = await self._repository.accepted_request(client.client_id,
-                                                              idempotency_key)
+            earlier = await self._repository.accepted_request(client.client_id, idempotency_key)
             assert earlier is not None
             return await self._replay(earlier, fingerprint)
         await self._publish(record)
@@ -217,15 +258,18 @@ class IngestService:
 
     async def _replay(self, earlier: Any, fingerprint: str) -> dict[str, Any]:
         if earlier.request_hash != fingerprint:
-            raise Conflict("this Idempotency-Key was used for a different request",
-                           code="IDEMPOTENCY_KEY_REUSED")
+            raise Conflict(
+                "this Idempotency-Key was used for a different request",
+                code="IDEMPOTENCY_KEY_REUSED",
+            )
         if not earlier.published:  # the first attempt may not have reached Kafka: resend it
             await self._publish(records.TransactionRequested.model_validate(earlier.record))
         return accepted_answer(earlier.record)
 
     async def _publish(self, record: records.TransactionRequested) -> None:
-        await self._publisher.publish(TRANSACTIONS_REQUESTED.name, record.partition_key,
-                                      records.encode(record))
+        await self._publisher.publish(
+            TRANSACTIONS_REQUESTED.name, record.partition_key, records.encode(record)
+        )
         try:
             self._published.put_nowait(record.transaction_id)
         except asyncio.QueueFull:
@@ -241,17 +285,23 @@ class IngestService:
         return len(batch)
 
     async def get_transaction(self, client: Client, transaction_id: uuid.UUID) -> dict[str, Any]:
-        row, events, request = await self._repository.transaction(client.client_id,
-                                                                  transaction_id)
+        row, events, request = await self._repository.transaction(client.client_id, transaction_id)
         if request is None:
-            raise NotFound(f"transaction {transaction_id} does not exist",
-                           code="TRANSACTION_NOT_FOUND")
+            raise NotFound(
+                f"transaction {transaction_id} does not exist", code="TRANSACTION_NOT_FOUND"
+            )
         if row is None:
             answer = accepted_answer(request)
-            answer.update(source_wallet_id=request["source_wallet_id"],
-                          destination_wallet_id=request["destination_wallet_id"],
-                          description=request["description"], risk_score=None,
-                          failure_code=None, failure_reason=None, completed_at=None, events=[])
+            answer.update(
+                source_wallet_id=request["source_wallet_id"],
+                destination_wallet_id=request["destination_wallet_id"],
+                description=request["description"],
+                risk_score=None,
+                failure_code=None,
+                failure_reason=None,
+                completed_at=None,
+                events=[],
+            )
             return answer
         failure = next((e for e in reversed(events) if e["event_type"] == "FAILED"), None)
         return {
@@ -261,13 +311,16 @@ class IngestService:
             "status": row["transaction_status"],
             "source_wallet_id": row["source_wallet_id"],
             "destination_wallet_id": row["destination_wallet_id"],
-            "amount": wire(row["amount"]), "fee_amount": wire(row["fee_amount"]),
-            "total_amount": wire(row["total_amount"]), "currency_code": row["currency_code"],
+            "amount": wire(row["amount"]),
+            "fee_amount": wire(row["fee_amount"]),
+            "total_amount": wire(row["total_amount"]),
+            "currency_code": row["currency_code"],
             "description": row["description"],
             "risk_score": None if row["risk_score"] is None else str(row["risk_score"]),
             "failure_code": failure["error_code"] if failure else None,
             "failure_reason": failure["error_message"] if failure else None,
-            "created_at": row["created_at"], "completed_at": row["completed_at"],
+            "created_at": row["created_at"],
+            "completed_at": row["completed_at"],
             "events": events,
         }
 
@@ -276,13 +329,17 @@ class IngestService:
         if access is None:
             raise NotFound(f"wallet {wallet_id} does not exist", code="WALLET_NOT_FOUND")
         if not access.allowed:
-            raise Forbidden(f"wallet {wallet_id} belongs to another client",
-                            code="WALLET_FORBIDDEN")
+            raise Forbidden(
+                f"wallet {wallet_id} belongs to another client", code="WALLET_FORBIDDEN"
+            )
         row = await self._repository.balance(wallet_id)
         if row is None:
             raise Unavailable(f"wallet {wallet_id} has no balance row", code="BALANCE_MISSING")
         return {
-            "wallet_id": row["wallet_id"], "currency_code": row["currency_code"],
-            "available": wire(row["available_balance"]), "pending": wire(row["pending_balance"]),
-            "reserved": wire(row["reserved_balance"]), "last_updated_at": row["last_updated_at"],
+            "wallet_id": row["wallet_id"],
+            "currency_code": row["currency_code"],
+            "available": wire(row["available_balance"]),
+            "pending": wire(row["pending_balance"]),
+            "reserved": wire(row["reserved_balance"]),
+            "last_updated_at": row["last_updated_at"],
         }

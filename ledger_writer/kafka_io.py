@@ -51,8 +51,9 @@ def make_assign_callback(load_offsets: Callable[[str], dict[int, int]]) -> Calla
     return on_assign
 
 
-def send_and_wait(producer: Producer, messages: list[tuple[str, bytes | str, bytes, list]],
-                  timeout_s: float) -> None:
+def send_and_wait(
+    producer: Producer, messages: list[tuple[str, bytes | str, bytes, list]], timeout_s: float
+) -> None:
     """Produce a batch and wait for every acknowledgement, or raise."""
     failures: list[KafkaError] = []
 
@@ -63,15 +64,17 @@ def send_and_wait(producer: Producer, messages: list[tuple[str, bytes | str, byt
     for topic, key, value, headers in messages:
         while True:
             try:
-                producer.produce(topic, key=key, value=value, headers=headers,
-                                 on_delivery=on_delivery)
+                producer.produce(
+                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery
+                )
                 break
             except BufferError:
                 producer.poll(0.1)
     remaining = producer.flush(timeout_s)
     if remaining or failures:
-        raise LedgerWriterError(f"Kafka did not take {remaining + len(failures)} records: "
-                                f"{failures[:3]}")
+        raise LedgerWriterError(
+            f"Kafka did not take {remaining + len(failures)} records: {failures[:3]}"
+        )
 
 
 def dead_letter(message: Message, reason: str) -> tuple[str, bytes | str, bytes, list]:

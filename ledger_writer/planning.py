@@ -77,8 +77,12 @@ def wallets_of(inputs: Iterable[LedgerInput]) -> set[uuid.UUID]:
     return wallets
 
 
-def plan_batch(inputs: list[LedgerInput], already_posted: set[uuid.UUID],
-               accounts: dict[uuid.UUID, Account], now: datetime) -> BatchPlan:
+def plan_batch(
+    inputs: list[LedgerInput],
+    already_posted: set[uuid.UUID],
+    accounts: dict[uuid.UUID, Account],
+    now: datetime,
+) -> BatchPlan:
     plan = BatchPlan(accounts=dict(accounts))
     seen = set(already_posted)
     for item in inputs:
@@ -89,8 +93,9 @@ def plan_batch(inputs: list[LedgerInput], already_posted: set[uuid.UUID],
             continue
         seen.add(item.transaction_id)
         if isinstance(item, TransactionRejected):
-            _record_failure(plan, item, item.reason_code, item.reason_message, now,
-                            authorized=False)
+            _record_failure(
+                plan, item, item.reason_code, item.reason_message, now, authorized=False
+            )
             continue
         try:
             _post(plan, item, now)
@@ -106,29 +111,39 @@ def _account(plan: BatchPlan, wallet_id: uuid.UUID, currency_code: str) -> Accou
     if account.status != "ACTIVE":
         raise _Refused(RejectReason.WALLET_NOT_ACTIVE, f"wallet {wallet_id} is {account.status}")
     if account.currency_code != currency_code:
-        raise _Refused(RejectReason.CURRENCY_MISMATCH,
-                       f"wallet {wallet_id} holds {account.currency_code}, not {currency_code}")
+        raise _Refused(
+            RejectReason.CURRENCY_MISMATCH,
+            f"wallet {wallet_id} holds {account.currency_code}, not {currency_code}",
+        )
     return account
 
 
 def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
     if command.total_amount != command.amount + command.fee_amount or command.amount <= 0:
         raise _Refused(RejectReason.INVALID_TRANSACTION, "total_amount is not amount + fee")
-    postings = postings_for(command.transaction_type, command.source_wallet_id,
-                            command.destination_wallet_id, command.amount,
-                            command.fee_amount, command.currency_code)
+    postings = postings_for(
+        command.transaction_type,
+        command.source_wallet_id,
+        command.destination_wallet_id,
+        command.amount,
+        command.fee_amount,
+        command.currency_code,
+    )
     if sum(p.signed for p in postings) != 0:
-        raise LedgerInvariantError(f"transaction {command.transaction_id}: entries do not "
-                                   "sum to zero")
+        raise LedgerInvariantError(
+            f"transaction {command.transaction_id}: entries do not sum to zero"
+        )
     updated: dict[uuid.UUID, Account] = {}
     for posting in postings:
-        account = updated.get(posting.wallet_id) or _account(plan, posting.wallet_id,
-                                                              command.currency_code)
+        account = updated.get(posting.wallet_id) or _account(
+            plan, posting.wallet_id, command.currency_code
+        )
         account = replace(account, available=account.available + posting.signed)
         if not account.is_system and account.available < 0:
-            raise _Refused(RejectReason.INSUFFICIENT_FUNDS,
-                           f"wallet {posting.wallet_id} lacks {-account.available} "
-                           f"{command.currency_code}")
+            raise _Refused(
+                RejectReason.INSUFFICIENT_FUNDS,
+                f"wallet {posting.wallet_id} lacks {-account.available} {command.currency_code}",
+            )
         updated[posting.wallet_id] = account
     # Every check passed: now, and only now, the batch state changes.
     running: dict[uuid.UUID, Account] = {}
@@ -136,52 +151,108 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
         before = running.get(posting.wallet_id) or plan.accounts[posting.wallet_id]
         after = replace(before, available=before.available + posting.signed)
         running[posting.wallet_id] = after
-        plan.entries.append((uuid.uuid4(), command.transaction_id, posting.wallet_id,
-                             posting.entry_type.value, posting.amount, after.posted, now))
+        plan.entries.append(
+            (
+                uuid.uuid4(),
+                command.transaction_id,
+                posting.wallet_id,
+                posting.entry_type.value,
+                posting.amount,
+                after.posted,
+                now,
+            )
+        )
     plan.accounts.update(updated)
     plan.changed.update(updated)
-    plan.transactions.append(_transaction_row(command, TransactionStatus.COMPLETED,
-                                              command.risk_score, now, completed_at=now))
-    plan.events.extend([
-        _event(command, EventType.INITIATED, EventStatus.SUCCESS, command.requested_at),
-        _event(command, EventType.AUTHORIZED, EventStatus.SUCCESS, command.decided_at),
-        _event(command, EventType.SETTLED, EventStatus.SUCCESS, now),
-    ])
-    plan.ledger_events.append(TransactionPosted(**command.facts(), risk_score=command.risk_score,
-                                                completed_at=now))
+    plan.transactions.append(
+        _transaction_row(
+            command, TransactionStatus.COMPLETED, command.risk_score, now, completed_at=now
+        )
+    )
+    plan.events.extend(
+        [
+            _event(command, EventType.INITIATED, EventStatus.SUCCESS, command.requested_at),
+            _event(command, EventType.AUTHORIZED, EventStatus.SUCCESS, command.decided_at),
+            _event(command, EventType.SETTLED, EventStatus.SUCCESS, now),
+        ]
+    )
+    plan.ledger_events.append(
+        TransactionPosted(**command.facts(), risk_score=command.risk_score, completed_at=now)
+    )
     plan.posted += 1
 
 
-def _record_failure(plan: BatchPlan, item: LedgerInput, code: str, message: str,
-                    now: datetime, *, authorized: bool) -> None:
-    plan.transactions.append(_transaction_row(item, TransactionStatus.FAILED, item.risk_score,
-                                              now, completed_at=None))
+def _record_failure(
+    plan: BatchPlan, item: LedgerInput, code: str, message: str, now: datetime, *, authorized: bool
+) -> None:
+    plan.transactions.append(
+        _transaction_row(item, TransactionStatus.FAILED, item.risk_score, now, completed_at=None)
+    )
     plan.events.append(_event(item, EventType.INITIATED, EventStatus.SUCCESS, item.requested_at))
     if authorized:
-        plan.events.append(_event(item, EventType.AUTHORIZED, EventStatus.SUCCESS,
-                                  item.decided_at))
-    plan.events.append(_event(item, EventType.FAILED, EventStatus.FAILURE, now,
-                              error_code=code, error_message=message))
+        plan.events.append(_event(item, EventType.AUTHORIZED, EventStatus.SUCCESS, item.decided_at))
+    plan.events.append(
+        _event(
+            item, EventType.FAILED, EventStatus.FAILURE, now, error_code=code, error_message=message
+        )
+    )
     if authorized:  # the stream holds a reservation for it: tell it to release
-        plan.ledger_events.append(TransactionFailed(**item.facts(), reason_code=code,
-                                                    reason_message=message, failed_at=now))
+        plan.ledger_events.append(
+            TransactionFailed(
+                **item.facts(), reason_code=code, reason_message=message, failed_at=now
+            )
+        )
     plan.failed += 1
 
 
-def _transaction_row(item: LedgerInput, status: TransactionStatus, risk_score: Decimal | None,
-                     now: datetime, completed_at: datetime | None) -> tuple:
-    return (item.transaction_id, item.transaction_type.value, status.value,
-            item.source_wallet_id, item.destination_wallet_id,
-            item.metadata.get("external_reference_id"), item.amount, item.currency_code,
-            item.fee_amount, item.total_amount, item.description, item.metadata,
-            item.requested_at, now, completed_at, item.idempotency_key, item.ip_address,
-            item.user_agent, risk_score)
+def _transaction_row(
+    item: LedgerInput,
+    status: TransactionStatus,
+    risk_score: Decimal | None,
+    now: datetime,
+    completed_at: datetime | None,
+) -> tuple:
+    return (
+        item.transaction_id,
+        item.transaction_type.value,
+        status.value,
+        item.source_wallet_id,
+        item.destination_wallet_id,
+        item.metadata.get("external_reference_id"),
+        item.amount,
+        item.currency_code,
+        item.fee_amount,
+        item.total_amount,
+        item.description,
+        item.metadata,
+        item.requested_at,
+        now,
+        completed_at,
+        item.idempotency_key,
+        item.ip_address,
+        item.user_agent,
+        risk_score,
+    )
 
 
-def _event(item: LedgerInput, event_type: EventType, status: EventStatus, at: datetime,
-           error_code: str | None = None, error_message: str | None = None) -> tuple:
-    return (uuid.uuid4(), item.transaction_id, event_type.value, status.value,
-            {"client_id": str(item.client_id)}, error_code, error_message, at)
+def _event(
+    item: LedgerInput,
+    event_type: EventType,
+    status: EventStatus,
+    at: datetime,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> tuple:
+    return (
+        uuid.uuid4(),
+        item.transaction_id,
+        event_type.value,
+        status.value,
+        {"client_id": str(item.client_id)},
+        error_code,
+        error_message,
+        at,
+    )
 
 
 def check_entries_balanced(entries: list[tuple]) -> None:

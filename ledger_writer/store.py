@@ -23,10 +23,15 @@ _TRANSACTION_COLUMNS = (
     "transaction_id, transaction_type, transaction_status, source_wallet_id, "
     "destination_wallet_id, external_reference_id, amount, currency_code, fee_amount, "
     "total_amount, description, metadata, created_at, updated_at, completed_at, "
-    "idempotency_key, ip_address, user_agent, risk_score")
-_EVENT_COLUMNS = ("event_id, transaction_id, event_type, event_status, event_data, error_code, "
-                  "error_message, created_at")
-_ENTRY_COLUMNS = "entry_id, transaction_id, wallet_id, entry_type, amount, balance_after, created_at"
+    "idempotency_key, ip_address, user_agent, risk_score"
+)
+_EVENT_COLUMNS = (
+    "event_id, transaction_id, event_type, event_status, event_data, error_code, "
+    "error_message, created_at"
+)
+_ENTRY_COLUMNS = (
+    "entry_id, transaction_id, wallet_id, entry_type, amount, balance_after, created_at"
+)
 
 
 def ensure_system_accounts(conn: psycopg.Connection, now: datetime) -> None:
@@ -37,53 +42,75 @@ def ensure_system_accounts(conn: psycopg.Connection, now: datetime) -> None:
                    last_name, date_of_birth, status, kyc_status, created_at, updated_at)
                VALUES (%s, 'system@wallet-pipeline.invalid', '+0000000000', '!', '!',
                    'System', 'Accounts', '1970-01-01', 'ACTIVE', 'VERIFIED', %s, %s)
-               ON CONFLICT (user_id) DO NOTHING""", (SYSTEM_USER_ID, now, now))
-        rows = [(system_wallet_id(account, currency), account.value, currency)
-                for currency in CURRENCY_EXPONENTS for account in SystemAccount]
+               ON CONFLICT (user_id) DO NOTHING""",
+            (SYSTEM_USER_ID, now, now),
+        )
+        rows = [
+            (system_wallet_id(account, currency), account.value, currency)
+            for currency in CURRENCY_EXPONENTS
+            for account in SystemAccount
+        ]
         with conn.cursor() as cur:
             cur.executemany(
                 """INSERT INTO wallets (wallet_id, user_id, wallet_type, currency_code, status,
                        created_at, updated_at)
                    VALUES (%s, %s, 'SYSTEM', %s, 'ACTIVE', %s, %s)
                    ON CONFLICT (wallet_id) DO NOTHING""",
-                [(w, SYSTEM_USER_ID, c, now, now) for w, _a, c in rows])
+                [(w, SYSTEM_USER_ID, c, now, now) for w, _a, c in rows],
+            )
             cur.executemany(
                 """INSERT INTO system_balances (wallet_id, account, currency_code, last_updated_at)
                    VALUES (%s, %s, %s, %s) ON CONFLICT (wallet_id) DO NOTHING""",
-                [(w, a, c, now) for w, a, c in rows])
+                [(w, a, c, now) for w, a, c in rows],
+            )
 
 
 def load_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:
-    rows = conn.execute("SELECT partition, next_offset FROM consumer_offsets"
-                        " WHERE consumer_group = %s AND topic = %s", (group, topic)).fetchall()
+    rows = conn.execute(
+        "SELECT partition, next_offset FROM consumer_offsets"
+        " WHERE consumer_group = %s AND topic = %s",
+        (group, topic),
+    ).fetchall()
     return dict(rows)
 
 
 def already_posted(conn: psycopg.Connection, transaction_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    rows = conn.execute("SELECT transaction_id FROM transactions WHERE transaction_id = ANY(%s)",
-                        (transaction_ids,)).fetchall()
+    rows = conn.execute(
+        "SELECT transaction_id FROM transactions WHERE transaction_id = ANY(%s)", (transaction_ids,)
+    ).fetchall()
     return {row[0] for row in rows}
 
 
-def load_accounts(conn: psycopg.Connection, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Account]:
+def load_accounts(
+    conn: psycopg.Connection, wallet_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, Account]:
     ids = list(wallet_ids)
     accounts: dict[uuid.UUID, Account] = {}
     customer = conn.execute(
         """SELECT w.wallet_id, w.currency_code, w.status, b.available_balance, b.reserved_balance
              FROM wallets w JOIN wallet_balances b USING (wallet_id)
-            WHERE w.wallet_id = ANY(%s)""", (ids,)).fetchall()
+            WHERE w.wallet_id = ANY(%s)""",
+        (ids,),
+    ).fetchall()
     for wallet_id, currency, status, available, reserved in customer:
         accounts[wallet_id] = Account(wallet_id, currency, status, False, available, reserved)
     system = conn.execute(
         "SELECT wallet_id, currency_code, balance FROM system_balances WHERE wallet_id = ANY(%s)",
-        (ids,)).fetchall()
+        (ids,),
+    ).fetchall()
     for wallet_id, currency, balance in system:
         accounts[wallet_id] = Account(wallet_id, currency, "ACTIVE", True, balance)
     return accounts
 
 
-def write_plan(conn: psycopg.Connection, plan: BatchPlan, offsets: dict[tuple[str, int], int],
-               group: str, outbox_topic: str, now: datetime) -> None:
+def write_plan(
+    conn: psycopg.Connection,
+    plan: BatchPlan,
+    offsets: dict[tuple[str, int], int],
+    group: str,
+    outbox_topic: str,
+    now: datetime,
+) -> None:
     """Write everything of one batch atomically; the caller's connection is in autocommit."""
     check_entries_balanced(plan.entries)
     with conn.transaction(), conn.cursor() as cur:
@@ -101,10 +128,13 @@ def write_plan(conn: psycopg.Connection, plan: BatchPlan, offsets: dict[tuple[st
                     copy.write_row(row)
         _write_balances(cur, plan, now)
         if plan.ledger_events:
-            with cur.copy("COPY outbox (topic, message_key, payload, created_at) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY outbox (topic, message_key, payload, created_at) FROM STDIN"
+            ) as copy:
                 for event in plan.ledger_events:
-                    copy.write_row((outbox_topic, event.partition_key.decode(),
-                                    records.encode(event), now))
+                    copy.write_row(
+                        (outbox_topic, event.partition_key.decode(), records.encode(event), now)
+                    )
         if offsets:
             cur.executemany(
                 """INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset,
@@ -112,8 +142,11 @@ def write_plan(conn: psycopg.Connection, plan: BatchPlan, offsets: dict[tuple[st
                    ON CONFLICT (consumer_group, topic, partition)
                    DO UPDATE SET next_offset = EXCLUDED.next_offset,
                                  updated_at = EXCLUDED.updated_at""",
-                [(group, topic, partition, offset, now)
-                 for (topic, partition), offset in offsets.items()])
+                [
+                    (group, topic, partition, offset, now)
+                    for (topic, partition), offset in offsets.items()
+                ],
+            )
 
 
 def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None:
@@ -127,20 +160,28 @@ def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None
                       last_updated_at = %s, version = b.version + 1
                  FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[]) AS v(wallet_id, available, reserved)
                 WHERE b.wallet_id = v.wallet_id""",
-            (now, [a.wallet_id for a in customers], [a.available for a in customers],
-             [a.reserved for a in customers]))
+            (
+                now,
+                [a.wallet_id for a in customers],
+                [a.available for a in customers],
+                [a.reserved for a in customers],
+            ),
+        )
     if systems:
         cur.execute(
             """UPDATE system_balances s SET balance = v.balance, last_updated_at = %s
                  FROM unnest(%s::uuid[], %s::numeric[]) AS v(wallet_id, balance)
                 WHERE s.wallet_id = v.wallet_id""",
-            (now, [a.wallet_id for a in systems], [a.available for a in systems]))
+            (now, [a.wallet_id for a in systems], [a.available for a in systems]),
+        )
 
 
 def unpublished_outbox(conn: psycopg.Connection, limit: int) -> list[tuple[int, str, str, bytes]]:
     return conn.execute(
         "SELECT outbox_id, topic, message_key, payload FROM outbox WHERE published_at IS NULL"
-        " ORDER BY outbox_id LIMIT %s", (limit,)).fetchall()
+        " ORDER BY outbox_id LIMIT %s",
+        (limit,),
+    ).fetchall()
 
 
 def mark_outbox_published(conn: psycopg.Connection, outbox_ids: list[int]) -> None:
@@ -154,5 +195,6 @@ def balance_totals(conn: psycopg.Connection) -> dict[str, Decimal]:
                SELECT w.currency_code, b.available_balance + b.reserved_balance AS total
                  FROM wallet_balances b JOIN wallets w USING (wallet_id)
                UNION ALL SELECT currency_code, balance FROM system_balances) t
-            GROUP BY currency_code""").fetchall()
+            GROUP BY currency_code"""
+    ).fetchall()
     return {currency: total for currency, total in rows}

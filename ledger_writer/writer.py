@@ -46,14 +46,16 @@ class LedgerWriter:
             consumer = Consumer(consumer_config(s.kafka_bootstrap, s.consumer_group))
             producer = Producer(producer_config(s.kafka_bootstrap))
             on_assign = make_assign_callback(
-                lambda topic: store.load_offsets(conn, s.consumer_group, topic))
+                lambda topic: store.load_offsets(conn, s.consumer_group, topic)
+            )
             consumer.subscribe(list(INPUT_TOPICS), on_assign=on_assign)
             log.info("ledger writer consuming %s", INPUT_TOPICS)
             last_report = time.monotonic()
             try:
                 while not stop.is_set():
-                    batch = consumer.consume(num_messages=s.batch_size_max,
-                                             timeout=s.flush_interval_ms / 1000)
+                    batch = consumer.consume(
+                        num_messages=s.batch_size_max, timeout=s.flush_interval_ms / 1000
+                    )
                     if batch:
                         self.process(conn, producer, batch)
                     self.relay_outbox(conn, producer)
@@ -87,8 +89,7 @@ class LedgerWriter:
         posted_before = store.already_posted(conn, [item.transaction_id for item in inputs])
         accounts = store.load_accounts(conn, wallets)
         plan = plan_batch(inputs, posted_before, accounts, now)
-        store.write_plan(conn, plan, offsets, self.settings.consumer_group, LEDGER_EVENTS.name,
-                         now)
+        store.write_plan(conn, plan, offsets, self.settings.consumer_group, LEDGER_EVENTS.name, now)
         self.totals["posted"] += plan.posted
         self.totals["failed"] += plan.failed
         self.totals["duplicates"] += plan.skipped_duplicates
@@ -97,8 +98,11 @@ class LedgerWriter:
         rows = store.unpublished_outbox(conn, self.settings.outbox_batch_max)
         if not rows:
             return 0
-        send_and_wait(producer, [(topic, key, bytes(payload), []) for _id, topic, key, payload
-                                 in rows], self.settings.publish_timeout_ms / 1000)
+        send_and_wait(
+            producer,
+            [(topic, key, bytes(payload), []) for _id, topic, key, payload in rows],
+            self.settings.publish_timeout_ms / 1000,
+        )
         store.mark_outbox_published(conn, [row[0] for row in rows])
         return len(rows)
 

@@ -10,6 +10,7 @@ Run: ``python -m streams.app`` (settings from the environment) or ``walletpipe r
 
 from __future__ import annotations
 
+import logging
 import sys
 import uuid
 from typing import Any
@@ -32,6 +33,9 @@ from streams.screening import screen
 from streams.settings import StreamSettings
 from streams.wallet_state import WalletState
 
+log = logging.getLogger("streams")
+Send = tuple[Any, bytes, bytes]
+
 
 def build_app(settings: StreamSettings) -> faust.App:
     app = faust.App(
@@ -46,14 +50,14 @@ def build_app(settings: StreamSettings) -> faust.App:
     )
 
     def topic(spec: TopicSpec) -> faust.TopicT:
-        return app.topic(spec.name, key_serializer="raw", value_serializer="raw",
-                         partitions=spec.partitions)
+        return app.topic(
+            spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
+        )
 
     requested, commands = topic(TRANSACTIONS_REQUESTED), topic(LEDGER_COMMANDS)
     rejected, ledger_events = topic(TRANSACTIONS_REJECTED), topic(LEDGER_EVENTS)
     wallet_credits = topic(WALLET_CREDITS)
-    wallet_state = app.Table("wallet-state", default=None, partitions=WALLET_PARTITIONS,
-                             key_type=bytes, value_type=dict)
+    wallet_state = app.Table("wallet-state", default=None, partitions=WALLET_PARTITIONS)
 
     def load(wallet_id: uuid.UUID) -> WalletState:
         return WalletState.from_json(wallet_state.get(str(wallet_id).encode()))
@@ -61,95 +65,112 @@ def build_app(settings: StreamSettings) -> faust.App:
     def save(wallet_id: uuid.UUID, state: WalletState) -> None:
         wallet_state[str(wallet_id).encode()] = state.to_json()
 
-    dead_letter_topics = {spec.name: app.topic(spec.dead_letter, key_serializer="raw",
-                                               value_serializer="raw")
-                          for spec in (TRANSACTIONS_REQUESTED, LEDGER_EVENTS, WALLET_CREDITS)}
+    dead_letter_topics = {
+        spec.name: app.topic(spec.dead_letter, key_serializer="raw", value_serializer="raw")
+        for spec in (TRANSACTIONS_REQUESTED, LEDGER_EVENTS, WALLET_CREDITS)
+    }
 
     async def dead_letter(event: Any, reason: str) -> None:
         message = event.message
+        log.warning(
+            "dead letter from %s[%s]@%s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+        )
         await dead_letter_topics[message.topic].send(
-            key=event.key, value=event.value,
-            headers=dead_letter_headers(message.topic, message.partition, message.offset,
-                                        reason))
+            key=event.key,
+            value=event.value,
+            headers=dead_letter_headers(message.topic, message.partition, message.offset, reason),
+        )
 
-    def wrong_key(event: Any, record: records.TransactionFacts) -> bool:
+    def check_key(event: Any, wallet_id: uuid.UUID | None) -> None:
         # The table lives in the partition of the event: a record keyed by another wallet
         # than its own would read and write the wrong wallet's state.
-        return bool(event.key != record.partition_key)
+        if wallet_id is None or event.key != str(wallet_id).encode():
+            raise RecordDecodeError("record key is not the wallet it is about")
 
-    @app.agent(requested)
-    async def screen_requests(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                request = records.decode_requested(event.value)
-            except RecordDecodeError as error:
-                await dead_letter(event, error.message)
-                continue
-            if wrong_key(event, request):
-                await dead_letter(event, "key is not the wallet whose money moves first")
-                continue
-            wallet_id = request.source_wallet_id or request.destination_wallet_id
-            assert wallet_id is not None
-            state = load(wallet_id)
-            outcome = screen(request, state)
-            if outcome.state_changed:
-                save(wallet_id, state)
-            if isinstance(outcome.command, records.PostTransaction):
-                await commands.send(key=event.key, value=records.encode(outcome.command))
-            elif outcome.command is not None:
-                await rejected.send(key=event.key, value=records.encode(outcome.command))
+    def on_request(event: Any) -> list[Send]:
+        request = records.decode_requested(event.value)
+        wallet_id = request.source_wallet_id or request.destination_wallet_id
+        check_key(event, wallet_id)
+        assert wallet_id is not None
+        state = load(wallet_id)
+        outcome = screen(request, state)
+        if outcome.state_changed:
+            save(wallet_id, state)
+        if outcome.command is None:
+            return []
+        target = commands if isinstance(outcome.command, records.PostTransaction) else rejected
+        return [(target, event.key, records.encode(outcome.command))]
 
-    @app.agent(ledger_events)
-    async def settle(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                posted = records.decode_ledger_event(event.value)
-            except RecordDecodeError as error:
-                await dead_letter(event, error.message)
-                continue
-            if wrong_key(event, posted):
-                await dead_letter(event, "key is not the wallet whose money moves first")
-                continue
-            transaction_id = str(posted.transaction_id)
-            source, destination = posted.source_wallet_id, posted.destination_wallet_id
-            if not isinstance(posted, records.TransactionPosted):
-                if source is not None:  # failed or a discarded repeat: give the hold back
-                    state = load(source)
-                    if state.release(transaction_id):
-                        save(source, state)
-                continue
-            if source is not None:
+    def on_ledger_event(event: Any) -> list[Send]:
+        posted = records.decode_ledger_event(event.value)
+        source, destination = posted.source_wallet_id, posted.destination_wallet_id
+        check_key(event, source or destination)
+        transaction_id = str(posted.transaction_id)
+        if not isinstance(posted, records.TransactionPosted):
+            if source is not None:  # failed, or a discarded repeat: give the hold back
                 state = load(source)
-                if state.settle(transaction_id):
+                if state.release(transaction_id):
                     save(source, state)
-            if destination is None:
-                continue
-            if source is None:  # a deposit is keyed by its destination: credit it here
-                state = load(destination)
-                if state.credit(transaction_id, posted.amount):
-                    save(destination, state)
-            else:  # the destination lives in another partition: re-key the credit to it
-                credit = records.WalletCredited(wallet_id=destination,
-                                                transaction_id=posted.transaction_id,
-                                                amount=posted.amount,
-                                                currency_code=posted.currency_code)
-                await wallet_credits.send(key=str(destination).encode(),
-                                          value=records.encode(credit))
+            return []
+        if source is not None:
+            state = load(source)
+            if state.settle(transaction_id):
+                save(source, state)
+        if destination is None:
+            return []
+        if source is None:  # a deposit is keyed by its destination: credit it here
+            state = load(destination)
+            if state.credit(transaction_id, posted.amount):
+                save(destination, state)
+            return []
+        # The destination lives in another partition: re-key the credit to it.
+        credit = records.WalletCredited(
+            wallet_id=destination,
+            transaction_id=posted.transaction_id,
+            amount=posted.amount,
+            currency_code=posted.currency_code,
+        )
+        return [(wallet_credits, str(destination).encode(), records.encode(credit))]
 
-    @app.agent(wallet_credits)
-    async def apply_credits(stream: faust.StreamT) -> None:
+    def on_credit(event: Any) -> list[Send]:
+        credit = records.decode_wallet_credited(event.value)
+        check_key(event, credit.wallet_id)
+        state = load(credit.wallet_id)
+        if state.credit(str(credit.transaction_id), credit.amount):
+            save(credit.wallet_id, state)
+        return []
+
+    async def serve(stream: faust.StreamT, handle: Any) -> None:
+        """Decode → decide → send, one wallet's records in order. A record that cannot be
+        decoded or processed goes to the dead-letter topic; the agent carries on."""
         async for event in stream.events():
             try:
-                credit = records.decode_wallet_credited(event.value)
+                sends = handle(event)
             except RecordDecodeError as error:
                 await dead_letter(event, error.message)
                 continue
-            if event.key != str(credit.wallet_id).encode():
-                await dead_letter(event, "key is not the credited wallet")
+            except Exception as error:  # noqa: BLE001 - one bad record must not stop a wallet
+                log.exception("processing failed")
+                await dead_letter(event, f"processing failed: {error!r}")
                 continue
-            state = load(credit.wallet_id)
-            if state.credit(str(credit.transaction_id), credit.amount):
-                save(credit.wallet_id, state)
+            for topic, key, value in sends:
+                await topic.send(key=key, value=value)
+
+    @app.agent(requested, name="screen-requests")
+    async def screen_requests(stream: faust.StreamT) -> None:
+        await serve(stream, on_request)
+
+    @app.agent(ledger_events, name="settle-ledger-events")
+    async def settle(stream: faust.StreamT) -> None:
+        await serve(stream, on_ledger_event)
+
+    @app.agent(wallet_credits, name="apply-credits")
+    async def apply_credits(stream: faust.StreamT) -> None:
+        await serve(stream, on_credit)
 
     return app
 
@@ -158,7 +179,7 @@ def main() -> None:
     settings = StreamSettings()  # type: ignore[call-arg]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level]
+    sys.argv = [sys.argv[0], "worker", "--without-web", "--loglevel", settings.log_level]
     app.main()
 
 

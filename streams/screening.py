@@ -28,9 +28,17 @@ def screen(request: TransactionRequested, state: WalletState) -> Outcome:
         # Money from outside: nothing to hold; the credit counts once the ledger posts it.
         return Outcome(PostTransaction(**request.facts(), decided_at=decided_at), False)
     if not state.can_reserve(request.total_amount):
-        return Outcome(TransactionRejected(
-            **request.facts(), reason_code=RejectReason.INSUFFICIENT_FUNDS.value,
-            reason_message=(f"available {state.available} {request.currency_code} is less "
-                            f"than {request.total_amount}"), decided_at=decided_at), False)
+        return Outcome(
+            TransactionRejected(
+                **request.facts(),
+                reason_code=RejectReason.INSUFFICIENT_FUNDS.value,
+                reason_message=(
+                    f"available {state.available} {request.currency_code} is less "
+                    f"than {request.total_amount}"
+                ),
+                decided_at=decided_at,
+            ),
+            False,
+        )
     state.reserve(transaction_id, request.total_amount)
     return Outcome(PostTransaction(**request.facts(), decided_at=decided_at), True)

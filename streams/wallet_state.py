@@ -69,15 +69,20 @@ class WalletState:
             raise LedgerInvariantError(f"wallet state went negative: {self.to_json()}")
 
     def to_json(self) -> dict[str, object]:
-        return {"available": wire(self.available), "reserved": wire(self.reserved),
-                "holds": {k: wire(v) for k, v in self.holds.items()},
-                "recent_credits": list(self.recent_credits)}
+        return {
+            "available": wire(self.available),
+            "reserved": wire(self.reserved),
+            "holds": {k: wire(v) for k, v in self.holds.items()},
+            "recent_credits": list(self.recent_credits),
+        }
 
     @classmethod
     def from_json(cls, data: dict | None) -> WalletState:
         if not data:
             return cls()
-        return cls(available=from_wire(data["available"]), reserved=from_wire(data["reserved"]),
-                   holds={k: from_wire(v) for k, v in data.get("holds", {}).items()},
-                   recent_credits=deque(data.get("recent_credits", ()),
-                                        maxlen=RECENT_CREDITS_MAX))
+        return cls(
+            available=from_wire(data["available"]),
+            reserved=from_wire(data["reserved"]),
+            holds={k: from_wire(v) for k, v in data.get("holds", {}).items()},
+            recent_credits=deque(data.get("recent_credits", ()), maxlen=RECENT_CREDITS_MAX),
+        )

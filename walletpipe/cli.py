@@ -27,16 +27,22 @@ def stack_env(bring_up: bool = False) -> dict[str, str]:
     from infra import stack
 
     env = stack.up(local_dir()) if bring_up else stack.read_env(local_dir())
-    keys = set(env) | {"KAFKA_BOOTSTRAP", "DATABASE_URL", "CLICKHOUSE_DSN", "CLICKHOUSE_URL",
-                       "INGEST_URL", "ANALYTICS_URL", "DEMO_API_KEY"}
+    keys = set(env) | {
+        "KAFKA_BOOTSTRAP",
+        "DATABASE_URL",
+        "CLICKHOUSE_DSN",
+        "CLICKHOUSE_URL",
+        "INGEST_URL",
+        "ANALYTICS_URL",
+        "DEMO_API_KEY",
+    }
     return {**env, **{k: os.environ[k] for k in keys if k in os.environ}}
 
 
 def cmd_up(_args: argparse.Namespace) -> int:
     env = stack_env(bring_up=True)
     print(f"stack is up; settings in {local_dir() / 'stack.env'}")
-    for key in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "CLICKHOUSE_DSN", "INGEST_URL",
-                "ANALYTICS_URL"):
+    for key in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "CLICKHOUSE_DSN", "INGEST_URL", "ANALYTICS_URL"):
         print(f"  {key}={env.get(key, '')}")
     return 0
 
@@ -75,8 +81,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = stack_env(bring_up=True)
     only = set(args.only.split(",")) if args.only else None
     supervisor = _start_services(env, only)
-    print(f"all services running; API at {env['INGEST_URL']}, analytics at "
-          f"{env['ANALYTICS_URL']}. Ctrl-C stops them.")
+    print(
+        f"all services running; API at {env['INGEST_URL']}, analytics at "
+        f"{env['ANALYTICS_URL']}. Ctrl-C stops them."
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -93,9 +101,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _simulate(env: dict[str, str], args: argparse.Namespace) -> dict:
     from walletpipe.simulate import format_summary, run_simulation
 
-    summary = asyncio.run(run_simulation(
-        env["INGEST_URL"], env["DEMO_API_KEY"], env["KAFKA_BOOTSTRAP"], args.tps, args.seconds,
-        users=args.users, merchants=args.merchants, seed=args.seed))
+    summary = asyncio.run(
+        run_simulation(
+            env["INGEST_URL"],
+            env["DEMO_API_KEY"],
+            env["KAFKA_BOOTSTRAP"],
+            args.tps,
+            args.seconds,
+            users=args.users,
+            merchants=args.merchants,
+            seed=args.seed,
+        )
+    )
     print(format_summary(summary))
     return summary
 
@@ -117,8 +134,11 @@ def cmd_ledger_verify(_args: argparse.Namespace) -> int:
             print(f"       {offender}")
     print(json.dumps(summary(env["DATABASE_URL"]), default=str))
     failed = [r for r in results if not r.passed]
-    print("ledger verified: the books balance" if not failed else
-          f"ledger verify FAILED: {len(failed)} check(s)")
+    print(
+        "ledger verified: the books balance"
+        if not failed
+        else f"ledger verify FAILED: {len(failed)} check(s)"
+    )
     return 1 if failed else 0
 
 
@@ -146,10 +166,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         time.sleep(2)  # the analytics sink flushes about once a second
         print("\nanalytics (ClickHouse) volume by event:")
         for row in _report(env, "volume")["rows"]:
-            print(f"  {row['event_kind']:>20} {row['transaction_type']:>10} "
-                  f"{row['events']:>7} events  {row['amount']:>14} {row['currency_code']}")
-        print("accept→complete latency (ClickHouse):", {
-            k: v for k, v in _report(env, "latency").items() if k not in ("from", "to")})
+            print(
+                f"  {row['event_kind']:>20} {row['transaction_type']:>10} "
+                f"{row['events']:>7} events  {row['amount']:>14} {row['currency_code']}"
+            )
+        print(
+            "accept→complete latency (ClickHouse):",
+            {k: v for k, v in _report(env, "latency").items() if k not in ("from", "to")},
+        )
     finally:
         print("stopping services ...")
         supervisor.stop()
@@ -164,8 +188,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="walletpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start PostgreSQL and Kafka, apply migrations, write stack.env"
-                   ).set_defaults(func=cmd_up)
+    sub.add_parser(
+        "up", help="start PostgreSQL and Kafka, apply migrations, write stack.env"
+    ).set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="what runs where").set_defaults(func=cmd_status)
     run = sub.add_parser("run", help="run all services in the foreground (Ctrl-C stops)")
@@ -186,10 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     traffic_options(demo, 100, 20)
     demo.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
     demo.set_defaults(func=cmd_demo)
-    ledger = sub.add_parser("ledger", help="ledger tools").add_subparsers(dest="ledger_command",
-                                                                          required=True)
+    ledger = sub.add_parser("ledger", help="ledger tools").add_subparsers(
+        dest="ledger_command", required=True
+    )
     ledger.add_parser("verify", help="check that the books balance").set_defaults(
-        func=cmd_ledger_verify)
+        func=cmd_ledger_verify
+    )
     reports = sub.add_parser("reports", help="reports from the analytics service")
     reports.add_argument("name", choices=["volume", "latency"])
     reports.set_defaults(func=cmd_reports)

@@ -50,10 +50,16 @@ class Outcomes:
             return sum(1 for t in self.accepted_at if t not in self.finished)
 
 
-def watch_outcomes(bootstrap: str, outcomes: Outcomes, stop: threading.Event,
-                   ready: threading.Event) -> None:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"simulate-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
+def watch_outcomes(
+    bootstrap: str, outcomes: Outcomes, stop: threading.Event, ready: threading.Event
+) -> None:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"simulate-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
     partitions = []
     for topic in (LEDGER_EVENTS.name, TRANSACTIONS_REJECTED.name):
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -100,22 +106,35 @@ class Traffic:
 
     async def create_population(self, users: int, merchants: int) -> None:
         async def person(i: int, business: bool) -> str | None:
-            tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:12]
-            user = await self._post("/v1/users", {
-                "email": f"{'shop' if business else 'user'}-{tag}@example.com",
-                "phone_number": f"+1555{self.rng.randrange(10**9):09d}",
-                "password": "correct horse battery", "first_name": "Sim",
-                "last_name": f"{'Shop' if business else 'User'}{i}",
-                "date_of_birth": "1990-01-01"})
+            # Identities are unique per run (a second run must not collide with the first);
+            # everything about the traffic itself follows the seed.
+            tag = uuid.uuid4()
+            user = await self._post(
+                "/v1/users",
+                {
+                    "email": f"{'shop' if business else 'user'}-{tag.hex[:16]}@example.com",
+                    "phone_number": f"+1{tag.int % 10**12:012d}",
+                    "password": "correct horse battery",
+                    "first_name": "Sim",
+                    "last_name": f"{'Shop' if business else 'User'}{i}",
+                    "date_of_birth": "1990-01-01",
+                },
+            )
             if user is None:
                 return None
-            wallet = await self._post("/v1/wallets", {
-                "user_id": user["user_id"], "currency_code": "USD",
-                "wallet_type": "BUSINESS" if business else "PRIMARY"})
+            wallet = await self._post(
+                "/v1/wallets",
+                {
+                    "user_id": user["user_id"],
+                    "currency_code": "USD",
+                    "wallet_type": "BUSINESS" if business else "PRIMARY",
+                },
+            )
             return None if wallet is None else wallet["wallet_id"]
 
-        made = await asyncio.gather(*[person(i, False) for i in range(users)],
-                                    *[person(i, True) for i in range(merchants)])
+        made = await asyncio.gather(
+            *[person(i, False) for i in range(users)], *[person(i, True) for i in range(merchants)]
+        )
         self.wallets = [w for w in made[:users] if w]
         self.merchants = [w for w in made[users:] if w]
         if not self.wallets or not self.merchants:
@@ -128,9 +147,13 @@ class Traffic:
             self.outcomes.accepted(answer["transaction_id"])
 
     def deposit(self, wallet: str, amount: Decimal) -> dict:
-        return {"transaction_type": "DEPOSIT", "destination_wallet_id": wallet,
-                "amount": str(amount), "currency_code": "USD",
-                "metadata": {"channel": "BANK"}}
+        return {
+            "transaction_type": "DEPOSIT",
+            "destination_wallet_id": wallet,
+            "amount": str(amount),
+            "currency_code": "USD",
+            "metadata": {"channel": "BANK"},
+        }
 
     def next_request(self) -> dict:
         rng = self.rng
@@ -138,26 +161,44 @@ class Traffic:
         amount = Decimal(rng.randrange(100, 10_000)) / 100
         roll = rng.random()
         if roll < 0.55:
-            return {"transaction_type": "PAYMENT", "source_wallet_id": wallet,
-                    "destination_wallet_id": rng.choice(self.merchants), "amount": str(amount),
-                    "currency_code": "USD", "description": "POS purchase",
-                    "metadata": {"channel": "POS", "terminal_id": f"T{rng.randrange(50):03d}"}}
+            return {
+                "transaction_type": "PAYMENT",
+                "source_wallet_id": wallet,
+                "destination_wallet_id": rng.choice(self.merchants),
+                "amount": str(amount),
+                "currency_code": "USD",
+                "description": "POS purchase",
+                "metadata": {"channel": "POS", "terminal_id": f"T{rng.randrange(50):03d}"},
+            }
         if roll < 0.75:
             other = rng.choice([w for w in self.wallets if w != wallet] or self.merchants)
-            return {"transaction_type": "TRANSFER", "source_wallet_id": wallet,
-                    "destination_wallet_id": other, "amount": str(amount),
-                    "currency_code": "USD", "metadata": {"channel": "APP"}}
+            return {
+                "transaction_type": "TRANSFER",
+                "source_wallet_id": wallet,
+                "destination_wallet_id": other,
+                "amount": str(amount),
+                "currency_code": "USD",
+                "metadata": {"channel": "APP"},
+            }
         if roll < 0.85:
-            return {"transaction_type": "WITHDRAWAL", "source_wallet_id": wallet,
-                    "amount": str(amount), "currency_code": "USD",
-                    "metadata": {"channel": "ATM"}}
+            return {
+                "transaction_type": "WITHDRAWAL",
+                "source_wallet_id": wallet,
+                "amount": str(amount),
+                "currency_code": "USD",
+                "metadata": {"channel": "ATM"},
+            }
         if roll < 0.95:
             return self.deposit(wallet, amount * 3)
         # A deliberate overdraft: far more than any simulated wallet holds.
-        return {"transaction_type": "PAYMENT", "source_wallet_id": wallet,
-                "destination_wallet_id": rng.choice(self.merchants),
-                "amount": "250000.00", "currency_code": "USD",
-                "metadata": {"channel": "WEB"}}
+        return {
+            "transaction_type": "PAYMENT",
+            "source_wallet_id": wallet,
+            "destination_wallet_id": rng.choice(self.merchants),
+            "amount": "250000.00",
+            "currency_code": "USD",
+            "metadata": {"channel": "WEB"},
+        }
 
 
 def _progress(label: str, done: int, total: int, extra: str) -> None:
@@ -167,23 +208,37 @@ def _progress(label: str, done: int, total: int, extra: str) -> None:
     sys.stdout.flush()
 
 
-async def run_simulation(ingest_url: str, api_key: str, bootstrap: str, tps: int, seconds: int,
-                         users: int = 40, merchants: int = 8, seed: int = 7) -> dict:
+async def run_simulation(
+    ingest_url: str,
+    api_key: str,
+    bootstrap: str,
+    tps: int,
+    seconds: int,
+    users: int = 40,
+    merchants: int = 8,
+    seed: int = 7,
+) -> dict:
     outcomes = Outcomes()
     stop, ready = threading.Event(), threading.Event()
-    watcher = threading.Thread(target=watch_outcomes, args=(bootstrap, outcomes, stop, ready),
-                               daemon=True)
+    watcher = threading.Thread(
+        target=watch_outcomes, args=(bootstrap, outcomes, stop, ready), daemon=True
+    )
     watcher.start()
     ready.wait(timeout=30)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=ingest_url, headers={"X-API-Key": api_key},
-                                 timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=ingest_url, headers={"X-API-Key": api_key}, timeout=30, limits=limits
+    ) as client:
         traffic = Traffic(client, outcomes, seed)
         print(f"creating {users} customers and {merchants} merchants ...")
         await traffic.create_population(users, merchants)
         print("funding wallets ...")
-        await asyncio.gather(*[traffic.submit(traffic.deposit(w, Decimal(500 + i * 10)))
-                               for i, w in enumerate(traffic.wallets)])
+        await asyncio.gather(
+            *[
+                traffic.submit(traffic.deposit(w, Decimal(500 + i * 10)))
+                for i, w in enumerate(traffic.wallets)
+            ]
+        )
         total = tps * seconds
         in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
         tasks = []
@@ -226,17 +281,23 @@ def summarize(outcomes: Outcomes, traffic: Traffic, send_s: float) -> dict:
             reasons[reason] = reasons.get(reason, 0) + 1
 
     def pct(p: float) -> float | None:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1) \
-            if latencies else None
+        return (
+            round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+            if latencies
+            else None
+        )
 
     return {
-        "sent": traffic.sent, "accepted": len(accepted),
+        "sent": traffic.sent,
+        "accepted": len(accepted),
         "refused_by_api": traffic.refused,
         "completed": sum(1 for s, _r, _t in finished.values() if s == "COMPLETED"),
-        "failed": sum(reasons.values()), "failed_by_reason": reasons,
+        "failed": sum(reasons.values()),
+        "failed_by_reason": reasons,
         "still_pending": len(accepted) - len(finished),
         "accepted_per_s": round(len(accepted) / send_s, 1) if send_s else None,
-        "latency_ms_p50": pct(0.50), "latency_ms_p99": pct(0.99),
+        "latency_ms_p50": pct(0.50),
+        "latency_ms_p99": pct(0.99),
     }
 
 

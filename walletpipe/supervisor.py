@@ -35,22 +35,44 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
     ingest = urlparse(env["INGEST_URL"])
     python = sys.executable
     all_services = [
-        Service("ingest", [python, "-m", "uvicorn", "--factory", "ingest_api.app:create_app",
-                           "--host", ingest.hostname or "127.0.0.1", "--port",
-                           str(ingest.port), "--no-access-log", "--log-level", "warning"],
-                health_url=f"{env['INGEST_URL']}/health"),
+        Service(
+            "ingest",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "ingest_api.app:create_app",
+                "--host",
+                ingest.hostname or "127.0.0.1",
+                "--port",
+                str(ingest.port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            health_url=f"{env['INGEST_URL']}/health",
+        ),
         Service("streams", [python, "-m", "streams.app"], consumer_group="wallet-streams"),
         Service("ledger", [python, "-m", "ledger_writer.writer"], consumer_group="ledger-writer"),
-        Service("analytics", [python, "-m", "analytics.service"],
-                health_url=f"{env['ANALYTICS_URL']}/health", consumer_group="analytics-sink"),
+        Service(
+            "analytics",
+            [python, "-m", "analytics.service"],
+            health_url=f"{env['ANALYTICS_URL']}/health",
+            consumer_group="analytics-sink",
+        ),
     ]
     return [s for s in all_services if only is None or s.name in only]
 
 
 class Supervisor:
     def __init__(self, env: dict[str, str], log_dir: Path, repo_root: Path) -> None:
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1",
-                    "STREAMS_DATA_DIR": str(log_dir.parent / "streams")}
+        self.env = {
+            **os.environ,
+            **env,
+            "PYTHONUNBUFFERED": "1",
+            "STREAMS_DATA_DIR": str(log_dir.parent / "streams"),
+        }
         self.log_dir = log_dir
         self.repo_root = repo_root
         self.children: dict[str, subprocess.Popen] = {}
@@ -60,8 +82,13 @@ class Supervisor:
         for service in wanted:
             log = open(self.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115
             self.children[service.name] = subprocess.Popen(
-                service.argv, env=self.env, cwd=self.repo_root, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                service.argv,
+                env=self.env,
+                cwd=self.repo_root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_ready(self, wanted: list[Service], timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -70,16 +97,17 @@ class Supervisor:
         while pending:
             self.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not ready after {timeout_s:.0f}s: "
-                                   f"{[s.name for s in pending]}")
+                raise TimeoutError(f"not ready after {timeout_s:.0f}s: {[s.name for s in pending]}")
             pending = [s for s in pending if not _ready(s, admin)]
             time.sleep(0.5)
 
     def check_alive(self) -> None:
         for name, child in self.children.items():
             if child.poll() is not None:
-                raise RuntimeError(f"service {name} exited with {child.returncode}; last log "
-                                   f"lines:\n{self.log_tail(name)}")
+                raise RuntimeError(
+                    f"service {name} exited with {child.returncode}; last log "
+                    f"lines:\n{self.log_tail(name)}"
+                )
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         path = self.log_dir / f"{name}.log"
