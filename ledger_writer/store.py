@@ -158,7 +158,8 @@ def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None
             """UPDATE wallet_balances b
                   SET available_balance = v.available, reserved_balance = v.reserved,
                       last_updated_at = %s, version = b.version + 1
-                 FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[]) AS v(wallet_id, available, reserved)
+                 FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[])
+                      AS v(wallet_id, available, reserved)
                 WHERE b.wallet_id = v.wallet_id""",
             (
                 now,
