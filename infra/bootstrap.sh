@@ -36,9 +36,9 @@ fi
 if [ ! -x "$REPO/.venv/bin/python" ]; then
   echo "bootstrap: creating $REPO/.venv ..."
   python3 -m venv "$REPO/.venv"
-  timeout 1800 "$REPO/.venv/bin/pip" install -q -e "$REPO[dev]"
-else
-  echo "bootstrap: $REPO/.venv exists"
 fi
+# Always: cheap when everything is installed, and it picks up dependencies added since.
+echo "bootstrap: installing the project into $REPO/.venv ..."
+timeout 1800 "$REPO/.venv/bin/pip" install -q --disable-pip-version-check -e "$REPO[dev]"
 
 echo "bootstrap: done. Next: .venv/bin/walletpipe up   (or: .venv/bin/python -m infra.stack up)"

@@ -27,7 +27,10 @@ if str(REPO) not in sys.path:
 if TYPE_CHECKING:
     from infra.settings import StackSettings
 
-TEST_STACK_DIR = REPO / ".local" / "test-stack"
+import os  # noqa: E402
+
+# Two suites running at once (two engineers, or a helper) each set their own directory.
+TEST_STACK_DIR = Path(os.environ.get("WALLETPIPE_TEST_STACK_DIR", REPO / ".local" / "test-stack"))
 
 StartStack = Callable[..., dict[str, str]]
 
