@@ -86,15 +86,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{env['ANALYTICS_URL']}. Ctrl-C stops them."
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Explicit handlers: a process started in the background may inherit SIGINT as ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         while not stop.wait(1.0):
             supervisor.check_alive()
-    except KeyboardInterrupt:
-        pass
     finally:
-        print("stopping services ...")
+        print("stopping services ...", flush=True)
         supervisor.stop()
+        print("services stopped", flush=True)
     return 0
 
 

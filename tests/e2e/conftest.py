@@ -1,0 +1,39 @@
+"""The running system for end-to-end tests: the real stack plus every service as a process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from walletpipe.supervisor import Supervisor, services
+
+#: Fees on in the e2e run, so fee postings are proven too.
+E2E_FEES = '{"WITHDRAWAL": {"basis_points": 0, "fixed": "1.00"}, "PAYMENT": {"basis_points": 100}}'
+
+
+@pytest.fixture(scope="session")
+def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
+    env = {**stack, "FEE_SCHEDULE": E2E_FEES, "STREAMS_LOG_LEVEL": "warn"}
+    supervisor = Supervisor(
+        env, stack_dir / "logs" / f"e2e-{uuid.uuid4().hex[:8]}", Path(__file__).resolve().parents[2]
+    )
+    wanted = services(env)
+    supervisor.start(wanted)
+    try:
+        supervisor.wait_ready(wanted)
+        yield env
+        supervisor.check_alive()  # every service must have survived the whole suite
+    finally:
+        supervisor.stop()
+
+
+@pytest.fixture(scope="session")
+def api(running: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=running["INGEST_URL"], timeout=30, headers={"X-API-Key": running["DEMO_API_KEY"]}
+    ) as client:
+        yield client

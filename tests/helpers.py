@@ -1,0 +1,93 @@
+"""Small helpers shared by integration and end-to-end tests (API calls, waiting, SQL)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+
+TERMINAL = {"COMPLETED", "FAILED", "REVERSED"}
+
+
+def new_user(api: httpx.Client) -> str:
+    tag = uuid.uuid4()
+    answer = api.post(
+        "/v1/users",
+        json={
+            "email": f"t-{tag.hex[:16]}@example.com",
+            "phone_number": f"+1{tag.int % 10**12:012d}",
+            "password": "long enough secret",
+            "first_name": "Test",
+            "last_name": "User",
+            "date_of_birth": "1990-05-01",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["user_id"])
+
+
+def new_wallet(api: httpx.Client, currency: str = "USD", user_id: str | None = None) -> str:
+    answer = api.post(
+        "/v1/wallets", json={"user_id": user_id or new_user(api), "currency_code": currency}
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["wallet_id"])
+
+
+def submit(api: httpx.Client, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+    return api.post(
+        "/v1/transactions", json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())}
+    )
+
+
+def accepted(api: httpx.Client, body: dict[str, Any]) -> str:
+    answer = submit(api, body)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "PENDING"
+    return str(answer.json()["transaction_id"])
+
+
+def wait_final(api: httpx.Client, transaction_id: str, timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answer = api.get(f"/v1/transactions/{transaction_id}")
+        assert answer.status_code == 200, answer.text
+        if answer.json()["status"] in TERMINAL:
+            return dict(answer.json())
+        time.sleep(0.1)
+    raise AssertionError(f"transaction {transaction_id} still pending after {timeout_s}s")
+
+
+def balance(api: httpx.Client, wallet_id: str) -> Decimal:
+    answer = api.get(f"/v1/wallets/{wallet_id}/balance")
+    assert answer.status_code == 200, answer.text
+    return Decimal(answer.json()["available"])
+
+
+def sql(database_url: str, query: str, params: tuple | dict = ()) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+def make_client(database_url: str, role: str = "client") -> str:
+    """Another API client (tenant): returns its key."""
+    import hashlib
+
+    key = f"wp_test_{uuid.uuid4().hex}"
+    sql(
+        database_url,
+        """INSERT INTO api_clients (client_id, name, api_key_hash, role,
+                             rate_limit_per_second) VALUES (%s, %s, %s, %s, 1000)""",
+        (
+            uuid.uuid4(),
+            f"test-{uuid.uuid4().hex[:12]}",
+            hashlib.sha256(key.encode()).hexdigest(),
+            role,
+        ),
+    )
+    return key
