@@ -133,11 +133,10 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
         raise LedgerInvariantError(
             f"transaction {command.transaction_id}: entries do not sum to zero"
         )
-    updated: dict[uuid.UUID, Account] = {}
+    # Every wallet must exist, be active and hold the currency before any balance is judged.
+    updated = {p.wallet_id: _account(plan, p.wallet_id, command.currency_code) for p in postings}
     for posting in postings:
-        account = updated.get(posting.wallet_id) or _account(
-            plan, posting.wallet_id, command.currency_code
-        )
+        account = updated[posting.wallet_id]
         account = replace(account, available=account.available + posting.signed)
         if not account.is_system and account.available < 0:
             raise _Refused(
