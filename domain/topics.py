@@ -49,6 +49,12 @@ WALLET_CREDITS = TopicSpec(
     WALLET_PARTITIONS,
     "Internal: a posted credit re-keyed by the credited wallet, so its partition applies it.",
 )
+REGULATORY_REPORTS = TopicSpec(
+    "regulatory.reports",
+    3,
+    "RegulatoryReport from the analytics detector (currency transaction reports, suspicious "
+    "activity candidates with evidence), keyed by subject; report_id is stable, dedupe by it.",
+)
 
 TOPICS: tuple[TopicSpec, ...] = (
     TRANSACTIONS_REQUESTED,
@@ -56,6 +62,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
     WALLET_CREDITS,
+    REGULATORY_REPORTS,
 )
 
 DEAD_LETTER_PARTITIONS = 1
