@@ -41,4 +41,11 @@ fi
 echo "bootstrap: installing the project into $REPO/.venv ..."
 timeout 1800 "$REPO/.venv/bin/pip" install -q --disable-pip-version-check -e "$REPO[dev]"
 
+# Headless Chromium for the dashboard test (tests/e2e/test_dashboard.py screenshots it).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "bootstrap: installing chromium (headless, for the dashboard test) ..."
+  timeout 900 $SUDO apt-get update -q
+  timeout 1800 $SUDO apt-get install -y -q --no-install-recommends chromium
+fi
+
 echo "bootstrap: done. Next: .venv/bin/walletpipe up   (or: .venv/bin/python -m infra.stack up)"
