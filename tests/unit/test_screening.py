@@ -1,0 +1,188 @@
+"""streams.screening: approve and hold, or reject, one request against its wallet's state."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from domain.records import PostTransaction, TransactionRejected, TransactionRequested
+from domain.transactions import TransactionType
+from streams.screening import screen
+from streams.wallet_state import WalletState
+
+A = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000001")
+B = uuid.UUID("bbbbbbbb-0000-4000-8000-000000000002")
+REQUESTED_AT = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
+
+
+def D(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def request(
+    transaction_type: TransactionType,
+    amount: str,
+    fee: str = "0",
+    *,
+    source: uuid.UUID | None = A,
+    destination: uuid.UUID | None = None,
+    transaction_id: uuid.UUID | None = None,
+) -> TransactionRequested:
+    if transaction_type is TransactionType.DEPOSIT:
+        source, destination = None, destination or A
+    return TransactionRequested(
+        transaction_id=transaction_id or uuid.uuid4(),
+        transaction_type=transaction_type,
+        source_wallet_id=source,
+        destination_wallet_id=destination,
+        amount=D(amount),
+        fee_amount=D(fee),
+        total_amount=D(amount) + D(fee),
+        currency_code="USD",
+        client_id=uuid.uuid4(),
+        idempotency_key="k",
+        requested_at=REQUESTED_AT,
+    )
+
+
+def funded(available: str) -> WalletState:
+    state = WalletState()
+    state.credit("funding", D(available))
+    return state
+
+
+def snapshot(state: WalletState) -> dict[str, object]:
+    return state.to_json()
+
+
+def test_deposit_is_approved_without_a_hold() -> None:
+    state = WalletState()
+    item = request(TransactionType.DEPOSIT, "50.00")
+    outcome = screen(item, state)
+    assert isinstance(outcome.command, PostTransaction)
+    assert outcome.state_changed is False
+    assert outcome.command.facts() == item.facts()
+    assert outcome.command.event_id != item.event_id
+    assert outcome.command.decided_at.tzinfo is not None
+    # Nothing counts until the ledger posts the credit.
+    assert (state.available, state.reserved, state.holds) == (D("0"), D("0"), {})
+
+
+@pytest.mark.parametrize(
+    ("transaction_type", "destination"),
+    [
+        (TransactionType.PAYMENT, None),
+        (TransactionType.PAYMENT, B),
+        (TransactionType.WITHDRAWAL, None),
+        (TransactionType.TRANSFER, B),
+    ],
+)
+def test_spend_within_funds_is_approved_with_a_hold_of_the_total(
+    transaction_type: TransactionType, destination: uuid.UUID | None
+) -> None:
+    state = funded("100.00")
+    item = request(transaction_type, "40.00", "1.50", destination=destination)
+    outcome = screen(item, state)
+    assert isinstance(outcome.command, PostTransaction)
+    assert outcome.state_changed is True
+    assert outcome.command.facts() == item.facts()
+    assert state.holds == {str(item.transaction_id): D("41.50")}
+    assert (state.available, state.reserved) == (D("58.50"), D("41.50"))
+
+
+def test_spending_exactly_the_available_is_approved() -> None:
+    state = funded("10.00")
+    outcome = screen(request(TransactionType.PAYMENT, "9.00", "1.00"), state)
+    assert isinstance(outcome.command, PostTransaction)
+    assert (state.available, state.reserved) == (D("0"), D("10.00"))
+
+
+@pytest.mark.parametrize(("amount", "fee"), [("100.01", "0"), ("100.00", "0.01")])
+def test_overdraft_is_rejected_and_state_unchanged(amount: str, fee: str) -> None:
+    state = funded("100.00")
+    state.reserve("other", D("0.01"))  # an open hold counts against available
+    before = snapshot(state)
+    item = request(TransactionType.WITHDRAWAL, amount, fee)
+    outcome = screen(item, state)
+    assert isinstance(outcome.command, TransactionRejected)
+    assert outcome.state_changed is False
+    assert outcome.command.reason_code == "INSUFFICIENT_FUNDS"
+    assert outcome.command.reason_message == (
+        f"available 99.9900 USD is less than {item.total_amount}"
+    )
+    assert outcome.command.facts() == item.facts()
+    assert snapshot(state) == before
+
+
+def test_replayed_request_with_an_open_hold_sends_nothing() -> None:
+    state = funded("100")
+    item = request(TransactionType.TRANSFER, "30", destination=B)
+    first = screen(item, state)
+    assert isinstance(first.command, PostTransaction)
+    before = snapshot(state)
+    replay = screen(item, state)
+    assert replay.command is None
+    assert replay.state_changed is False
+    assert snapshot(state) == before
+    assert state.reserved == D("30")
+
+
+def test_replayed_request_after_release_is_screened_again() -> None:
+    state = funded("100")
+    item = request(TransactionType.PAYMENT, "30")
+    screen(item, state)
+    state.release(str(item.transaction_id))
+    again = screen(item, state)
+    assert isinstance(again.command, PostTransaction)
+    assert state.holds == {str(item.transaction_id): D("30")}
+
+
+def test_many_sequential_requests_never_overdraw() -> None:
+    rng = random.Random(20240601)
+    state = funded("500.00")
+    credited = D("500.00")
+    settled = D("0")
+    approved = rejected = 0
+    open_holds: list[str] = []
+    for step in range(2000):
+        roll = rng.random()
+        if roll < 0.6:
+            amount = D(rng.randint(1, 20_000)) / 100
+            fee = D(rng.randint(0, 300)) / 100
+            kind = rng.choice(
+                [TransactionType.PAYMENT, TransactionType.WITHDRAWAL, TransactionType.TRANSFER]
+            )
+            destination = B if kind is TransactionType.TRANSFER else None
+            available_before = state.available
+            outcome = screen(request(kind, str(amount), str(fee), destination=destination), state)
+            if isinstance(outcome.command, PostTransaction):
+                approved += 1
+                assert amount + fee <= available_before
+                open_holds.append(str(outcome.command.transaction_id))
+            else:
+                rejected += 1
+                assert isinstance(outcome.command, TransactionRejected)
+                assert amount + fee > available_before
+                assert state.available == available_before
+        elif roll < 0.8 and open_holds:
+            hold = open_holds.pop(rng.randrange(len(open_holds)))
+            amount = state.holds[hold]
+            assert state.settle(hold) is True
+            settled += amount
+        elif roll < 0.9 and open_holds:
+            assert state.release(open_holds.pop(rng.randrange(len(open_holds)))) is True
+        else:
+            amount = D(rng.randint(1, 10_000)) / 100
+            assert state.credit(f"credit-{step}", amount) is True
+            credited += amount
+        assert state.available >= 0
+        assert state.reserved >= 0
+        assert state.reserved == sum(state.holds.values(), D("0"))
+        assert set(state.holds) == set(open_holds)
+        # Every cent is either spendable, held, or gone with a settled debit.
+        assert state.available + state.reserved + settled == credited
+    assert approved > 100 and rejected > 100  # the loop exercised both branches
