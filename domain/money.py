@@ -64,13 +64,13 @@ def parse_amount(text: object, currency_code: str) -> Decimal:
         raise InvalidAmount(f"amount {text!r} is not a finite number")
     if value <= 0:
         raise InvalidAmount("amount must be greater than zero")
-    decimals = -value.as_tuple().exponent  # type: ignore[operator]
-    if decimals > exponent and value != value.quantize(Decimal(1).scaleb(-exponent)):
+    # Magnitude first: quantizing a 40-digit number would overflow the decimal context.
+    if value > AMOUNT_MAX:
+        raise InvalidAmount(f"amount {text!r} is larger than {AMOUNT_MAX}")
+    if value != value.quantize(Decimal(1).scaleb(-exponent)):
         raise InvalidAmount(
             f"amount {text!r} has more decimals than {currency_code} allows ({exponent})"
         )
-    if value > AMOUNT_MAX:
-        raise InvalidAmount(f"amount {text!r} is larger than {AMOUNT_MAX}")
     return to_storage(value)
 
 
@@ -91,11 +91,17 @@ def wire(value: Decimal) -> str:
 
 
 def from_wire(text: str) -> Decimal:
-    """Decode an amount that a trusted component already validated."""
+    """Decode an amount from a record: a finite, non-negative decimal within DECIMAL(19,4).
+
+    Records come from our own producers, but a topic is an input like any other: a value
+    out of range is refused here rather than found by a CHECK constraint mid-batch.
+    """
     try:
         value = Decimal(text)
     except InvalidOperation:
         raise InvalidAmount(f"wire amount {text!r} is not a decimal") from None
-    if not value.is_finite():
-        raise InvalidAmount(f"wire amount {text!r} is not finite")
+    if not value.is_finite() or value < 0 or value > AMOUNT_MAX:
+        raise InvalidAmount(f"wire amount {text!r} is not between 0 and {AMOUNT_MAX}")
+    if value != value.quantize(STORAGE_QUANTUM):
+        raise InvalidAmount(f"wire amount {text!r} has more than {STORAGE_SCALE} decimals")
     return to_storage(value)

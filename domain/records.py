@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
-from domain.exceptions import RecordDecodeError
+from domain.exceptions import DomainError, RecordDecodeError
 from domain.money import from_wire, wire
 from domain.transactions import TransactionStatus, TransactionType
 
@@ -32,11 +32,15 @@ SCHEMA_VERSION = 1
 
 
 def _strict_amount(value: object) -> Decimal:
+    # Raised as ValueError so pydantic reports it and decoding fails as RecordDecodeError.
     if isinstance(value, Decimal):
-        return value
+        value = wire(value)
     if not isinstance(value, str):
         raise ValueError("amounts travel as decimal strings, never as JSON numbers")
-    return from_wire(value)
+    try:
+        return from_wire(value)
+    except DomainError as error:
+        raise ValueError(error.message) from None
 
 
 #: An exact amount: a decimal string on the wire, a ``Decimal`` in code.

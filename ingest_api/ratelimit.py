@@ -22,10 +22,10 @@ class RateLimiter:
         capacity = float(rate_per_second * BURST_FACTOR)
         tokens, last = self._buckets.get(client_id, (capacity, now))
         tokens = min(capacity, tokens + (now - last) * rate_per_second)
-        if tokens < 1.0:
-            self._buckets[client_id] = (tokens, now)
-            raise RateLimited(f"more than {rate_per_second} requests per second; retry shortly")
-        self._buckets[client_id] = (tokens - 1.0, now)
+        allowed = tokens >= 1.0
+        self._buckets[client_id] = (tokens - 1.0 if allowed else tokens, now)
         self._buckets.move_to_end(client_id)
         while len(self._buckets) > self._clients_max:
             self._buckets.popitem(last=False)
+        if not allowed:
+            raise RateLimited(f"more than {rate_per_second} requests per second; retry shortly")

@@ -17,7 +17,7 @@ from typing import Any
 
 from domain import records
 from domain.exceptions import DomainError
-from domain.money import currency_exponent, parse_amount, wire
+from domain.money import AMOUNT_MAX, currency_exponent, parse_amount, wire
 from domain.topics import TRANSACTIONS_REQUESTED
 from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
 from ingest_api.caching import TtlCache
@@ -99,6 +99,8 @@ def check_transaction(
             wallets, body.destination_wallet_id, "destination", body.currency_code, is_deposit
         )
     fee = fees.fee_for(body.transaction_type, amount, body.currency_code)
+    if amount + fee > AMOUNT_MAX:
+        raise Unprocessable(f"amount plus fee exceeds {AMOUNT_MAX}", code="INVALID_AMOUNT")
     return amount, fee, source, destination
 
 

@@ -119,7 +119,9 @@ def _account(plan: BatchPlan, wallet_id: uuid.UUID, currency_code: str) -> Accou
 
 
 def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
-    if command.total_amount != command.amount + command.fee_amount or command.amount <= 0:
+    if command.amount <= 0 or command.fee_amount < 0:
+        raise _Refused(RejectReason.INVALID_TRANSACTION, "amount must be > 0 and fee >= 0")
+    if command.total_amount != command.amount + command.fee_amount:
         raise _Refused(RejectReason.INVALID_TRANSACTION, "total_amount is not amount + fee")
     postings = postings_for(
         command.transaction_type,

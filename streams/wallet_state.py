@@ -58,6 +58,8 @@ class WalletState:
         return True
 
     def credit(self, transaction_id: str, amount: Decimal) -> bool:
+        if amount <= 0:
+            raise LedgerInvariantError(f"a credit must be positive, got {amount}")
         if transaction_id in self.recent_credits:
             return False
         self.available += amount

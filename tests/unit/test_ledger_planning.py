@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from domain.exceptions import LedgerInvariantError
+from domain import records
+from domain.exceptions import LedgerInvariantError, RecordDecodeError
 from domain.records import (
     DuplicateDiscarded,
     PostTransaction,
@@ -321,14 +322,14 @@ def test_zero_amount_fails() -> None:
     assert_refused(plan, item, "INVALID_TRANSACTION", accounts)
 
 
-def test_negative_fee_fails_the_command_instead_of_breaking_the_batch() -> None:
-    # Decoding accepts any decimal string, so a malformed command can carry a negative fee
-    # with total == amount + fee. It must become a FAILED transaction like any other bad
-    # command; an exception here stops the writer on a poison record.
-    accounts = book(customer(A, "100"), customer(B, "0"))
-    item = command(TransactionType.TRANSFER, A, B, "10", "-5")
-    plan = plan_batch([item], set(), accounts, NOW)
-    assert_refused(plan, item, "INVALID_TRANSACTION", accounts)
+def test_negative_fee_command_cannot_reach_the_planner() -> None:
+    # A negative fee would skip the fee entry and unbalance the postings, so records refuse
+    # it at decoding: on the topic it is a dead letter, never a poison batch.
+    valid = command(TransactionType.TRANSFER, A, B, "10", "0")
+    payload = records.encode(valid).replace(b'"fee_amount":"0.0000"', b'"fee_amount":"-5.0000"')
+    payload = payload.replace(b'"total_amount":"10.0000"', b'"total_amount":"5.0000"')
+    with pytest.raises(RecordDecodeError, match="fee_amount"):
+        records.decode_ledger_input(payload)
 
 
 def test_rejected_input_records_the_stream_reason_without_a_ledger_event() -> None:

@@ -157,7 +157,6 @@ def test_round_to_currency_unsupported() -> None:
         (Decimal("0"), "0.0000"),
         (Decimal("1E+3"), "1000.0000"),  # plain notation, never exponent form
         (Decimal("0.0001"), "0.0001"),
-        (Decimal("-3.25"), "-3.2500"),
         (AMOUNT_MAX, "999999999999999.9999"),
     ],
 )
@@ -180,8 +179,11 @@ def test_wire_of_parsed_amounts_round_trips() -> None:
     [
         ("abc", "not a decimal"),
         ("", "not a decimal"),
-        ("NaN", "not finite"),
-        ("Infinity", "not finite"),
+        ("NaN", "not between 0 and"),
+        ("Infinity", "not between 0 and"),
+        ("-3.25", "not between 0 and"),  # a record never carries a negative amount
+        ("1e20", "not between 0 and"),  # beyond DECIMAL(19,4)
+        ("1.00001", "more than 4 decimals"),
     ],
 )
 def test_from_wire_rejects(text: str, fragment: str) -> None:
