@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     def traffic_options(p: argparse.ArgumentParser, tps: int, seconds: int) -> None:
         p.add_argument("--tps", type=int, default=tps, help="transactions per second")
         p.add_argument("--seconds", type=int, default=seconds)
-        p.add_argument("--users", type=int, default=40)
+        p.add_argument("--users", type=int, default=100)
         p.add_argument("--merchants", type=int, default=8)
         p.add_argument("--seed", type=int, default=7)
 
