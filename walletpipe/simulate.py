@@ -206,10 +206,20 @@ class Traffic:
         }
 
 
+_last_line_at = [0.0]
+LOG_PROGRESS_EVERY_S = 5.0
+
+
 def _progress(label: str, done: int, total: int, extra: str) -> None:
+    """A bar redrawn in place on a terminal; a line every few seconds in a log or CI."""
     width = 30
     filled = int(width * done / max(total, 1))
-    sys.stdout.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {extra}")
+    bar = f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {extra}"
+    if sys.stdout.isatty():
+        sys.stdout.write(f"\r{bar}")
+    elif done >= total or time.monotonic() - _last_line_at[0] >= LOG_PROGRESS_EVERY_S:
+        _last_line_at[0] = time.monotonic()
+        sys.stdout.write(f"{bar}\n")
     sys.stdout.flush()
 
 
