@@ -74,7 +74,7 @@ def sql(database_url: str, query: str, params: tuple | dict = ()) -> list[tuple]
         return cursor.fetchall() if cursor.description is not None else []
 
 
-def make_client(database_url: str, role: str = "client") -> str:
+def make_client(database_url: str, role: str = "client", rate_limit_per_second: int = 1000) -> str:
     """Another API client (tenant): returns its key."""
     import hashlib
 
@@ -82,12 +82,13 @@ def make_client(database_url: str, role: str = "client") -> str:
     sql(
         database_url,
         """INSERT INTO api_clients (client_id, name, api_key_hash, role,
-                             rate_limit_per_second) VALUES (%s, %s, %s, %s, 1000)""",
+                             rate_limit_per_second) VALUES (%s, %s, %s, %s, %s)""",
         (
             uuid.uuid4(),
             f"test-{uuid.uuid4().hex[:12]}",
             hashlib.sha256(key.encode()).hexdigest(),
             role,
+            rate_limit_per_second,
         ),
     )
     return key

@@ -209,3 +209,15 @@ def test_wallet_for_another_clients_user_is_forbidden(api: httpx.Client, running
     assert answer.json()["error"]["code"] == "USER_FORBIDDEN"
     unknown = api.post("/v1/wallets", json={"user_id": str(uuid.uuid4()), "currency_code": "USD"})
     assert unknown.json()["error"]["code"] == "USER_NOT_FOUND"
+
+
+def test_rate_limit_answers_429_with_a_code(running: dict) -> None:
+    slow_key = make_client(running["DATABASE_URL"], rate_limit_per_second=2)
+    with httpx.Client(
+        base_url=running["INGEST_URL"], timeout=10, headers={"X-API-Key": slow_key}
+    ) as slow:
+        codes = [slow.get(f"/v1/transactions/{uuid.uuid4()}").status_code for _ in range(8)]
+        limited = slow.get(f"/v1/transactions/{uuid.uuid4()}")
+    assert codes[:4] == [404] * 4  # a burst of twice the rate passes (unknown ids: 404)
+    assert 429 in codes[4:] and limited.status_code == 429
+    assert limited.json()["error"]["code"] == "RATE_LIMITED"
