@@ -22,9 +22,12 @@ from ingest_api.publisher import KafkaPublisher
 from ingest_api.repository import Client, Repository
 from ingest_api.schemas import (
     BalanceOut,
+    ClientOut,
+    CreateGrant,
     CreateTransaction,
     CreateUser,
     CreateWallet,
+    GrantOut,
     TransactionAccepted,
     TransactionOut,
     UserOut,
@@ -116,6 +119,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     @app.post("/v1/wallets", status_code=201, response_model=WalletOut)
     async def create_wallet(body: CreateWallet, client: Caller, request: Request) -> dict:
         return await service_of(request).create_wallet(client, body)
+
+    @app.get("/v1/me", response_model=ClientOut)
+    async def me(client: Caller) -> Client:
+        return client
+
+    @app.post("/v1/wallets/{wallet_id}/grants", status_code=201, response_model=GrantOut)
+    async def grant_wallet(
+        wallet_id: uuid.UUID, body: CreateGrant, client: Caller, request: Request
+    ) -> dict:
+        return await service_of(request).grant_wallet(client, wallet_id, body.client_id)
 
     @app.get("/v1/wallets/{wallet_id}/balance", response_model=BalanceOut)
     async def wallet_balance(wallet_id: uuid.UUID, client: Caller, request: Request) -> dict:

@@ -109,6 +109,18 @@ class Repository:
             row = await cur.fetchone()
         return None if row is None else bool(row[0])
 
+    async def user_owned_wallet(self, client_id: uuid.UUID, wallet_id: uuid.UUID) -> bool | None:
+        """None: no such wallet; False: its user belongs to another client."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT EXISTS (SELECT 1 FROM api_client_users
+                                   WHERE client_id = %s AND user_id = w.user_id)
+                     FROM wallets w WHERE w.wallet_id = %s AND w.wallet_type <> 'SYSTEM'""",
+                (client_id, wallet_id),
+            )
+            row = await cur.fetchone()
+        return None if row is None else bool(row[0])
+
     async def create_wallet(
         self, user_id: uuid.UUID, wallet_type: str, currency_code: str
     ) -> dict[str, Any]:
@@ -227,3 +239,21 @@ class Repository:
             )
             events = await cur.fetchall()
         return row, events, request["record"]
+
+    async def client_exists(self, client_id: uuid.UUID) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM api_clients WHERE client_id = %s", (client_id,))
+            return await cur.fetchone() is not None
+
+    async def grant_wallet(self, wallet_id: uuid.UUID, client_id: uuid.UUID) -> dict[str, Any]:
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                """INSERT INTO api_client_wallet_grants (client_id, wallet_id) VALUES (%s, %s)
+                   ON CONFLICT (client_id, wallet_id) DO UPDATE SET client_id = EXCLUDED.client_id
+                   RETURNING wallet_id, client_id, created_at""",
+                (client_id, wallet_id),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return row

@@ -107,3 +107,20 @@ class TransactionOut(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     events: list[TransactionEventOut]
+
+
+class ClientOut(BaseModel):
+    client_id: uuid.UUID
+    name: str
+    role: str
+    rate_limit_per_second: int
+
+
+class CreateGrant(Strict):
+    client_id: uuid.UUID
+
+
+class GrantOut(BaseModel):
+    wallet_id: uuid.UUID
+    client_id: uuid.UUID
+    created_at: datetime

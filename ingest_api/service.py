@@ -326,6 +326,26 @@ class IngestService:
             "events": events,
         }
 
+    async def grant_wallet(
+        self, client: Client, wallet_id: uuid.UUID, grantee: uuid.UUID
+    ) -> dict[str, Any]:
+        """The owner lets another client (a partner, an acquirer) move money from a wallet.
+
+        Only the wallet's owner may grant: a grant is never transitive.
+        """
+        owned = await self._repository.user_owned_wallet(client.client_id, wallet_id)
+        if owned is None:
+            raise NotFound(f"wallet {wallet_id} does not exist", code="WALLET_NOT_FOUND")
+        if not owned:
+            raise Forbidden(
+                f"only the owner of wallet {wallet_id} may grant it", code="WALLET_FORBIDDEN"
+            )
+        if not await self._repository.client_exists(grantee):
+            raise NotFound(f"client {grantee} does not exist", code="CLIENT_NOT_FOUND")
+        grant = await self._repository.grant_wallet(wallet_id, grantee)
+        self._wallets.discard((grantee, wallet_id))
+        return grant
+
     async def get_balance(self, client: Client, wallet_id: uuid.UUID) -> dict[str, Any]:
         access = (await self._wallet_access(client, [wallet_id])).get(wallet_id)
         if access is None:

@@ -297,3 +297,43 @@ def test_undecodable_records_go_to_the_dead_letter_topic(running: dict, topic: s
     headers = _read_dead_letters(running["KAFKA_BOOTSTRAP"], f"{topic}.dlq", key)
     assert headers["dlq.topic"] == topic
     assert headers["dlq.reason"]  # says which field broke
+
+
+def test_owner_grants_a_partner_access_to_one_wallet(api: httpx.Client, running: dict) -> None:
+    wallet, other_wallet = new_wallet(api), new_wallet(api)
+    wait_final(
+        api,
+        accepted(
+            api,
+            {
+                "transaction_type": "DEPOSIT",
+                "destination_wallet_id": wallet,
+                "amount": "8.00",
+                "currency_code": "USD",
+            },
+        ),
+    )
+    partner_key = make_client(running["DATABASE_URL"])
+    with httpx.Client(
+        base_url=running["INGEST_URL"], timeout=10, headers={"X-API-Key": partner_key}
+    ) as partner:
+        partner_id = partner.get("/v1/me").json()["client_id"]
+        pay = {
+            "transaction_type": "PAYMENT",
+            "source_wallet_id": wallet,
+            "amount": "2.00",
+            "currency_code": "USD",
+        }
+        assert submit(partner, pay).status_code == 403  # not yet granted
+        refused = partner.post(f"/v1/wallets/{wallet}/grants", json={"client_id": partner_id})
+        assert refused.status_code == 403  # only the owner grants
+        granted = api.post(f"/v1/wallets/{wallet}/grants", json={"client_id": partner_id})
+        assert granted.status_code == 201, granted.text
+        assert wait_final(partner, accepted(partner, pay))["status"] == "COMPLETED"
+        assert partner.get(f"/v1/wallets/{other_wallet}/balance").status_code == 403
+    assert (
+        api.post(f"/v1/wallets/{wallet}/grants", json={"client_id": str(uuid.uuid4())}).json()[
+            "error"
+        ]["code"]
+        == "CLIENT_NOT_FOUND"
+    )
