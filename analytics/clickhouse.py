@@ -1,16 +1,21 @@
-"""The ClickHouse side: one client (embedded chDB or a server), the DDL, guarded access.
+"""The ClickHouse side: one client (embedded chDB or a server), guarded access.
 
 Only one process may open a chDB path, and the embedded session is not safe to share
-between threads without a lock, so every query goes through ``Warehouse``.
+between threads without a lock, so every query goes through ``Warehouse``. The tables are
+declared in ``analytics.schema``.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import clickhouse_connect
+
+from analytics import schema
 
 EVENT_COLUMNS = (
     "event_id",
@@ -34,40 +39,25 @@ EVENT_COLUMNS = (
     "terminal_id",
     "client_id",
 )
-
-DDL = (
-    """CREATE TABLE IF NOT EXISTS pipeline_events (
-        event_id UUID,
-        event_kind LowCardinality(String),
-        event_time DateTime64(3, 'UTC'),
-        transaction_id UUID,
-        transaction_type LowCardinality(String),
-        transaction_status LowCardinality(String),
-        source_wallet_id Nullable(UUID),
-        destination_wallet_id Nullable(UUID),
-        source_user_id Nullable(UUID),
-        destination_user_id Nullable(UUID),
-        amount Decimal(19, 4),
-        fee_amount Decimal(19, 4),
-        total_amount Decimal(19, 4),
-        currency_code LowCardinality(String),
-        reason_code LowCardinality(String),
-        risk_score Nullable(Float32),
-        requested_at DateTime64(3, 'UTC'),
-        channel LowCardinality(String),
-        terminal_id String,
-        client_id UUID,
-        inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
-    ) ENGINE = ReplacingMergeTree(inserted_at)
-    PARTITION BY toYYYYMM(event_time)
-    ORDER BY (event_kind, event_time, event_id)""",
+EVENT_ID, EVENT_KIND, EVENT_TIME = 0, 1, 2
+REPORT_COLUMNS = (
+    "report_id",
+    "report_type",
+    "category",
+    "occurred_at",
+    "subject_user_id",
+    "subject_wallet_id",
+    "currency_code",
+    "total_amount",
+    "transaction_count",
+    "record",
 )
+#: Ids per existence query: bounds the SQL text (about 40 bytes an id).
+IDS_PER_QUERY_MAX = 20_000
 
 
 def connect(target: str) -> Any:
     """``chdb:///abs/path`` opens the embedded engine; ``http://host:8123`` a server."""
-    if target.startswith("chdb://"):
-        return clickhouse_connect.get_client(dsn=target)
     return clickhouse_connect.get_client(dsn=target)
 
 
@@ -75,20 +65,62 @@ class Warehouse:
     def __init__(self, target: str) -> None:
         self._client = connect(target)
         self._lock = threading.Lock()
-        for statement in DDL:
-            self.command(statement)
+        self.rebuilt_roll_ups = schema.apply(self)
 
     def command(self, sql: str) -> None:
         with self._lock:
             self._client.command(sql)
 
-    def insert_events(self, rows: Sequence[Sequence[Any]]) -> None:
-        with self._lock:
-            self._client.insert("pipeline_events", rows, column_names=EVENT_COLUMNS)
-
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         with self._lock:
             return list(self._client.query(sql, parameters=parameters or {}).result_rows)
+
+    def insert_events(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows in ``EVENT_COLUMNS`` order; sent column-wise (about twice as fast)."""
+        if not rows:
+            return
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        with self._lock:
+            self._client.insert(
+                "pipeline_events", columns, column_names=EVENT_COLUMNS, column_oriented=True
+            )
+
+    def stored_event_ids(
+        self, kinds: Sequence[str], ids: Sequence[uuid.UUID], start: datetime, end: datetime
+    ) -> set[uuid.UUID]:
+        """Which of ``ids`` (events of ``kinds`` between ``start`` and ``end``, inclusive)
+        are stored already. The time bounds let the primary key skip most of the table."""
+        found: set[uuid.UUID] = set()
+        for first in range(0, len(ids), IDS_PER_QUERY_MAX):
+            rows = self.query(
+                """SELECT event_id FROM pipeline_events
+                    WHERE event_kind IN {kinds:Array(String)}
+                      AND event_time >= {start:DateTime64(3)} AND event_time <= {end:DateTime64(3)}
+                      AND event_id IN {ids:Array(UUID)}""",
+                {
+                    "kinds": list(kinds),
+                    "start": start,
+                    "end": end,
+                    "ids": list(ids[first : first + IDS_PER_QUERY_MAX]),
+                },
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def insert_reports(self, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._client.insert("regulatory_reports", list(rows), column_names=REPORT_COLUMNS)
+
+    def stored_report_ids(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        if not ids:
+            return set()
+        rows = self.query(
+            "SELECT report_id FROM regulatory_reports WHERE report_id IN {ids:Array(UUID)}",
+            {"ids": list(ids)},
+        )
+        return {row[0] for row in rows}
 
     def close(self) -> None:
         with self._lock:

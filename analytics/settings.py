@@ -1,7 +1,14 @@
 """Every setting of the analytics service, read once from the environment."""
 
-from pydantic import Field
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SIGNING_KEY_FILE_NAME = "regulatory-signing.key"
 
 
 class AnalyticsSettings(BaseSettings):
@@ -11,12 +18,63 @@ class AnalyticsSettings(BaseSettings):
     #: The embedded engine (chdb:///abs/path) unless CLICKHOUSE_URL names a server.
     clickhouse_dsn: str = Field(validation_alias="CLICKHOUSE_DSN")
     clickhouse_url: str | None = Field(default=None, validation_alias="CLICKHOUSE_URL")
+    #: Where api_clients lives: reporting keys are checked against it.
+    database_url: str = Field(validation_alias="DATABASE_URL")
     analytics_url: str = Field(default="http://127.0.0.1:18090", validation_alias="ANALYTICS_URL")
+
+    # The sink.
     consumer_group: str = "analytics-sink"
     batch_rows_max: int = Field(default=10_000, ge=1, le=1_000_000)
     flush_interval_ms: int = Field(default=1_000, ge=10, le=60_000)
+
+    # Reports: bounds on what one request may ask for.
     report_range_days_max: int = Field(default=366, ge=1)
+    report_points_max: int = Field(default=10_000, ge=10, le=1_000_000)
+    #: Risk scores at or above this count as high risk (fraud rates, suspicious activity).
+    high_risk_score: Decimal = Field(default=Decimal("0.9"), ge=0, le=1)
+    #: Decline reason codes that mean "declined as fraud" in the fraud rate.
+    fraud_reason_codes: tuple[str, ...] = ("FRAUD_DECLINED",)
+    #: How long a looked-up API key is trusted before PostgreSQL is asked again.
+    api_key_cache_s: float = Field(default=30.0, ge=0, le=3_600)
+    api_key_cache_entries_max: int = Field(default=1_024, ge=1, le=100_000)
+
+    # Regulatory detection (amounts in the transaction's own currency, never converted).
+    ctr_threshold: Decimal = Decimal("10000")
+    structuring_amount_min: Decimal = Decimal("8000")
+    structuring_amount_max: Decimal = Decimal("10000")
+    structuring_count_24h_min: int = Field(default=3, ge=2, le=1_000)
+    structuring_count_7d_min: int = Field(default=5, ge=2, le=1_000)
+    in_out_window_hours: int = Field(default=24, ge=1, le=168)
+    in_out_amount_min: Decimal = Decimal("3000")
+    in_out_ratio_min: Decimal = Field(default=Decimal("0.9"), gt=0, le=1)
+    #: A business day is a calendar day in this zone (CTRs sum per user per business day).
+    business_timezone: str = "UTC"
+    #: A day's CTRs are streamed once the day is over plus this grace, for late events.
+    ctr_grace_minutes: int = Field(default=10, ge=0, le=24 * 60)
+    #: The streaming detector: how often, over how much history, how much per cycle.
+    regulatory_interval_s: float = Field(default=10.0, ge=0.2, le=3_600)
+    regulatory_lookback_days: int = Field(default=16, ge=15, le=60)
+    regulatory_rows_max: int = Field(default=500_000, ge=1_000, le=10_000_000)
+    regulatory_reports_per_cycle_max: int = Field(default=1_000, ge=1, le=100_000)
+    regulatory_export_days_max: int = Field(default=92, ge=1, le=366)
+    #: HMAC-SHA256 key of export manifests. Unset: a random key kept in the key file.
+    regulatory_signing_key: SecretStr | None = Field(
+        default=None, validation_alias="REGULATORY_SIGNING_KEY"
+    )
+    regulatory_signing_key_file: Path | None = Field(
+        default=None, validation_alias="REGULATORY_SIGNING_KEY_FILE"
+    )
 
     @property
     def clickhouse_target(self) -> str:
         return self.clickhouse_url or self.clickhouse_dsn
+
+    @property
+    def signing_key_file(self) -> Path | None:
+        """The key file: as configured, else beside the embedded engine's directory."""
+        if self.regulatory_signing_key_file is not None:
+            return self.regulatory_signing_key_file
+        if self.clickhouse_url is None and self.clickhouse_dsn.startswith("chdb://"):
+            engine_dir = Path(self.clickhouse_dsn.removeprefix("chdb://"))
+            return engine_dir.parent / SIGNING_KEY_FILE_NAME
+        return None
