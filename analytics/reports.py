@@ -1,78 +1,296 @@
-"""Reports over ``pipeline_events``: parameterised SQL, ranges checked before querying."""
+"""Analyst reports: parameterised SQL over the minute roll-ups, shaped for JSON.
+
+Ranges are checked before (``analytics.ranges``); amounts come back as exact decimal strings
+(``toString`` of a Decimal), counts as integers, rates as floats rounded to 4 places.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from analytics.clickhouse import Warehouse
+from analytics.ranges import ReportRange
+from analytics.regulatory import iso
+from analytics.regulatory_source import utc
+from domain.money import wire
+
+DECISIONS = ("approve", "review", "decline")
+RANGE = "minute >= {start:DateTime} AND minute < {end:DateTime}"
+SLICE = (
+    "({currency:String} = '' OR currency_code = {currency:String})"
+    " AND ({transaction_type:String} = '' OR transaction_type = {transaction_type:String})"
+)
 
 
-class ReportError(Exception):
-    """A report request that cannot be answered as asked. ``code`` is stable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+def money(text: str) -> str:
+    """ClickHouse prints 12.3400 as "12.34": give every amount the wire form "12.3400"."""
+    return wire(Decimal(text))
 
 
-def time_range(
-    start: datetime | None, end: datetime | None, days_max: int
-) -> tuple[datetime, datetime]:
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(days=1)
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ReportError("INVALID_RANGE", "give times with a timezone, e.g. 2026-01-01T00:00Z")
-    if start >= end:
-        raise ReportError("INVALID_RANGE", "'from' must be before 'to'")
-    if end - start > timedelta(days=days_max):
-        raise ReportError("RANGE_TOO_LARGE", f"a report spans at most {days_max} days")
-    return start, end
+def _params(rr: ReportRange, **extra: Any) -> dict[str, Any]:
+    return {"start": rr.start, "end": rr.end, **extra}
 
 
-def volume(warehouse: Warehouse, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    rows = warehouse.query(
-        """SELECT event_kind, transaction_type, currency_code, uniqExact(event_id) AS events,
-                  toString(sum(amount)) AS amount
-             FROM pipeline_events FINAL
-            WHERE event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)}
-            GROUP BY event_kind, transaction_type, currency_code
-            ORDER BY event_kind, transaction_type, currency_code""",
-        {"start": start, "end": end},
+def _bucket(rr: ReportRange) -> str:
+    return f"toStartOfInterval(minute, {rr.granularity.sql_interval}, 'UTC')"
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def header(rr: ReportRange) -> dict[str, Any]:
+    return {"from": iso(rr.start), "to": iso(rr.end), "granularity": rr.granularity.value}
+
+
+def volume(
+    wh: Warehouse, rr: ReportRange, *, currency: str = "", transaction_type: str = ""
+) -> dict[str, Any]:
+    rows = wh.query(
+        f"""SELECT {_bucket(rr)} AS bucket, event_kind, decision, transaction_type,
+                   currency_code, transaction_status, sum(events),
+                   toString(sum(amount)), toString(sum(fee_amount))
+              FROM events_by_minute WHERE {RANGE} AND {SLICE}
+             GROUP BY bucket, event_kind, decision, transaction_type, currency_code,
+                      transaction_status
+             ORDER BY ALL""",
+        _params(rr, currency=currency, transaction_type=transaction_type),
     )
-    return [
-        {"event_kind": k, "transaction_type": t, "currency_code": c, "events": n, "amount": a}
-        for k, t, c, n, a in rows
-    ]
-
-
-def latency(warehouse: Warehouse, start: datetime, end: datetime) -> dict[str, Any]:
-    """Accept → complete: from the API's acceptance to the ledger's commit, in ms."""
-    rows = warehouse.query(
-        """SELECT count(), quantileExact(0.5)(ms), quantileExact(0.99)(ms), max(ms) FROM (
-               SELECT dateDiff('millisecond', requested_at, event_time) AS ms
-                 FROM pipeline_events FINAL
-                WHERE event_kind = 'posted'
-                  AND event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)})""",
-        {"start": start, "end": end},
-    )
-    count, p50, p99, worst = rows[0]
+    series = []
+    totals: dict[tuple[str, str, str], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
+    for bucket, kind, decision, ttype, cur, status, events, amount, fee in rows:
+        series.append(
+            {
+                "bucket": iso(utc(bucket)),
+                "event_kind": kind,
+                "decision": decision,
+                "transaction_type": ttype,
+                "currency_code": cur,
+                "transaction_status": status,
+                "events": events,
+                "amount": money(amount),
+                "fee_amount": money(fee),
+            }
+        )
+        total = totals[(kind, ttype, cur)]
+        total[0] += events
+        total[1] += Decimal(amount)
     return {
-        "completed": count,
-        "p50_ms": p50 if count else None,
-        "p99_ms": p99 if count else None,
-        "max_ms": worst if count else None,
+        **header(rr),
+        "rows": [
+            {
+                "event_kind": k,
+                "transaction_type": t,
+                "currency_code": c,
+                "events": n,
+                "amount": wire(a),
+            }
+            for (k, t, c), (n, a) in sorted(totals.items())
+        ],
+        "series": series,
     }
 
 
-def transaction_events(warehouse: Warehouse, transaction_id: str) -> list[dict[str, Any]]:
-    rows = warehouse.query(
-        """SELECT event_kind, transaction_status, reason_code, toString(amount), event_time
+def _decision_counts(wh: Warehouse, rr: ReportRange, slice_: dict[str, str]) -> dict[str, dict]:
+    rows = wh.query(
+        f"""SELECT {_bucket(rr)} AS bucket, decision, sum(events)
+              FROM events_by_minute WHERE {RANGE} AND decision != '' AND {SLICE}
+             GROUP BY bucket, decision ORDER BY bucket""",
+        _params(rr, **slice_),
+    )
+    buckets: dict[str, dict[str, int]] = {}
+    for bucket, decision, events in rows:
+        counts = buckets.setdefault(iso(utc(bucket)), dict.fromkeys(DECISIONS, 0))
+        counts[decision] = counts.get(decision, 0) + events
+    return buckets
+
+
+def _with_rates(counts: dict[str, int]) -> dict[str, Any]:
+    decided = sum(counts.values())
+    return {
+        **counts,
+        "decided": decided,
+        **{f"{d}_rate": _rate(counts.get(d, 0), decided) for d in DECISIONS},
+    }
+
+
+def approval_rates(
+    wh: Warehouse, rr: ReportRange, *, currency: str = "", transaction_type: str = ""
+) -> dict[str, Any]:
+    buckets = _decision_counts(wh, rr, {"currency": currency, "transaction_type": transaction_type})
+    overall: dict[str, int] = dict.fromkeys(DECISIONS, 0)
+    for counts in buckets.values():
+        for decision, n in counts.items():
+            overall[decision] = overall.get(decision, 0) + n
+    return {
+        **header(rr),
+        **_with_rates(overall),
+        "series": [{"bucket": b, **_with_rates(c)} for b, c in buckets.items()],
+    }
+
+
+_LATENCY = """sum(completed), quantilesTimingMerge(0.5, 0.9, 0.99)(latency_ms_quantiles),
+              max(latency_ms_max), sum(latency_ms_sum)"""
+
+
+def _latency_fields(completed: int, quantiles: list, worst: int, total: int) -> dict[str, Any]:
+    if not completed:
+        return {"completed": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None,
+                "mean_ms": None}  # fmt: skip
+    p50, p90, p99 = (int(q) for q in quantiles)
+    return {"completed": completed, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
+            "max_ms": worst, "mean_ms": round(total / completed, 1)}  # fmt: skip
+
+
+def latency(wh: Warehouse, rr: ReportRange, *, transaction_type: str = "") -> dict[str, Any]:
+    """Accept → complete: from the API's acceptance to the ledger's commit, in ms."""
+    where = f"{RANGE} AND ({{transaction_type:String}} = '' OR transaction_type = {{transaction_type:String}})"  # noqa: E501
+    params = _params(rr, transaction_type=transaction_type)
+    overall = wh.query(f"SELECT {_LATENCY} FROM latency_by_minute WHERE {where}", params)[0]
+    rows = wh.query(
+        f"""SELECT {_bucket(rr)} AS bucket, {_LATENCY} FROM latency_by_minute WHERE {where}
+             GROUP BY bucket ORDER BY bucket""",
+        params,
+    )
+    return {
+        **header(rr),
+        **_latency_fields(*overall),
+        "series": [{"bucket": iso(utc(b)), **_latency_fields(*rest)} for b, *rest in rows],
+    }
+
+
+def fraud_rates(
+    wh: Warehouse, rr: ReportRange, *, fraud_codes: tuple[str, ...], high_percent: int
+) -> dict[str, Any]:
+    """Per bucket: decisions declined as fraud, and decisions scored at or above the
+    high-risk threshold (resolved to whole percent), each against its whole."""
+    decided = {
+        b: sum(c.values())
+        for b, c in _decision_counts(wh, rr, {"currency": "", "transaction_type": ""}).items()
+    }
+    declined = {
+        iso(utc(b)): n
+        for b, n in wh.query(
+            f"""SELECT {_bucket(rr)} AS bucket, sum(events) FROM decline_reasons_by_minute
+                 WHERE {RANGE} AND event_kind = 'rejected'
+                   AND reason_code IN {{codes:Array(String)}}
+                 GROUP BY bucket""",
+            _params(rr, codes=list(fraud_codes)),
+        )
+    }
+    scored = {
+        iso(utc(b)): (n, high)
+        for b, n, high in wh.query(
+            f"""SELECT {_bucket(rr)} AS bucket, sum(events),
+                       sumIf(events, score_percent >= {{high:UInt8}})
+                  FROM risk_scores_by_minute WHERE {RANGE} GROUP BY bucket""",
+            _params(rr, high=high_percent),
+        )
+    }
+    series = [
+        _fraud_fields(b, decided.get(b, 0), declined.get(b, 0), *scored.get(b, (0, 0)))
+        for b in sorted({*decided, *declined, *scored})
+    ]
+    names = ("decided", "fraud_declined", "scored", "high_risk")
+    totals = [sum(s[name] for s in series) for name in names]
+    return {**header(rr), **_fraud_fields(None, *totals), "series": series}
+
+
+def _fraud_fields(bucket: str | None, decided: int, fraud: int, scored: int, high: int) -> dict:
+    fields = {
+        "decided": decided,
+        "fraud_declined": fraud,
+        "fraud_decline_rate": _rate(fraud, decided),
+        "scored": scored,
+        "high_risk": high,
+        "high_risk_rate": _rate(high, scored),
+    }
+    return fields if bucket is None else {"bucket": bucket, **fields}
+
+
+def fraud_scores(wh: Warehouse, rr: ReportRange, *, bin_percent: int = 5) -> dict[str, Any]:
+    """The distribution of risk scores of decisions, in bins of ``bin_percent``."""
+    last_bin = 100 // bin_percent - 1
+    rows = wh.query(
+        f"""SELECT least(intDiv(score_percent, {{width:UInt8}}), {{last:UInt8}}) AS bin,
+                   decision, sum(events)
+              FROM risk_scores_by_minute WHERE {RANGE} GROUP BY bin, decision ORDER BY bin""",
+        _params(rr, width=bin_percent, last=last_bin),
+    )
+    bins = [
+        {
+            "from": round(i * bin_percent / 100, 2),
+            "to": round((i + 1) * bin_percent / 100, 2),
+            "total": 0,
+            **dict.fromkeys(DECISIONS, 0),
+        }  # fmt: skip
+        for i in range(last_bin + 1)
+    ]
+    for index, decision, events in rows:
+        bins[index][decision] = bins[index].get(decision, 0) + events
+        bins[index]["total"] += events
+    return {**header(rr), "scored": sum(b["total"] for b in bins), "bins": bins}
+
+
+def decline_reasons(wh: Warehouse, rr: ReportRange, *, limit: int = 10) -> dict[str, Any]:
+    rows = wh.query(
+        f"""SELECT reason_code, sum(events) AS n, sumIf(events, event_kind = 'rejected'),
+                   sumIf(events, event_kind = 'failed')
+              FROM decline_reasons_by_minute WHERE {RANGE}
+             GROUP BY reason_code ORDER BY n DESC, reason_code LIMIT {{limit:UInt32}}""",
+        _params(rr, limit=limit),
+    )
+    return {
+        **header(rr),
+        "reasons": [
+            {"reason_code": code, "events": n, "declined": rejected, "failed": failed}
+            for code, n, rejected, failed in rows
+        ],
+    }
+
+
+def transaction_events(wh: Warehouse, transaction_id: str) -> list[dict[str, Any]]:
+    rows = wh.query(
+        """SELECT event_kind, transaction_status, reason_code, toString(amount), event_time,
+                  toString(round(toFloat64(risk_score), 4))
              FROM pipeline_events FINAL WHERE transaction_id = {id:UUID}
             ORDER BY event_time""",
         {"id": transaction_id},
     )
     return [
-        {"event_kind": k, "transaction_status": s, "reason_code": r, "amount": a, "event_time": t}
-        for k, s, r, a, t in rows
+        {
+            "event_kind": k,
+            "transaction_status": s,
+            "reason_code": r,
+            "amount": money(a),
+            "event_time": iso(utc(t)),
+            "risk_score": score,
+        }  # fmt: skip
+        for k, s, r, a, t, score in rows
     ]
+
+
+def dashboard(wh: Warehouse, rr: ReportRange, **fraud: Any) -> dict[str, Any]:
+    """Everything the dashboard draws, in one answer (one refresh = one request)."""
+    posted = wh.query(
+        f"""SELECT {_bucket(rr)} AS bucket, currency_code, sum(events), toString(sum(amount))
+              FROM events_by_minute WHERE {RANGE} AND event_kind = 'posted'
+             GROUP BY bucket, currency_code ORDER BY bucket, currency_code""",
+        _params(rr),
+    )
+    return {
+        **header(rr),
+        "generated_at": iso(datetime.now().astimezone()),
+        "decisions": approval_rates(wh, rr),
+        "posted": [
+            {"bucket": iso(utc(b)), "currency_code": c, "events": n, "amount": money(a)}
+            for b, c, n, a in posted
+        ],
+        "latency": latency(wh, rr),
+        "fraud_rates": fraud_rates(wh, rr, **fraud),
+        "fraud_scores": fraud_scores(wh, rr),
+        "decline_reasons": decline_reasons(wh, rr, limit=8),
+    }

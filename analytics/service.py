@@ -1,4 +1,5 @@
-"""The analytics service: owns the ClickHouse engine, runs the sink, serves reports.
+"""The analytics service: owns the ClickHouse engine, runs the sink and the regulatory
+detector, serves the reporting API and the dashboard.
 
 Only one process can open a chDB path, so this service is the one that does; other readers
 (CLI reports, tests) ask its HTTP API while it runs.
@@ -8,26 +9,40 @@ Run: ``python -m analytics.service`` (settings from the environment) or ``wallet
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
-import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Annotated, Any
+from importlib import resources
+from typing import Any
 from urllib.parse import urlparse
 
 import uvicorn
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analytics import reports
+from analytics import export
+from analytics.api import router
 from analytics.clickhouse import Warehouse
+from analytics.clients import ClientDirectory
+from analytics.detector import RegulatoryDetector
+from analytics.exceptions import AnalyticsError
 from analytics.settings import AnalyticsSettings
 from analytics.sink import EventSink
 
 log = logging.getLogger("analytics")
-Start = Annotated[datetime | None, Query(alias="from")]
-End = Annotated[datetime | None, Query(alias="to")]
+THREAD_JOIN_TIMEOUT_S = 30.0
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def dashboard_html() -> str:
+    return resources.files("analytics").joinpath("static/dashboard.html").read_text()
 
 
 def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
@@ -36,60 +51,77 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warehouse = Warehouse(settings.clickhouse_target)
+        if warehouse.rebuilt_roll_ups:
+            log.info("roll-ups rebuilt from pipeline_events: %s", warehouse.rebuilt_roll_ups)
+        clients = ClientDirectory(
+            settings.database_url,
+            cache_s=settings.api_key_cache_s,
+            entries_max=settings.api_key_cache_entries_max,
+        )
+        clients.open()
         sink = EventSink(settings, warehouse)
+        detector = RegulatoryDetector(settings, warehouse)
         stop = threading.Event()
-        thread = threading.Thread(target=sink.run, args=(stop,), name="analytics-sink")
-        thread.start()
-        app.state.warehouse, app.state.sink = warehouse, sink
+        threads = [
+            threading.Thread(target=sink.run, args=(stop,), name="analytics-sink"),
+            threading.Thread(target=detector.run, args=(stop,), name="regulatory-detector"),
+        ]
+        for thread in threads:
+            thread.start()
+        app.state.warehouse, app.state.clients = warehouse, clients
+        app.state.sink, app.state.detector, app.state.threads = sink, detector, threads
+        app.state.signing_key = functools.cache(lambda: export.signing_key(settings))
         try:
             yield
         finally:
             stop.set()
-            thread.join(timeout=30)
+            for thread in threads:
+                thread.join(timeout=THREAD_JOIN_TIMEOUT_S)
+            clients.close()
             warehouse.close()
 
     app = FastAPI(title="wallet-pipeline analytics", version="1", lifespan=lifespan)
+    app.state.settings = settings
 
-    @app.exception_handler(reports.ReportError)
-    async def on_report_error(_request: Request, error: reports.ReportError) -> JSONResponse:
-        return JSONResponse(
-            status_code=422, content={"error": {"code": error.code, "message": error.message}}
-        )
+    @app.exception_handler(AnalyticsError)
+    async def on_analytics_error(_request: Request, error: AnalyticsError) -> JSONResponse:
+        return JSONResponse(status_code=error.status, content=error_body(error.code, error.message))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "query")
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return JSONResponse(status_code=422, content=error_body("INVALID_REQUEST", message))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(error.status_code, f"HTTP_{error.status_code}")
+        return JSONResponse(status_code=error.status_code, content=error_body(code, error.detail))
 
     @app.get("/health")
-    async def health(request: Request) -> dict[str, Any]:
-        sink: EventSink = request.app.state.sink
-        return {
-            "status": "ok",
-            "rows_written": sink.rows_written,
-            "dead_letters": sink.dead_letters,
+    def health(request: Request) -> JSONResponse:
+        state = request.app.state
+        alive = all(thread.is_alive() for thread in state.threads)
+        body = {
+            "status": "ok" if alive else "degraded",
+            "rows_written": state.sink.rows_written,
+            "duplicates_dropped": state.sink.duplicates_dropped,
+            "dead_letters": state.sink.dead_letters,
+            "sink_consuming": state.sink.consuming.is_set(),
+            "regulatory_cycles": state.detector.cycles,
+            "regulatory_emitted": state.detector.emitted,
+            "regulatory_last_error": state.detector.last_error,
         }
+        return JSONResponse(status_code=200 if alive else 503, content=body)
 
-    @app.get("/v1/reports/volume")
-    def volume(request: Request, start: Start = None, end: End = None) -> dict[str, Any]:
-        start, end = reports.time_range(start, end, settings.report_range_days_max)
-        return {
-            "from": start,
-            "to": end,
-            "rows": reports.volume(request.app.state.warehouse, start, end),
-        }
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard() -> str:
+        """Live charts; the page reads its reporting key from ``#key=...`` (never sent to
+        the server in the URL) and refreshes itself every few seconds."""
+        return dashboard_html()
 
-    @app.get("/v1/reports/latency")
-    def latency(request: Request, start: Start = None, end: End = None) -> dict[str, Any]:
-        start, end = reports.time_range(start, end, settings.report_range_days_max)
-        return {
-            "from": start,
-            "to": end,
-            **reports.latency(request.app.state.warehouse, start, end),
-        }
-
-    @app.get("/v1/reports/transactions/{transaction_id}")
-    def transaction(request: Request, transaction_id: uuid.UUID) -> dict[str, Any]:
-        return {
-            "transaction_id": transaction_id,
-            "events": reports.transaction_events(request.app.state.warehouse, str(transaction_id)),
-        }
-
+    app.include_router(router)
     return app
 
 

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -144,13 +143,9 @@ def cmd_ledger_verify(_args: argparse.Namespace) -> int:
 
 
 def _report(env: dict[str, str], name: str) -> dict:
-    with urllib.request.urlopen(f"{env['ANALYTICS_URL']}/v1/reports/{name}", timeout=10) as r:
-        return json.loads(r.read())
+    from analytics.cli import report
 
-
-def cmd_reports(args: argparse.Namespace) -> int:
-    print(json.dumps(_report(stack_env(), args.name), indent=2, default=str))
-    return 0
+    return report(env, local_dir(), name)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -218,9 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_parser("verify", help="check that the books balance").set_defaults(
         func=cmd_ledger_verify
     )
-    reports = sub.add_parser("reports", help="reports from the analytics service")
-    reports.add_argument("name", choices=["volume", "latency"])
-    reports.set_defaults(func=cmd_reports)
+    from analytics.cli import add_commands as add_reports_commands
+
+    add_reports_commands(sub, stack_env, local_dir)
     return parser
 
 

@@ -1,0 +1,218 @@
+"""The reporting API under /v1/reports: authenticate → authorize → check → query → answer.
+
+Every route is thin: the rules are in ``auth``, ``ranges``, ``reports``, ``regulatory`` and
+``export``. Errors are JSON ``{"error": {"code", "message"}}`` with a stable code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+
+from analytics import export, reports
+from analytics.auth import Principal, authorize
+from analytics.exceptions import AuthenticationError, UnknownReport
+from analytics.ranges import ReportRange, business_zone, parse_period, report_range, time_range
+from analytics.regulatory import ReportType
+from analytics.regulatory_source import RegulatorySource
+from analytics.settings import AnalyticsSettings
+
+Start = Annotated[datetime | None, Query(alias="from", description="ISO-8601 with a zone")]
+End = Annotated[datetime | None, Query(alias="to", description="exclusive; default now")]
+GranularityText = Annotated[str | None, Query(description="minute (default), hour or day")]
+Currency = Annotated[str, Query(max_length=3, description="only this currency")]
+TransactionType = Annotated[str, Query(max_length=20, description="only this type")]
+
+router = APIRouter()
+
+
+def _settings(request: Request) -> AnalyticsSettings:
+    return request.app.state.settings
+
+
+def reader(report: str) -> Any:
+    """A dependency: the caller's key must let them read ``report``."""
+
+    def dependency(
+        request: Request, x_api_key: Annotated[str | None, Header()] = None
+    ) -> Principal:
+        principal = request.app.state.clients.principal(x_api_key)
+        authorize(principal, report)
+        return principal
+
+    return Depends(dependency)
+
+
+def _range(request: Request, start: Any, end: Any, granularity: str | None) -> ReportRange:
+    s = _settings(request)
+    return report_range(
+        start,
+        end,
+        granularity,
+        days_max=s.report_range_days_max,
+        points_max=s.report_points_max,
+    )
+
+
+def _fraud(request: Request) -> dict[str, Any]:
+    s = _settings(request)
+    high = int((s.high_risk_score * 100).to_integral_value(rounding=ROUND_CEILING))
+    return {"fraud_codes": tuple(s.fraud_reason_codes), "high_percent": high}
+
+
+@router.get("/v1/reports/volume", dependencies=[reader("volume")])
+def volume(
+    request: Request,
+    start: Start = None,
+    end: End = None,
+    granularity: GranularityText = None,
+    currency: Currency = "",
+    transaction_type: TransactionType = "",
+) -> dict[str, Any]:
+    """Events, amounts and fees per bucket by kind, decision, type, currency and status;
+    ``rows`` totals the range by kind, type and currency."""
+    rr = _range(request, start, end, granularity)
+    return reports.volume(
+        request.app.state.warehouse, rr, currency=currency, transaction_type=transaction_type
+    )
+
+
+@router.get("/v1/reports/approval-rates", dependencies=[reader("approval-rates")])
+def approval_rates(
+    request: Request,
+    start: Start = None,
+    end: End = None,
+    granularity: GranularityText = None,
+    currency: Currency = "",
+    transaction_type: TransactionType = "",
+) -> dict[str, Any]:
+    """Approve / review / decline counts and rates per bucket and over the range."""
+    rr = _range(request, start, end, granularity)
+    return reports.approval_rates(
+        request.app.state.warehouse, rr, currency=currency, transaction_type=transaction_type
+    )
+
+
+@router.get("/v1/reports/latency", dependencies=[reader("latency")])
+def latency(
+    request: Request,
+    start: Start = None,
+    end: End = None,
+    granularity: GranularityText = None,
+    transaction_type: TransactionType = "",
+) -> dict[str, Any]:
+    """Accept → complete latency (API acceptance to ledger commit): p50/p90/p99/max, ms."""
+    rr = _range(request, start, end, granularity)
+    return reports.latency(request.app.state.warehouse, rr, transaction_type=transaction_type)
+
+
+@router.get("/v1/reports/fraud-rates", dependencies=[reader("fraud-rates")])
+def fraud_rates(
+    request: Request, start: Start = None, end: End = None, granularity: GranularityText = None
+) -> dict[str, Any]:
+    """Share of decisions declined as fraud, and share scored at or above high risk."""
+    rr = _range(request, start, end, granularity)
+    return reports.fraud_rates(request.app.state.warehouse, rr, **_fraud(request))
+
+
+@router.get("/v1/reports/fraud-scores", dependencies=[reader("fraud-scores")])
+def fraud_scores(
+    request: Request,
+    start: Start = None,
+    end: End = None,
+    bin_percent: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> dict[str, Any]:
+    """Distribution of decisions' risk scores, by decision."""
+    rr = _range(request, start, end, "day")
+    return reports.fraud_scores(request.app.state.warehouse, rr, bin_percent=bin_percent)
+
+
+@router.get("/v1/reports/decline-reasons", dependencies=[reader("decline-reasons")])
+def decline_reasons(
+    request: Request,
+    start: Start = None,
+    end: End = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> dict[str, Any]:
+    """The most frequent reasons of declines (stream) and failures (ledger)."""
+    rr = _range(request, start, end, "day")
+    return reports.decline_reasons(request.app.state.warehouse, rr, limit=limit)
+
+
+@router.get("/v1/reports/dashboard", dependencies=[reader("dashboard")])
+def dashboard(
+    request: Request, minutes: Annotated[int, Query(ge=5, le=1440)] = 60
+) -> dict[str, Any]:
+    """Every panel of /dashboard over the last ``minutes``, per minute."""
+    now = datetime.now().astimezone()
+    rr = _range(request, now - timedelta(minutes=minutes), now, "minute")
+    return reports.dashboard(request.app.state.warehouse, rr, **_fraud(request))
+
+
+@router.get("/v1/reports/transactions/{transaction_id}", dependencies=[reader("transactions")])
+def transaction(request: Request, transaction_id: uuid.UUID) -> dict[str, Any]:
+    """Every stored event of one transaction, in time order."""
+    events = reports.transaction_events(request.app.state.warehouse, str(transaction_id))
+    return {"transaction_id": str(transaction_id), "events": events}
+
+
+def _regulatory(request: Request, start: Any, end: Any, category: str) -> dict[str, Any]:
+    s = _settings(request)
+    start, end = time_range(start, end, days_max=s.regulatory_export_days_max)
+    source = RegulatorySource(request.app.state.warehouse, s)
+    found = [
+        r.to_record() for r in source.reports(start, end) if r.report_type.category == category
+    ]
+    return {"from": start, "to": end, "count": len(found), "reports": found}
+
+
+@router.get(
+    "/v1/reports/regulatory/currency-transactions",
+    dependencies=[reader("regulatory/currency-transactions")],
+)
+def currency_transactions(request: Request, start: Start = None, end: End = None) -> dict:
+    """Currency transaction reports (per user, business day, currency and direction)."""
+    return _regulatory(request, start, end, ReportType.CURRENCY_TRANSACTION.category)
+
+
+@router.get(
+    "/v1/reports/regulatory/suspicious-activity",
+    dependencies=[reader("regulatory/suspicious-activity")],
+)
+def suspicious_activity(request: Request, start: Start = None, end: End = None) -> dict:
+    """Suspicious activity candidates: structuring, rapid in-and-out, high risk scores."""
+    return _regulatory(request, start, end, "SAR")
+
+
+@router.get("/v1/reports/regulatory/export", dependencies=[reader("regulatory/export")])
+def regulatory_export(
+    request: Request,
+    period: Annotated[str, Query(description="a business day 2026-01-31 or month 2026-01")],
+) -> dict[str, Any]:
+    """A period's reports as CSV and JSON plus a signed manifest; the same period gives
+    byte-identical files. ``files`` maps each file name to its UTF-8 text."""
+    s = _settings(request)
+    zone = business_zone(s.business_timezone)
+    checked = parse_period(period, zone, days_max=s.regulatory_export_days_max)
+    found = RegulatorySource(request.app.state.warehouse, s).reports(checked.start, checked.end)
+    built = export.build(checked, s.business_timezone, found, request.app.state.signing_key())
+    return {
+        "manifest": built.manifest_name,
+        "files": {name: data.decode() for name, data in built.files.items()},
+    }
+
+
+@router.get("/v1/reports/{name:path}")
+def unknown(
+    request: Request,
+    name: Annotated[str, Path()],
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    """Any other name: 401 without a valid key, else 404 UNKNOWN_REPORT."""
+    if request.app.state.clients.principal(x_api_key) is None:
+        raise AuthenticationError("send your reporting key in X-API-Key", code="MISSING_API_KEY")
+    raise UnknownReport(f"there is no report {name!r}; the reports are in /openapi.json")
