@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from domain.exceptions import DomainError, RecordDecodeError
+from domain.limits import LIMITS_PER_SCOPE_MAX, KycStatus, LimitPeriod, LimitScope
 from domain.money import from_wire, wire
 from domain.transactions import TransactionStatus, TransactionType
 
@@ -99,6 +100,10 @@ class TransactionRequested(TransactionFacts):
     """The API accepted a request (topic ``transactions.requested``)."""
 
     kind: Literal["TransactionRequested"] = "TransactionRequested"
+    #: KYC status (when the API accepted the request) of the user owning the wallet the
+    #: record is keyed by; the stream applies that status's default spending limits.
+    #: Absent on records from before it existed: then no default limit applies.
+    kyc_status: KycStatus | None = None
 
 
 class PostTransaction(TransactionFacts):
@@ -156,6 +161,32 @@ class WalletCredited(Record):
     currency_code: str = Field(min_length=3, max_length=3)
 
 
+class LimitSpec(BaseModel):
+    """One spending limit as the stream applies it (a row of ``transaction_limits``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit_id: uuid.UUID
+    scope: LimitScope
+    transaction_type: TransactionType
+    period_type: LimitPeriod
+    max_amount: Amount
+    max_count: int = Field(ge=0, le=2**31 - 1)
+
+
+class WalletLimitsChanged(Record):
+    """Every limit that applies to one wallet now: its own and its user's (topic
+    ``limits.changes``, compacted, keyed by the wallet). The whole set travels each time, so
+    the latest record per wallet is the truth; ``version`` only grows, so the stream keeps
+    the newest set whatever order two API replicas published in."""
+
+    kind: Literal["WalletLimitsChanged"] = "WalletLimitsChanged"
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    version: int = Field(ge=0)
+    limits: list[LimitSpec] = Field(default_factory=list, max_length=2 * LIMITS_PER_SCOPE_MAX)
+
+
 LedgerCommand = PostTransaction | TransactionRejected
 LedgerEvent = TransactionPosted | TransactionFailed | DuplicateDiscarded
 
@@ -193,6 +224,10 @@ def decode_ledger_input(payload: bytes | None) -> PostTransaction | TransactionR
 
 def decode_ledger_event(payload: bytes | None) -> LedgerEvent:
     return _decode(_ledger_event, payload)  # type: ignore[return-value]
+
+
+def decode_wallet_limits_changed(payload: bytes | None) -> WalletLimitsChanged:
+    return _decode(WalletLimitsChanged, payload)  # type: ignore[return-value]
 
 
 def decode_wallet_credited(payload: bytes | None) -> WalletCredited:

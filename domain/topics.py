@@ -8,7 +8,7 @@ receives records which cannot be decoded or processed, with the reason in the he
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 WALLET_PARTITIONS = 8
 
@@ -18,6 +18,8 @@ class TopicSpec:
     name: str
     partitions: int
     description: str
+    #: Broker settings of the topic, e.g. ``{"cleanup.policy": "compact"}``.
+    config: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def dead_letter(self) -> str:
@@ -49,6 +51,13 @@ WALLET_CREDITS = TopicSpec(
     WALLET_PARTITIONS,
     "Internal: a posted credit re-keyed by the credited wallet, so its partition applies it.",
 )
+LIMITS_CHANGES = TopicSpec(
+    "limits.changes",
+    WALLET_PARTITIONS,
+    "WalletLimitsChanged from the API: every limit of one wallet (its own and its user's), "
+    "keyed by the wallet; compacted, so the latest set per wallet is kept for ever.",
+    config={"cleanup.policy": "compact"},
+)
 REGULATORY_REPORTS = TopicSpec(
     "regulatory.reports",
     3,
@@ -62,6 +71,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
     WALLET_CREDITS,
+    LIMITS_CHANGES,
     REGULATORY_REPORTS,
 )
 
@@ -73,6 +83,11 @@ def all_topic_names_with_partitions() -> dict[str, int]:
     names = {spec.name: spec.partitions for spec in TOPICS}
     names.update({spec.dead_letter: DEAD_LETTER_PARTITIONS for spec in TOPICS})
     return names
+
+
+def topic_configs() -> dict[str, dict[str, str]]:
+    """Broker settings of the topics that need any (compaction)."""
+    return {spec.name: dict(spec.config) for spec in TOPICS if spec.config}
 
 
 def dead_letter_headers(

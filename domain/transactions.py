@@ -73,6 +73,8 @@ class RejectReason(StrEnum):
     WALLET_NOT_ACTIVE = "WALLET_NOT_ACTIVE"
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
     INVALID_TRANSACTION = "INVALID_TRANSACTION"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    FRAUD_DECLINED = "FRAUD_DECLINED"
 
 
 #: Which wallet a type needs: (source required, destination required, destination allowed).

@@ -257,7 +257,12 @@ def wait_ready(local_dir: Path, port: int, settings: StackSettings) -> None:
     )
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float) -> list[str]:
+def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    timeout_s: float,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> list[str]:
     """Create the missing topics (replication factor 1); returns the names created.
 
     Existing topics are left alone even if their partition count differs: changing it
@@ -269,7 +274,12 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float) -> l
         existing = admin.list_topics(timeout=timeout_s).topics
         _warn_partition_mismatch(existing, topics)
         missing = [
-            NewTopic(name, num_partitions=count, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=count,
+                replication_factor=1,
+                config=(configs or {}).get(name, {}),
+            )
             for name, count in topics.items()
             if name not in existing
         ]

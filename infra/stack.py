@@ -17,7 +17,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from domain.topics import all_topic_names_with_partitions
+from domain.topics import all_topic_names_with_partitions, topic_configs
 from infra import kafka, postgres
 from infra.exceptions import StackNotUpError
 from infra.migrate import apply_migrations, ensure_demo_client
@@ -69,6 +69,7 @@ def up(local_dir: Path, *, settings: StackSettings | None = None) -> dict[str, s
             env["KAFKA_BOOTSTRAP"],
             all_topic_names_with_partitions(),
             settings.kafka_admin_timeout_s,
+            topic_configs(),
         )
         (local_dir / "clickhouse").mkdir(exist_ok=True)
         _write_private(local_dir / ENV_FILE, render_env(env))

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
+from ingest_api import limits
 from ingest_api.exceptions import ApiError
 from ingest_api.publisher import KafkaPublisher
 from ingest_api.repository import Client, Repository
@@ -157,4 +158,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     async def get_transaction(transaction_id: uuid.UUID, client: Caller, request: Request) -> dict:
         return await service_of(request).get_transaction(client, transaction_id)
 
+    app.include_router(limits.router)
     return app

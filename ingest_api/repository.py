@@ -34,6 +34,8 @@ class WalletAccess:
     currency_code: str
     status: str
     allowed: bool
+    #: The owning user's KYC status: the stream's default spending limits depend on it.
+    kyc_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ SELECT w.wallet_id, w.user_id, w.currency_code, w.status,
        (EXISTS (SELECT 1 FROM api_client_users cu
                  WHERE cu.client_id = %(client)s AND cu.user_id = w.user_id)
         OR EXISTS (SELECT 1 FROM api_client_wallet_grants g
-                    WHERE g.client_id = %(client)s AND g.wallet_id = w.wallet_id)) AS allowed
+                    WHERE g.client_id = %(client)s AND g.wallet_id = w.wallet_id)) AS allowed,
+       (SELECT u.kyc_status FROM users u WHERE u.user_id = w.user_id) AS kyc_status
   FROM wallets w
  WHERE w.wallet_id = ANY(%(wallets)s) AND w.wallet_type <> 'SYSTEM'
 """
@@ -58,6 +61,10 @@ SELECT w.wallet_id, w.user_id, w.currency_code, w.status,
 class Repository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        return self._pool
 
     async def client_by_key_hash(self, key_hash: str) -> Client | None:
         async with self._pool.connection() as conn:

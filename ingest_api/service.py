@@ -29,6 +29,7 @@ from ingest_api.exceptions import (
     Unavailable,
     Unprocessable,
 )
+from ingest_api.limit_store import publish_wallet_limits
 from ingest_api.publisher import KafkaPublisher
 from ingest_api.ratelimit import RateLimiter
 from ingest_api.repository import Client, Repository, WalletAccess
@@ -135,6 +136,14 @@ class IngestService:
         self._rate_limiter = RateLimiter(settings.rate_limit_clients_max)
         self._published: asyncio.Queue[uuid.UUID] = asyncio.Queue(PUBLISHED_MARKS_MAX)
 
+    @property
+    def repository(self) -> Repository:
+        return self._repository
+
+    @property
+    def publisher(self) -> KafkaPublisher:
+        return self._publisher
+
     async def authenticate(self, api_key: str | None) -> Client:
         if not api_key:
             raise Unauthorized("send your API key in the X-API-Key header", code="MISSING_API_KEY")
@@ -174,9 +183,12 @@ class IngestService:
             raise NotFound(f"user {body.user_id} does not exist", code="USER_NOT_FOUND")
         if not owned:
             raise Forbidden(f"user {body.user_id} belongs to another client", code="USER_FORBIDDEN")
-        return await self._repository.create_wallet(
+        wallet = await self._repository.create_wallet(
             body.user_id, body.wallet_type.value, body.currency_code
         )
+        # The user's limits must reach the new wallet's partition before it spends.
+        await publish_wallet_limits(self._repository.pool, self._publisher, wallet["wallet_id"])
+        return wallet
 
     async def _wallet_access(
         self, client: Client, wallet_ids: list[uuid.UUID]
@@ -230,6 +242,7 @@ class IngestService:
             destination_wallet_id=body.destination_wallet_id,
             source_user_id=source.user_id if source else None,
             destination_user_id=destination.user_id if destination else None,
+            kyc_status=(source or destination).kyc_status if (source or destination) else None,
             amount=amount,
             fee_amount=fee,
             total_amount=amount + fee,

@@ -22,6 +22,7 @@ from domain.exceptions import RecordDecodeError
 from domain.topics import (
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
+    LIMITS_CHANGES,
     TRANSACTIONS_REJECTED,
     TRANSACTIONS_REQUESTED,
     WALLET_CREDITS,
@@ -29,6 +30,7 @@ from domain.topics import (
     TopicSpec,
     dead_letter_headers,
 )
+from streams.limits import LimitSet, LimitUsage, applicable
 from streams.screening import screen
 from streams.settings import StreamSettings
 from streams.wallet_state import WalletState
@@ -56,8 +58,13 @@ def build_app(settings: StreamSettings) -> faust.App:
 
     requested, commands = topic(TRANSACTIONS_REQUESTED), topic(LEDGER_COMMANDS)
     rejected, ledger_events = topic(TRANSACTIONS_REJECTED), topic(LEDGER_EVENTS)
-    wallet_credits = topic(WALLET_CREDITS)
+    wallet_credits, limits_changes = topic(WALLET_CREDITS), topic(LIMITS_CHANGES)
     wallet_state = app.Table("wallet-state", default=None, partitions=WALLET_PARTITIONS)
+    # Both keyed by wallet like every input topic: a wallet's limits and counters live in
+    # its partition, beside its balance.
+    wallet_limits = app.Table("wallet-limits", default=None, partitions=WALLET_PARTITIONS)
+    limit_usage = app.Table("limit-usage", default=None, partitions=WALLET_PARTITIONS)
+    default_limits = settings.default_limits
 
     def load(wallet_id: uuid.UUID) -> WalletState:
         return WalletState.from_json(wallet_state.get(str(wallet_id).encode()))
@@ -65,9 +72,15 @@ def build_app(settings: StreamSettings) -> faust.App:
     def save(wallet_id: uuid.UUID, state: WalletState) -> None:
         wallet_state[str(wallet_id).encode()] = state.to_json()
 
+    def load_usage(wallet_id: uuid.UUID) -> LimitUsage:
+        return LimitUsage.from_json(limit_usage.get(str(wallet_id).encode()))
+
+    def save_usage(wallet_id: uuid.UUID, usage: LimitUsage) -> None:
+        limit_usage[str(wallet_id).encode()] = usage.to_json()
+
     dead_letter_topics = {
         spec.name: app.topic(spec.dead_letter, key_serializer="raw", value_serializer="raw")
-        for spec in (TRANSACTIONS_REQUESTED, LEDGER_EVENTS, WALLET_CREDITS)
+        for spec in (TRANSACTIONS_REQUESTED, LEDGER_EVENTS, WALLET_CREDITS, LIMITS_CHANGES)
     }
 
     async def dead_letter(event: Any, reason: str) -> None:
@@ -96,10 +109,14 @@ def build_app(settings: StreamSettings) -> faust.App:
         wallet_id = request.source_wallet_id or request.destination_wallet_id
         check_key(event, wallet_id)
         assert wallet_id is not None
-        state = load(wallet_id)
-        outcome = screen(request, state)
+        state, usage = load(wallet_id), load_usage(wallet_id)
+        limit_set = LimitSet.from_json(wallet_limits.get(str(wallet_id).encode()))
+        limits = applicable(request, limit_set, default_limits)
+        outcome = screen(request, state, limits, usage)
         if outcome.state_changed:
             save(wallet_id, state)
+        if outcome.usage_changed:
+            save_usage(wallet_id, usage)
         if outcome.command is None:
             return []
         target = commands if isinstance(outcome.command, records.PostTransaction) else rejected
@@ -110,6 +127,7 @@ def build_app(settings: StreamSettings) -> faust.App:
         source, destination = posted.source_wallet_id, posted.destination_wallet_id
         check_key(event, source or destination)
         transaction_id = str(posted.transaction_id)
+        settle_limits(source or destination, transaction_id, posted)
         if not isinstance(posted, records.TransactionPosted):
             if source is not None:  # failed, or a discarded repeat: give the hold back
                 state = load(source)
@@ -135,6 +153,25 @@ def build_app(settings: StreamSettings) -> faust.App:
             currency_code=posted.currency_code,
         )
         return [(wallet_credits, str(destination).encode(), records.encode(credit))]
+
+    def settle_limits(wallet_id: Any, transaction_id: str, event: records.LedgerEvent) -> None:
+        """A posted transaction stays counted; a failed one or a discarded repeat gives
+        back what it took from the limit counters of the wallet it was keyed by."""
+        usage = load_usage(wallet_id)
+        if isinstance(event, records.TransactionPosted):
+            changed = usage.settle(transaction_id)
+        else:
+            changed = usage.give_back(transaction_id)
+        if changed:
+            save_usage(wallet_id, usage)
+
+    def on_limits_changed(event: Any) -> list[Send]:
+        change = records.decode_wallet_limits_changed(event.value)
+        check_key(event, change.wallet_id)
+        limit_set = LimitSet.from_json(wallet_limits.get(event.key))
+        if limit_set.apply(change):
+            wallet_limits[event.key] = limit_set.to_json()
+        return []
 
     def on_credit(event: Any) -> list[Send]:
         credit = records.decode_wallet_credited(event.value)
@@ -167,6 +204,10 @@ def build_app(settings: StreamSettings) -> faust.App:
     @app.agent(ledger_events, name="settle-ledger-events")
     async def settle(stream: faust.StreamT) -> None:
         await serve(stream, on_ledger_event)
+
+    @app.agent(limits_changes, name="apply-limit-changes")
+    async def apply_limit_changes(stream: faust.StreamT) -> None:
+        await serve(stream, on_limits_changed)
 
     @app.agent(wallet_credits, name="apply-credits")
     async def apply_credits(stream: faust.StreamT) -> None:

@@ -2,8 +2,33 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.limits import DefaultLimits
+
+#: Unverified (PENDING) and REJECTED users get low limits; VERIFIED users only their own.
+DEFAULT_LIMITS_JSON = """{
+  "PENDING": [
+    {"transaction_type": "WITHDRAWAL", "period_type": "DAILY", "max_amount": "2000.00",
+     "max_count": 20},
+    {"transaction_type": "TRANSFER", "period_type": "DAILY", "max_amount": "10000.00",
+     "max_count": 200},
+    {"transaction_type": "PAYMENT", "period_type": "DAILY", "max_amount": "10000.00",
+     "max_count": 500},
+    {"transaction_type": "WITHDRAWAL", "period_type": "MONTHLY", "max_amount": "20000.00",
+     "max_count": 300}
+  ],
+  "REJECTED": [
+    {"transaction_type": "WITHDRAWAL", "period_type": "DAILY", "max_amount": "0.00",
+     "max_count": 0},
+    {"transaction_type": "TRANSFER", "period_type": "DAILY", "max_amount": "0.00",
+     "max_count": 0},
+    {"transaction_type": "PAYMENT", "period_type": "DAILY", "max_amount": "0.00",
+     "max_count": 0}
+  ],
+  "VERIFIED": []
+}"""
 
 
 class StreamSettings(BaseSettings):
@@ -18,3 +43,17 @@ class StreamSettings(BaseSettings):
     log_level: str = "warn"
     #: Bounds the in-memory buffer of each stream (records waiting for the agent).
     stream_buffer_maxsize: int = Field(default=4096, ge=1, le=1_000_000)
+    #: Default spending limits by the paying user's KYC status (JSON, see DEFAULT_LIMITS_JSON).
+    default_limits_json: str = Field(
+        default=DEFAULT_LIMITS_JSON, validation_alias="STREAMS_DEFAULT_LIMITS"
+    )
+
+    @field_validator("default_limits_json")
+    @classmethod
+    def _default_limits_parse(cls, value: str) -> str:
+        DefaultLimits.from_json(value)
+        return value
+
+    @property
+    def default_limits(self) -> DefaultLimits:
+        return DefaultLimits.from_json(self.default_limits_json)
