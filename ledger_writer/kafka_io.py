@@ -13,7 +13,7 @@ from ledger_writer.exceptions import LedgerWriterError
 log = logging.getLogger("ledger_writer")
 
 
-def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
+def consumer_config(bootstrap: str, group: str, session_timeout_ms: int) -> dict[str, object]:
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -23,6 +23,8 @@ def consumer_config(bootstrap: str, group: str) -> dict[str, object]:
         "isolation.level": "read_committed",
         "fetch.min.bytes": 1,
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
+        # A writer killed with -9 holds its partitions until this expires: keep it short.
+        "session.timeout.ms": session_timeout_ms,
     }
 
 

@@ -59,6 +59,9 @@ class BatchPlan:
     accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
     changed: set[uuid.UUID] = field(default_factory=set)
     ledger_events: list[LedgerEvent] = field(default_factory=list)
+    #: Inputs naming a wallet that does not exist: the schema's foreign keys forbid even a
+    #: FAILED row, so they go to the dead-letter topic (transaction id → reason).
+    dead_letters: dict[uuid.UUID, str] = field(default_factory=dict)
     posted: int = 0
     failed: int = 0
     skipped_duplicates: int = 0
@@ -186,6 +189,21 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
 def _record_failure(
     plan: BatchPlan, item: LedgerInput, code: str, message: str, now: datetime, *, authorized: bool
 ) -> None:
+    unknown = [
+        w
+        for w in (item.source_wallet_id, item.destination_wallet_id)
+        if w is not None and w not in plan.accounts
+    ]
+    if unknown:
+        plan.dead_letters[item.transaction_id] = f"{RejectReason.WALLET_NOT_FOUND}: {message}"
+        if authorized:  # whatever the stream holds for it must still be released
+            plan.ledger_events.append(
+                TransactionFailed(
+                    **item.facts(), reason_code=code, reason_message=message, failed_at=now
+                )
+            )
+        plan.failed += 1
+        return
     plan.transactions.append(
         _transaction_row(item, TransactionStatus.FAILED, item.risk_score, now, completed_at=None)
     )

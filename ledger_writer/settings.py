@@ -1,17 +1,25 @@
-"""Every setting of the ledger writer, read once from the environment."""
+"""Every setting of the ledger writer, read once from the environment (prefix ``LEDGER_``)."""
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.topics import LEDGER_COMMANDS, LEDGER_EVENTS, TRANSACTIONS_REJECTED
+
 
 class LedgerSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="LEDGER_")
 
     database_url: str = Field(validation_alias="DATABASE_URL")
     kafka_bootstrap: str = Field(validation_alias="KAFKA_BOOTSTRAP")
     consumer_group: str = "ledger-writer"
+    #: The topics are the contract's (domain/topics.py); tests point a writer at private ones.
+    commands_topic: str = LEDGER_COMMANDS.name
+    rejected_topic: str = TRANSACTIONS_REJECTED.name
+    events_topic: str = LEDGER_EVENTS.name
     batch_size_max: int = Field(default=5_000, ge=1, le=100_000)
     flush_interval_ms: int = Field(default=20, ge=1, le=10_000)
     outbox_batch_max: int = Field(default=10_000, ge=1, le=100_000)
     publish_timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+    #: How long a dead writer keeps its partitions (the broker allows 6 s at least).
+    session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     report_interval_ms: int = Field(default=10_000, ge=100)

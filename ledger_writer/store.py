@@ -177,11 +177,13 @@ def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None
         )
 
 
-def unpublished_outbox(conn: psycopg.Connection, limit: int) -> list[tuple[int, str, str, bytes]]:
+def unpublished_outbox(
+    conn: psycopg.Connection, topic: str, limit: int
+) -> list[tuple[int, str, str, bytes]]:
     return conn.execute(
-        "SELECT outbox_id, topic, message_key, payload FROM outbox WHERE published_at IS NULL"
-        " ORDER BY outbox_id LIMIT %s",
-        (limit,),
+        "SELECT outbox_id, topic, message_key, payload FROM outbox"
+        " WHERE published_at IS NULL AND topic = %s ORDER BY outbox_id LIMIT %s",
+        (topic, limit),
     ).fetchall()
 
 

@@ -17,7 +17,6 @@ from confluent_kafka import Consumer, Message, Producer
 
 from domain import records
 from domain.exceptions import RecordDecodeError
-from domain.topics import LEDGER_COMMANDS, LEDGER_EVENTS, TRANSACTIONS_REJECTED
 from domain.transactions import SystemAccount, system_wallet_id
 from ledger_writer import store
 from ledger_writer.kafka_io import (
@@ -31,7 +30,6 @@ from ledger_writer.planning import LedgerInput, plan_batch, wallets_of
 from ledger_writer.settings import LedgerSettings
 
 log = logging.getLogger("ledger_writer")
-INPUT_TOPICS = (LEDGER_COMMANDS.name, TRANSACTIONS_REJECTED.name)
 
 
 class LedgerWriter:
@@ -43,13 +41,16 @@ class LedgerWriter:
         s = self.settings
         with psycopg.connect(s.database_url, autocommit=True) as conn:
             store.ensure_system_accounts(conn, datetime.now(UTC))
-            consumer = Consumer(consumer_config(s.kafka_bootstrap, s.consumer_group))
+            consumer = Consumer(
+                consumer_config(s.kafka_bootstrap, s.consumer_group, s.session_timeout_ms)
+            )
             producer = Producer(producer_config(s.kafka_bootstrap))
             on_assign = make_assign_callback(
                 lambda topic: store.load_offsets(conn, s.consumer_group, topic)
             )
-            consumer.subscribe(list(INPUT_TOPICS), on_assign=on_assign)
-            log.info("ledger writer consuming %s", INPUT_TOPICS)
+            topics = [s.commands_topic, s.rejected_topic]
+            consumer.subscribe(topics, on_assign=on_assign)
+            log.info("ledger writer consuming %s", topics)
             last_report = time.monotonic()
             try:
                 while not stop.is_set():
@@ -68,6 +69,7 @@ class LedgerWriter:
 
     def process(self, conn: psycopg.Connection, producer: Producer, batch: list[Message]) -> None:
         inputs: list[LedgerInput] = []
+        by_id: dict[object, Message] = {}
         dead: list[tuple] = []
         offsets: dict[tuple[str, int], int] = {}
         for message in batch:
@@ -76,12 +78,12 @@ class LedgerWriter:
                 continue
             offsets[(message.topic(), message.partition())] = message.offset() + 1
             try:
-                inputs.append(records.decode_ledger_input(message.value()))
+                item = records.decode_ledger_input(message.value())
             except RecordDecodeError as error:
                 dead.append(dead_letter(message, error.message))
-        if dead:  # before the offsets move past them, so none is lost on a crash
-            send_and_wait(producer, dead, self.settings.publish_timeout_ms / 1000)
-            self.totals["dead_letters"] += len(dead)
+                continue
+            inputs.append(item)
+            by_id[item.transaction_id] = message
         now = datetime.now(UTC)
         wallets = wallets_of(inputs)
         for currency in {item.currency_code for item in inputs}:
@@ -89,13 +91,21 @@ class LedgerWriter:
         posted_before = store.already_posted(conn, [item.transaction_id for item in inputs])
         accounts = store.load_accounts(conn, wallets)
         plan = plan_batch(inputs, posted_before, accounts, now)
-        store.write_plan(conn, plan, offsets, self.settings.consumer_group, LEDGER_EVENTS.name, now)
+        dead.extend(dead_letter(by_id[t], reason) for t, reason in plan.dead_letters.items())
+        if dead:  # before the offsets move past them, so none is lost on a crash
+            send_and_wait(producer, dead, self.settings.publish_timeout_ms / 1000)
+            self.totals["dead_letters"] += len(dead)
+        store.write_plan(
+            conn, plan, offsets, self.settings.consumer_group, self.settings.events_topic, now
+        )
         self.totals["posted"] += plan.posted
         self.totals["failed"] += plan.failed
         self.totals["duplicates"] += plan.skipped_duplicates
 
     def relay_outbox(self, conn: psycopg.Connection, producer: Producer) -> int:
-        rows = store.unpublished_outbox(conn, self.settings.outbox_batch_max)
+        rows = store.unpublished_outbox(
+            conn, self.settings.events_topic, self.settings.outbox_batch_max
+        )
         if not rows:
             return 0
         send_and_wait(

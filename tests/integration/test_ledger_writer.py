@@ -170,7 +170,7 @@ def test_batch_posts_balanced_entries_and_stores_offsets(writer, conn) -> None:
     status = dict(
         conn.execute(
             "SELECT transaction_id, transaction_status FROM transactions"
-        " WHERE transaction_id = ANY(%s)",
+            " WHERE transaction_id = ANY(%s)",
             ([transfer.transaction_id, too_much.transaction_id],),
         ).fetchall()
     )
@@ -234,3 +234,25 @@ def test_undecodable_command_goes_to_dead_letter_and_offset_moves_on(writer, con
     writer.process(conn, producer, [Message("ledger.commands", 2, 41, b"not json")])
     assert writer.totals["dead_letters"] == 1
     assert store.load_offsets(conn, writer.settings.consumer_group, "ledger.commands") == {2: 42}
+
+
+def test_unknown_wallet_is_dead_lettered_and_the_batch_still_posts(writer, conn, stack) -> None:
+    alice, bob = wallet(conn, "10"), wallet(conn)
+    ghost = command(TransactionType.TRANSFER, uuid.uuid4(), bob, "1")
+    good = command(TransactionType.TRANSFER, alice, bob, "4")
+    producer = Producer({"bootstrap.servers": stack["KAFKA_BOOTSTRAP"]})
+    writer.process(
+        conn,
+        producer,
+        [
+            Message("ledger.commands", 4, 7, records.encode(ghost)),
+            Message("ledger.commands", 4, 8, records.encode(good)),
+        ],
+    )
+    assert writer.totals["dead_letters"] == 1 and writer.totals["posted"] == 1
+    assert available(conn, bob) == 4
+    rows = conn.execute(
+        "SELECT count(*) FROM transactions WHERE transaction_id = %s", (ghost.transaction_id,)
+    ).fetchone()
+    assert rows == (0,)
+    assert store.load_offsets(conn, writer.settings.consumer_group, "ledger.commands") == {4: 9}

@@ -274,8 +274,22 @@ def test_unknown_wallet_fails(
     accounts = book(customer(A, "100"), customer(B, "100"))
     item = command(TransactionType.TRANSFER, source, destination, "10")
     plan = plan_batch([item], set(), accounts, NOW)
-    event = assert_refused(plan, item, "WALLET_NOT_FOUND", accounts)
+    event = assert_dead_lettered(plan, item, accounts)
     assert event.reason_message == f"wallet {missing} does not exist"
+
+
+def assert_dead_lettered(
+    plan: BatchPlan, item: PostTransaction, accounts: dict[uuid.UUID, Account]
+) -> TransactionFailed:
+    """A command naming an unknown wallet: no row can reference it (foreign keys), so it is
+    dead-lettered with the reason; the stream is still told to release its hold."""
+    assert plan.posted == 0 and plan.failed == 1
+    assert plan.transactions == [] and plan.events == [] and plan.entries == []
+    assert plan.accounts == accounts and plan.changed == set()
+    assert plan.dead_letters[item.transaction_id].startswith("WALLET_NOT_FOUND: wallet ")
+    [event] = plan.ledger_events
+    assert isinstance(event, TransactionFailed) and event.reason_code == "WALLET_NOT_FOUND"
+    return event
 
 
 def test_missing_system_account_fails_as_not_found() -> None:
