@@ -131,6 +131,14 @@ class TransactionPosted(TransactionFacts):
     transaction_status: TransactionStatus = TransactionStatus.COMPLETED
     risk_score: Decimal | None = None
     completed_at: datetime
+    #: Two-phase (PAYMENT, WITHDRAWAL): what the gateway captured, at most ``amount``; the
+    #: payer spent ``captured_amount + fee_amount`` and the rest of its hold is released.
+    #: None for one-phase types: the whole ``amount`` moved.
+    captured_amount: Amount | None = None
+
+    @property
+    def moved_amount(self) -> Decimal:
+        return self.amount if self.captured_amount is None else self.captured_amount
 
 
 class TransactionFailed(TransactionFacts):
@@ -151,6 +159,29 @@ class DuplicateDiscarded(TransactionFacts):
     discarded_at: datetime
 
 
+class AuthorizePayment(TransactionFacts):
+    """Command to the payment gateway (topic ``gateway.requests``, from the ledger outbox):
+    the ledger holds ``total_amount`` of the source wallet until the gateway answers with a
+    ``GatewayResponded`` or the hold expires at ``hold_expires_at``."""
+
+    kind: Literal["AuthorizePayment"] = "AuthorizePayment"
+    hold_expires_at: datetime
+
+
+class GatewayResponded(Record):
+    """The gateway's answer (topic ``gateway.results``, keyed by ``wallet_id``, the source
+    wallet): CAPTURED ``captured_amount`` (<= amount; the rest is released), DECLINED or
+    VOIDED (the whole hold is released). An answer for a hold that is closed is ignored."""
+
+    kind: Literal["GatewayResponded"] = "GatewayResponded"
+    transaction_id: uuid.UUID
+    wallet_id: uuid.UUID
+    outcome: Literal["CAPTURED", "DECLINED", "VOIDED"]
+    captured_amount: Amount | None = None
+    reason_message: str | None = Field(default=None, max_length=1000)
+    responded_at: datetime
+
+
 class WalletCredited(Record):
     """Internal to the stream: a posted credit, keyed by the credited wallet."""
 
@@ -159,6 +190,30 @@ class WalletCredited(Record):
     transaction_id: uuid.UUID
     amount: Amount
     currency_code: str = Field(min_length=3, max_length=3)
+
+
+class ReviewRequested(TransactionFacts):
+    """The stream held the funds and wants an analyst's decision (topic
+    ``reviews.requested``, keyed like the request). Without one by ``review_deadline`` the
+    transaction is declined."""
+
+    kind: Literal["ReviewRequested"] = "ReviewRequested"
+    risk_score: Decimal
+    decided_at: datetime
+    review_deadline: datetime
+
+
+class ReviewDecided(Record):
+    """An analyst's decision on a held transaction, or the timeout's DECLINE (topic
+    ``reviews.decisions``, keyed by ``wallet_id``, the wallet the request was keyed by)."""
+
+    kind: Literal["ReviewDecided"] = "ReviewDecided"
+    transaction_id: uuid.UUID
+    wallet_id: uuid.UUID
+    decision: Literal["APPROVE", "DECLINE"]
+    decided_by: str = Field(min_length=1, max_length=100)
+    note: str | None = Field(default=None, max_length=1000)
+    decided_at: datetime
 
 
 class LimitSpec(BaseModel):
@@ -226,8 +281,24 @@ def decode_ledger_event(payload: bytes | None) -> LedgerEvent:
     return _decode(_ledger_event, payload)  # type: ignore[return-value]
 
 
+def decode_authorize_payment(payload: bytes | None) -> AuthorizePayment:
+    return _decode(AuthorizePayment, payload)  # type: ignore[return-value]
+
+
+def decode_gateway_responded(payload: bytes | None) -> GatewayResponded:
+    return _decode(GatewayResponded, payload)  # type: ignore[return-value]
+
+
 def decode_wallet_limits_changed(payload: bytes | None) -> WalletLimitsChanged:
     return _decode(WalletLimitsChanged, payload)  # type: ignore[return-value]
+
+
+def decode_review_requested(payload: bytes | None) -> ReviewRequested:
+    return _decode(ReviewRequested, payload)  # type: ignore[return-value]
+
+
+def decode_review_decided(payload: bytes | None) -> ReviewDecided:
+    return _decode(ReviewDecided, payload)  # type: ignore[return-value]
 
 
 def decode_wallet_credited(payload: bytes | None) -> WalletCredited:

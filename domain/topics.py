@@ -46,6 +46,18 @@ LEDGER_EVENTS = TopicSpec(
     WALLET_PARTITIONS,
     "TransactionPosted / TransactionFailed from the ledger outbox; keyed like the request.",
 )
+GATEWAY_REQUESTS = TopicSpec(
+    "gateway.requests",
+    WALLET_PARTITIONS,
+    "AuthorizePayment from the ledger outbox: a PAYMENT or WITHDRAWAL is held, the payment "
+    "gateway must capture, decline or void it; keyed by the source wallet.",
+)
+GATEWAY_RESULTS = TopicSpec(
+    "gateway.results",
+    WALLET_PARTITIONS,
+    "GatewayResponded (CAPTURED with the captured amount, DECLINED, VOIDED) for the ledger "
+    "writer, which applies it in its batches; keyed by the source wallet.",
+)
 WALLET_CREDITS = TopicSpec(
     "streams.wallet-credits",
     WALLET_PARTITIONS,
@@ -57,6 +69,16 @@ LIMITS_CHANGES = TopicSpec(
     "WalletLimitsChanged from the API: every limit of one wallet (its own and its user's), "
     "keyed by the wallet; compacted, so the latest set per wallet is kept for ever.",
     config={"cleanup.policy": "compact"},
+)
+REVIEWS_REQUESTED = TopicSpec(
+    "reviews.requested",
+    WALLET_PARTITIONS,
+    "ReviewRequested by the stream: funds held until an analyst decides; keyed like the request.",
+)
+REVIEWS_DECISIONS = TopicSpec(
+    "reviews.decisions",
+    WALLET_PARTITIONS,
+    "ReviewDecided from the API (an analyst, or the review timeout), keyed by the wallet.",
 )
 REGULATORY_REPORTS = TopicSpec(
     "regulatory.reports",
@@ -70,8 +92,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TRANSACTIONS_REJECTED,
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
+    GATEWAY_REQUESTS,
+    GATEWAY_RESULTS,
     WALLET_CREDITS,
     LIMITS_CHANGES,
+    REVIEWS_REQUESTED,
+    REVIEWS_DECISIONS,
     REGULATORY_REPORTS,
 )
 

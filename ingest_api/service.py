@@ -137,6 +137,10 @@ class IngestService:
         self._published: asyncio.Queue[uuid.UUID] = asyncio.Queue(PUBLISHED_MARKS_MAX)
 
     @property
+    def settings(self) -> IngestSettings:
+        return self._settings
+
+    @property
     def repository(self) -> Repository:
         return self._repository
 

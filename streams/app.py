@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from domain import records
 from domain.exceptions import RecordDecodeError
@@ -23,6 +26,8 @@ from domain.topics import (
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
     LIMITS_CHANGES,
+    REVIEWS_DECISIONS,
+    REVIEWS_REQUESTED,
     TRANSACTIONS_REJECTED,
     TRANSACTIONS_REQUESTED,
     WALLET_CREDITS,
@@ -30,8 +35,11 @@ from domain.topics import (
     TopicSpec,
     dead_letter_headers,
 )
+from models.simple import RulesAndTrees
+from streams.decision import FeatureState, Policy, assess, observe
 from streams.limits import LimitSet, LimitUsage, applicable
-from streams.screening import screen
+from streams.reviews import PendingReviews
+from streams.screening import decide_review, screen
 from streams.settings import StreamSettings
 from streams.wallet_state import WalletState
 
@@ -64,7 +72,20 @@ def build_app(settings: StreamSettings) -> faust.App:
     # its partition, beside its balance.
     wallet_limits = app.Table("wallet-limits", default=None, partitions=WALLET_PARTITIONS)
     limit_usage = app.Table("limit-usage", default=None, partitions=WALLET_PARTITIONS)
+    wallet_features = app.Table("wallet-features", default=None, partitions=WALLET_PARTITIONS)
+    pending_reviews = app.Table("pending-reviews", default=None, partitions=WALLET_PARTITIONS)
+    reviews_requested, reviews_decisions = topic(REVIEWS_REQUESTED), topic(REVIEWS_DECISIONS)
     default_limits = settings.default_limits
+    # One scorer per worker, learning online from what it scores (not from table state:
+    # after a restart it learns again; the rules carry the decisions meanwhile).
+    scorer = RulesAndTrees(seed=settings.scorer_seed)
+    policy = Policy(settings.review_threshold, settings.decline_threshold)
+    review_timeout = timedelta(seconds=settings.review_timeout_s)
+    targets = {
+        records.PostTransaction: commands,
+        records.TransactionRejected: rejected,
+        records.ReviewRequested: reviews_requested,
+    }
 
     def load(wallet_id: uuid.UUID) -> WalletState:
         return WalletState.from_json(wallet_state.get(str(wallet_id).encode()))
@@ -80,8 +101,17 @@ def build_app(settings: StreamSettings) -> faust.App:
 
     dead_letter_topics = {
         spec.name: app.topic(spec.dead_letter, key_serializer="raw", value_serializer="raw")
-        for spec in (TRANSACTIONS_REQUESTED, LEDGER_EVENTS, WALLET_CREDITS, LIMITS_CHANGES)
+        for spec in (
+            TRANSACTIONS_REQUESTED,
+            LEDGER_EVENTS,
+            WALLET_CREDITS,
+            LIMITS_CHANGES,
+            REVIEWS_DECISIONS,
+        )
     }
+
+    def load_reviews(wallet_id: uuid.UUID) -> PendingReviews:
+        return PendingReviews.from_json(pending_reviews.get(str(wallet_id).encode()))
 
     async def dead_letter(event: Any, reason: str) -> None:
         message = event.message
@@ -109,18 +139,46 @@ def build_app(settings: StreamSettings) -> faust.App:
         wallet_id = request.source_wallet_id or request.destination_wallet_id
         check_key(event, wallet_id)
         assert wallet_id is not None
+        key = str(wallet_id).encode()
         state, usage = load(wallet_id), load_usage(wallet_id)
-        limit_set = LimitSet.from_json(wallet_limits.get(str(wallet_id).encode()))
+        limit_set = LimitSet.from_json(wallet_limits.get(key))
         limits = applicable(request, limit_set, default_limits)
-        outcome = screen(request, state, limits, usage)
+        if str(request.transaction_id) in state.holds:
+            return []  # a replay of a request still held: decided already
+        history = FeatureState.from_json(wallet_features.get(key))
+        assessment = assess(request, history, scorer, policy)
+        reviews = load_reviews(wallet_id)
+        outcome = screen(request, state, limits, usage, assessment, reviews, review_timeout)
+        if isinstance(outcome.command, records.PostTransaction | records.ReviewRequested):
+            observe(request, history)
+            wallet_features[key] = history.to_json()
+        return finish(wallet_id, outcome, state, usage, reviews, event.key)
+
+    def finish(
+        wallet_id: uuid.UUID,
+        outcome: Any,
+        state: WalletState,
+        usage: LimitUsage,
+        reviews: PendingReviews,
+        key: bytes,
+    ) -> list[Send]:
         if outcome.state_changed:
             save(wallet_id, state)
         if outcome.usage_changed:
             save_usage(wallet_id, usage)
+        if outcome.reviews_changed:
+            pending_reviews[str(wallet_id).encode()] = reviews.to_json()
         if outcome.command is None:
             return []
-        target = commands if isinstance(outcome.command, records.PostTransaction) else rejected
-        return [(target, event.key, records.encode(outcome.command))]
+        return [(targets[type(outcome.command)], key, records.encode(outcome.command))]
+
+    def on_review_decided(event: Any) -> list[Send]:
+        decided = records.decode_review_decided(event.value)
+        check_key(event, decided.wallet_id)
+        wallet_id = decided.wallet_id
+        state, usage, reviews = load(wallet_id), load_usage(wallet_id), load_reviews(wallet_id)
+        outcome = decide_review(decided, state, usage, reviews)
+        return finish(wallet_id, outcome, state, usage, reviews, event.key)
 
     def on_ledger_event(event: Any) -> list[Send]:
         posted = records.decode_ledger_event(event.value)
@@ -136,20 +194,21 @@ def build_app(settings: StreamSettings) -> faust.App:
             return []
         if source is not None:
             state = load(source)
-            if state.settle(transaction_id):
+            spent = posted.moved_amount + posted.fee_amount  # a partial capture spent less
+            if state.settle(transaction_id, spent):
                 save(source, state)
         if destination is None:
             return []
         if source is None:  # a deposit is keyed by its destination: credit it here
             state = load(destination)
-            if state.credit(transaction_id, posted.amount):
+            if state.credit(transaction_id, posted.moved_amount):
                 save(destination, state)
             return []
         # The destination lives in another partition: re-key the credit to it.
         credit = records.WalletCredited(
             wallet_id=destination,
             transaction_id=posted.transaction_id,
-            amount=posted.amount,
+            amount=posted.moved_amount,
             currency_code=posted.currency_code,
         )
         return [(wallet_credits, str(destination).encode(), records.encode(credit))]
@@ -209,6 +268,10 @@ def build_app(settings: StreamSettings) -> faust.App:
     async def apply_limit_changes(stream: faust.StreamT) -> None:
         await serve(stream, on_limits_changed)
 
+    @app.agent(reviews_decisions, name="apply-review-decisions")
+    async def apply_review_decisions(stream: faust.StreamT) -> None:
+        await serve(stream, on_review_decided)
+
     @app.agent(wallet_credits, name="apply-credits")
     async def apply_credits(stream: faust.StreamT) -> None:
         await serve(stream, on_credit)
@@ -216,10 +279,38 @@ def build_app(settings: StreamSettings) -> faust.App:
     return app
 
 
+def create_changelog_topics(app: faust.App, bootstrap: str, timeout_s: float = 30.0) -> None:
+    """Create the tables' changelog topics before the worker starts.
+
+    faust creates a missing changelog while it starts, but its producer's metadata may not
+    know the topic yet when the first write of a new table comes (PartitionsMismatch: "0
+    partitions"), which sent those records to the dead-letter topic. Compacted, like faust's.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout_s).topics
+    missing = [
+        NewTopic(
+            table.changelog_topic.get_topic_name(),
+            num_partitions=WALLET_PARTITIONS,
+            replication_factor=1,
+            config={"cleanup.policy": "compact"},
+        )
+        for table in app.tables.values()
+        if table.changelog_topic.get_topic_name() not in existing
+    ]
+    for future in admin.create_topics(missing).values() if missing else ():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
 def main() -> None:
     settings = StreamSettings()  # type: ignore[call-arg]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings)
+    create_changelog_topics(app, settings.kafka_bootstrap)
     sys.argv = [sys.argv[0], "worker", "--without-web", "--loglevel", settings.log_level]
     app.main()
 

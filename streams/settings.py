@@ -48,6 +48,15 @@ class StreamSettings(BaseSettings):
         default=DEFAULT_LIMITS_JSON, validation_alias="STREAMS_DEFAULT_LIMITS"
     )
 
+    #: Fraud policy on the score in [0, 1]: review from here ...
+    review_threshold: float = Field(default=0.6, ge=0, le=1)
+    #: ... decline from here (at least the review threshold).
+    decline_threshold: float = Field(default=0.85, ge=0, le=1)
+    #: A held review without an analyst's decision is declined after this long.
+    review_timeout_s: int = Field(default=300, ge=1, le=7 * 86_400)
+    #: The scorer's random seed (HalfSpaceTrees), so a run can be repeated.
+    scorer_seed: int = 42
+
     @field_validator("default_limits_json")
     @classmethod
     def _default_limits_parse(cls, value: str) -> str:

@@ -14,10 +14,14 @@ from walletpipe.supervisor import Supervisor, services
 #: Fees on in the e2e run, so fee postings are proven too.
 E2E_FEES = '{"WITHDRAWAL": {"basis_points": 0, "fixed": "1.00"}, "PAYMENT": {"basis_points": 100}}'
 
+#: Held reviews decline after this long in the e2e run (300 s by default).
+E2E_REVIEW_TIMEOUT_S = 8
+
 
 @pytest.fixture(scope="session")
 def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
     env = {**stack, "FEE_SCHEDULE": E2E_FEES, "STREAMS_LOG_LEVEL": "warn"}
+    env["STREAMS_REVIEW_TIMEOUT_S"] = str(E2E_REVIEW_TIMEOUT_S)  # the timeout test waits it
     supervisor = Supervisor(
         env, stack_dir / "logs" / f"e2e-{uuid.uuid4().hex[:8]}", Path(__file__).resolve().parents[2]
     )

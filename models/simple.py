@@ -1,0 +1,65 @@
+"""A simple first scorer: a few rules plus river's HalfSpaceTrees on scaled features.
+
+Good enough to exercise the decision step end to end; a later model replaces it behind the
+same face (``models.protocol.Scorer``). The rules carry the decision; the trees add a
+small anomaly bonus that grows as a wallet behaves unlike the others seen so far.
+
+>>> scorer = RulesAndTrees(seed=1)
+>>> x = {"amount_ratio": 1.0, "count_1h": 1.0, "new_counterparty": 0.0, "hour": 12.0,
+...      "history_n": 10.0, "log_amount": 3.0}
+>>> 0.0 <= scorer.score_one(x) <= 1.0
+True
+>>> scorer.learn_one(x)
+>>> scorer.score_one({**x, "amount_ratio": 60.0, "new_counterparty": 1.0}) >= 0.9
+True
+"""
+
+from __future__ import annotations
+
+from river import anomaly, preprocessing
+
+from models.protocol import Features
+
+#: The trees' share of the score: at most this much on top of the rules.
+TREES_WEIGHT = 0.1
+#: Rules need this much history before an amount can look unusual.
+HISTORY_MIN = 3
+
+
+def rules_score(x: Features) -> float:
+    """Points for what analysts look at first; at most 1."""
+    score = 0.0
+    seasoned = x.get("history_n", 0.0) >= HISTORY_MIN
+    ratio = x.get("amount_ratio", 1.0)
+    if seasoned and ratio >= 10:
+        score += 0.45
+    if seasoned and ratio >= 50:
+        score += 0.3
+    if x.get("new_counterparty", 0.0) >= 1 and seasoned and ratio >= 3:
+        score += 0.15
+    if x.get("count_1h", 0.0) >= 30:
+        score += 0.3
+    if x.get("hour", 12.0) < 5:
+        score += 0.03
+    return min(score, 1.0)
+
+
+class RulesAndTrees:
+    """Rules plus ``anomaly.HalfSpaceTrees`` on min-max scaled features (bounded memory:
+    the trees and the scaler's per-feature min and max)."""
+
+    def __init__(
+        self, seed: int = 42, n_trees: int = 10, height: int = 6, window_size: int = 250
+    ) -> None:
+        self._scaler = preprocessing.MinMaxScaler()
+        self._trees = anomaly.HalfSpaceTrees(
+            n_trees=n_trees, height=height, window_size=window_size, seed=seed
+        )
+
+    def learn_one(self, x: Features, y: bool | None = None) -> None:
+        self._scaler.learn_one(x)
+        self._trees.learn_one(self._scaler.transform_one(x))
+
+    def score_one(self, x: Features) -> float:
+        anomaly_score = self._trees.score_one(self._scaler.transform_one(x))
+        return min(1.0, rules_score(x) + TREES_WEIGHT * min(max(anomaly_score, 0.0), 1.0))

@@ -1,0 +1,218 @@
+"""Fraud decisions: features from the wallet's history, the simple scorer, the policy, and
+reviews held, approved, declined (once)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from domain.limits import LimitPeriod
+from domain.records import (
+    PostTransaction,
+    ReviewDecided,
+    ReviewRequested,
+    TransactionRejected,
+    TransactionRequested,
+)
+from domain.transactions import TransactionType
+from models.protocol import Scorer
+from models.simple import RulesAndTrees, rules_score
+from streams.decision import Assessment, Decision, FeatureState, Policy, assess, features, observe
+from streams.limits import Limit, LimitUsage
+from streams.reviews import PENDING_REVIEWS_MAX, PendingReviews
+from streams.screening import decide_review, screen
+from streams.wallet_state import WalletState
+
+W = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000001")
+SHOP = uuid.UUID("bbbbbbbb-0000-4000-8000-000000000002")
+AT = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
+D = Decimal
+
+
+def request(amount: str, to: uuid.UUID | None = SHOP, at: datetime = AT) -> TransactionRequested:
+    return TransactionRequested(
+        transaction_id=uuid.uuid4(),
+        transaction_type=TransactionType.PAYMENT,
+        source_wallet_id=W,
+        destination_wallet_id=to,
+        amount=D(amount),
+        fee_amount=D("0"),
+        total_amount=D(amount),
+        currency_code="USD",
+        client_id=uuid.uuid4(),
+        idempotency_key="k",
+        requested_at=at,
+    )
+
+
+def habit(n: int = 3, amount: str = "5") -> FeatureState:
+    state = FeatureState()
+    for i in range(n):
+        observe(request(amount, at=AT - timedelta(minutes=10 * (i + 1))), state)
+    return state
+
+
+def test_features_compare_the_amount_with_the_wallet_habit() -> None:
+    state = habit()
+    x = features(request("100", to=uuid.uuid4()), state)
+    assert x["amount_ratio"] == 20.0
+    assert x["history_n"] == 3.0
+    assert x["new_counterparty"] == 1.0
+    assert x["count_1h"] == 3.0
+    assert x["hour"] == 12.0
+    assert features(request("5"), state)["new_counterparty"] == 0.0
+    assert features(request("5", at=AT + timedelta(hours=2)), state)["count_1h"] == 0.0
+
+
+def test_feature_state_is_bounded_and_round_trips() -> None:
+    state = habit(500)
+    assert len(state.amounts) <= 50 and len(state.times_s) <= 64
+    assert FeatureState.from_json(state.to_json()) == state
+
+
+def test_rules_and_policy_give_review_and_decline() -> None:
+    policy = Policy(0.6, 0.85)
+    assert policy.decide(rules_score(features(request("5"), habit()))) is Decision.APPROVE
+    review = rules_score(features(request("100", to=uuid.uuid4()), habit()))
+    assert policy.decide(review) is Decision.REVIEW
+    decline = rules_score(features(request("400", to=uuid.uuid4()), habit()))
+    assert policy.decide(decline) is Decision.DECLINE
+    # No history: nothing to compare with, no amount rule.
+    assert policy.decide(rules_score(features(request("400"), FeatureState()))) is Decision.APPROVE
+
+
+def test_simple_scorer_follows_the_protocol_and_stays_in_0_1() -> None:
+    scorer = RulesAndTrees(seed=3)
+    assert isinstance(scorer, Scorer)
+    state = habit()
+    for i in range(300):
+        x = features(request(str(1 + i % 50)), state)
+        score = scorer.score_one(x)
+        assert 0.0 <= score <= 1.0
+        scorer.learn_one(x)
+
+
+def test_risk_score_is_0_to_100_with_two_decimals() -> None:
+    assert Assessment(0.123456, Decision.APPROVE).risk_score == D("12.35")
+    assert Assessment(1.7, Decision.DECLINE).risk_score == D("100.00")
+    assert Assessment(-1, Decision.APPROVE).risk_score == D("0.00")
+
+
+class Broken:
+    def learn_one(self, x: dict, y: bool | None = None) -> None:
+        pass
+
+    def score_one(self, x: dict) -> float:
+        return math.nan
+
+
+def test_a_broken_score_declines_rather_than_approves() -> None:
+    assert assess(request("5"), habit(), Broken(), Policy()).decision is Decision.DECLINE
+
+
+def funded() -> WalletState:
+    state = WalletState()
+    state.credit("funding", D("1000"))
+    return state
+
+
+DAILY = Limit(
+    "l1", "WALLET DAILY PAYMENT limit l1", TransactionType.PAYMENT, LimitPeriod.DAILY, D("500"), 10
+)
+
+
+def test_decline_moves_nothing_and_carries_the_score() -> None:
+    state, usage = funded(), LimitUsage()
+    outcome = screen(request("400"), state, [DAILY], usage, Assessment(0.9, Decision.DECLINE))
+    assert isinstance(outcome.command, TransactionRejected)
+    assert outcome.command.reason_code == "FRAUD_DECLINED"
+    assert outcome.command.risk_score == D("90.00")
+    assert (state.available, state.holds, usage.charges) == (D("1000"), {}, {})
+
+
+def test_approval_carries_the_score() -> None:
+    outcome = screen(request("4"), funded(), assessment=Assessment(0.1, Decision.APPROVE))
+    assert isinstance(outcome.command, PostTransaction)
+    assert outcome.command.risk_score == D("10.00")
+
+
+def held() -> tuple[TransactionRequested, WalletState, LimitUsage, PendingReviews, ReviewRequested]:
+    state, usage, reviews = funded(), LimitUsage(), PendingReviews()
+    item = request("100")
+    outcome = screen(item, state, [DAILY], usage, Assessment(0.65, Decision.REVIEW), reviews)
+    assert isinstance(outcome.command, ReviewRequested)
+    assert outcome.state_changed and outcome.reviews_changed and outcome.usage_changed
+    return item, state, usage, reviews, outcome.command
+
+
+def decided(item: TransactionRequested, decision: str) -> ReviewDecided:
+    return ReviewDecided(
+        transaction_id=item.transaction_id,
+        wallet_id=W,
+        decision=decision,  # type: ignore[arg-type]
+        decided_by="analyst ann",
+        decided_at=AT,
+    )
+
+
+def test_review_holds_funds_and_limit_until_decided() -> None:
+    item, state, usage, reviews, review = held()
+    assert review.review_deadline - review.decided_at == timedelta(minutes=5)
+    assert state.holds == {str(item.transaction_id): D("100")}
+    assert usage.used(DAILY, AT) == (D("100"), 1)
+    assert str(item.transaction_id) in reviews.items
+    assert (
+        screen(item, state, [DAILY], usage, Assessment(0.65, Decision.REVIEW), reviews).command
+        is None
+    )
+    assert PendingReviews.from_json(reviews.to_json()) == reviews
+
+
+def test_approved_review_posts_once() -> None:
+    item, state, usage, reviews, _review = held()
+    outcome = decide_review(decided(item, "APPROVE"), state, usage, reviews)
+    assert isinstance(outcome.command, PostTransaction)
+    assert outcome.command.risk_score == D("65.00")
+    assert state.holds == {str(item.transaction_id): D("100")}  # the ledger settles it
+    again = decide_review(decided(item, "DECLINE"), state, usage, reviews)
+    assert again.command is None and state.holds  # the first decision won
+
+
+def test_declined_review_releases_hold_and_limit_once() -> None:
+    item, state, usage, reviews, _review = held()
+    outcome = decide_review(decided(item, "DECLINE"), state, usage, reviews)
+    assert isinstance(outcome.command, TransactionRejected)
+    assert outcome.command.reason_code == "FRAUD_DECLINED"
+    assert "analyst ann" in outcome.command.reason_message
+    assert (state.available, state.reserved, state.holds) == (D("1000"), D("0"), {})
+    assert usage.used(DAILY, AT) == (D("0"), 0)
+    assert decide_review(decided(item, "APPROVE"), state, usage, reviews).command is None
+    assert state.available == D("1000")
+
+
+def test_a_full_review_queue_declines_instead() -> None:
+    state, reviews = funded(), PendingReviews()
+    for _ in range(PENDING_REVIEWS_MAX):
+        screen(request("1"), state, assessment=Assessment(0.7, Decision.REVIEW), reviews=reviews)
+    outcome = screen(
+        request("1"), state, assessment=Assessment(0.7, Decision.REVIEW), reviews=reviews
+    )
+    assert isinstance(outcome.command, TransactionRejected)
+    assert outcome.command.reason_code == "FRAUD_DECLINED"
+    assert len(reviews.items) == PENDING_REVIEWS_MAX
+
+
+@pytest.mark.parametrize("decision", ["MAYBE", ""])
+def test_unknown_decisions_are_refused(decision: str) -> None:
+    with pytest.raises(ValueError):
+        ReviewDecided(
+            transaction_id=uuid.uuid4(),
+            wallet_id=W,
+            decision=decision,
+            decided_by="x",
+            decided_at=AT,
+        )
