@@ -67,9 +67,9 @@ class Warehouse:
         self._lock = threading.Lock()
         self.rebuilt_roll_ups = schema.apply(self)
 
-    def command(self, sql: str) -> None:
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         with self._lock:
-            self._client.command(sql)
+            self._client.command(sql, parameters=parameters)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         with self._lock:

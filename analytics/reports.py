@@ -146,19 +146,25 @@ def _latency_fields(completed: int, quantiles: list, worst: int, total: int) -> 
 
 
 def latency(wh: Warehouse, rr: ReportRange, *, transaction_type: str = "") -> dict[str, Any]:
-    """Accept → complete: from the API's acceptance to the ledger's commit, in ms."""
-    where = f"{RANGE} AND ({{transaction_type:String}} = '' OR transaction_type = {{transaction_type:String}})"  # noqa: E501
-    params = _params(rr, transaction_type=transaction_type)
-    overall = wh.query(f"SELECT {_LATENCY} FROM latency_by_minute WHERE {where}", params)[0]
+    """Accept → complete: from the API's acceptance to the ledger's commit, in ms.
+    One query: the buckets and the whole range (the empty grouping set)."""
     rows = wh.query(
-        f"""SELECT {_bucket(rr)} AS bucket, {_LATENCY} FROM latency_by_minute WHERE {where}
-             GROUP BY bucket ORDER BY bucket""",
-        params,
+        f"""SELECT grouping(bucket) = 1 AS whole, {_bucket(rr)} AS bucket, {_LATENCY}
+              FROM latency_by_minute
+             WHERE {RANGE} AND ({{transaction_type:String}} = ''
+                               OR transaction_type = {{transaction_type:String}})
+             GROUP BY GROUPING SETS ((bucket), ()) ORDER BY whole, bucket""",
+        _params(rr, transaction_type=transaction_type),
     )
+    overall = next((rest for whole, _b, *rest in rows if whole), (0, [0, 0, 0], 0, 0))
     return {
         **header(rr),
         **_latency_fields(*overall),
-        "series": [{"bucket": iso(utc(b)), **_latency_fields(*rest)} for b, *rest in rows],
+        "series": [
+            {"bucket": iso(utc(b)), **_latency_fields(*rest)}
+            for whole, b, *rest in rows
+            if not whole
+        ],
     }
 
 
@@ -166,34 +172,26 @@ def fraud_rates(
     wh: Warehouse, rr: ReportRange, *, fraud_codes: tuple[str, ...], high_percent: int
 ) -> dict[str, Any]:
     """Per bucket: decisions declined as fraud, and decisions scored at or above the
-    high-risk threshold (resolved to whole percent), each against its whole."""
-    decided = {
-        b: sum(c.values())
-        for b, c in _decision_counts(wh, rr, {"currency": "", "transaction_type": ""}).items()
-    }
-    declined = {
-        iso(utc(b)): n
-        for b, n in wh.query(
-            f"""SELECT {_bucket(rr)} AS bucket, sum(events) FROM decline_reasons_by_minute
-                 WHERE {RANGE} AND event_kind = 'rejected'
-                   AND reason_code IN {{codes:Array(String)}}
-                 GROUP BY bucket""",
-            _params(rr, codes=list(fraud_codes)),
-        )
-    }
-    scored = {
-        iso(utc(b)): (n, high)
-        for b, n, high in wh.query(
-            f"""SELECT {_bucket(rr)} AS bucket, sum(events),
-                       sumIf(events, score_percent >= {{high:UInt8}})
-                  FROM risk_scores_by_minute WHERE {RANGE} GROUP BY bucket""",
-            _params(rr, high=high_percent),
-        )
-    }
-    series = [
-        _fraud_fields(b, decided.get(b, 0), declined.get(b, 0), *scored.get(b, (0, 0)))
-        for b in sorted({*decided, *declined, *scored})
-    ]
+    high-risk threshold (resolved to whole percent), each against its whole. One query
+    over the three roll-ups."""
+    bucket = _bucket(rr)
+    rows = wh.query(
+        f"""SELECT bucket, sum(decided), sum(fraud), sum(scored), sum(high) FROM (
+              SELECT {bucket} AS bucket, sum(events) AS decided, toUInt64(0) AS fraud,
+                     toUInt64(0) AS scored, toUInt64(0) AS high
+                FROM events_by_minute WHERE {RANGE} AND decision != '' GROUP BY bucket
+              UNION ALL
+              SELECT {bucket} AS bucket, 0, sum(events), 0, 0 FROM decline_reasons_by_minute
+               WHERE {RANGE} AND event_kind = 'rejected' AND reason_code IN {{codes:Array(String)}}
+               GROUP BY bucket
+              UNION ALL
+              SELECT {bucket} AS bucket, 0, 0, sum(events),
+                     sumIf(events, score_percent >= {{high:UInt8}})
+                FROM risk_scores_by_minute WHERE {RANGE} GROUP BY bucket
+            ) GROUP BY bucket ORDER BY bucket""",
+        _params(rr, codes=list(fraud_codes), high=high_percent),
+    )
+    series = [_fraud_fields(iso(utc(b)), *counts) for b, *counts in rows]
     names = ("decided", "fraud_declined", "scored", "high_risk")
     totals = [sum(s[name] for s in series) for name in names]
     return {**header(rr), **_fraud_fields(None, *totals), "series": series}

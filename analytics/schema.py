@@ -140,16 +140,15 @@ ROLL_UPS = (
             minute DateTime('UTC'),
             decision LowCardinality(String),
             score_percent UInt8,
-            transaction_type LowCardinality(String),
             events UInt64
         ) ENGINE = SummingMergeTree(events)
         PARTITION BY toYYYYMM(minute)
-        ORDER BY (minute, decision, score_percent, transaction_type)""",
+        ORDER BY (minute, decision, score_percent)""",
         f"""SELECT toStartOfMinute(event_time) AS minute, decision,
-                  {SCORE_PERCENT} AS score_percent, transaction_type, count() AS events
+                  {SCORE_PERCENT} AS score_percent, count() AS events
              FROM {{source}}
             WHERE decision != '' AND risk_score IS NOT NULL
-            GROUP BY minute, decision, score_percent, transaction_type""",
+            GROUP BY minute, decision, score_percent""",
     ),
     RollUp(
         "latency_by_minute",
