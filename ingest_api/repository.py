@@ -239,8 +239,8 @@ class Repository:
             )
             row = await cur.fetchone()
             await cur.execute(
-                """SELECT event_type, event_status, error_code, error_message, created_at
-                     FROM transaction_events WHERE transaction_id = %s
+                """SELECT event_type, event_status, error_code, error_message, created_at,
+                          event_data FROM transaction_events WHERE transaction_id = %s
                     ORDER BY created_at, event_type""",
                 (transaction_id,),
             )

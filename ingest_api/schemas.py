@@ -87,6 +87,9 @@ class TransactionEventOut(BaseModel):
     error_code: str | None
     error_message: str | None
     created_at: datetime
+    #: What the step moved, e.g. ``held`` (AUTHORIZED of a two-phase payment: the amount now
+    #: reserved), ``captured`` and ``released`` (SETTLED), ``released`` (FAILED after a hold).
+    event_data: dict[str, Any] | None = None
 
 
 class TransactionOut(BaseModel):

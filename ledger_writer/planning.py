@@ -11,12 +11,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from domain.exceptions import LedgerInvariantError
 from domain.records import (
+    AuthorizePayment,
     DuplicateDiscarded,
+    GatewayResponded,
     LedgerEvent,
     PostTransaction,
     TransactionFailed,
@@ -29,10 +31,38 @@ from domain.transactions import (
     EventType,
     RejectReason,
     TransactionStatus,
+    TransactionType,
     postings_for,
 )
 
-LedgerInput = PostTransaction | TransactionRejected
+LedgerInput = PostTransaction | TransactionRejected | GatewayResponded
+TransactionInput = PostTransaction | TransactionRejected
+
+#: Reason codes of a two-phase transaction that did not complete.
+GATEWAY_DECLINED = "GATEWAY_DECLINED"
+VOIDED = "VOIDED"
+HOLD_EXPIRED = "HOLD_EXPIRED"
+
+
+@dataclass(frozen=True)
+class TwoPhase:
+    """Which types are held first and posted on the gateway's answer, and for how long."""
+
+    types: frozenset[TransactionType] = frozenset(
+        {TransactionType.PAYMENT, TransactionType.WITHDRAWAL}
+    )
+    hold_timeout: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An authorization: ``amount`` (the command's total) held on ``wallet_id``."""
+
+    command: PostTransaction
+    wallet_id: uuid.UUID
+    amount: Decimal
+    expires_at: datetime
+    open: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,12 +89,20 @@ class BatchPlan:
     accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
     changed: set[uuid.UUID] = field(default_factory=set)
     ledger_events: list[LedgerEvent] = field(default_factory=list)
+    #: Two-phase: holds known to this batch (loaded or opened here), rows to write.
+    holds: dict[uuid.UUID, Hold] = field(default_factory=dict)
+    holds_opened: list[tuple] = field(default_factory=list)
+    holds_closed: list[tuple] = field(default_factory=list)
+    status_updates: list[tuple] = field(default_factory=list)
+    gateway_requests: list[AuthorizePayment] = field(default_factory=list)
     #: Inputs naming a wallet that does not exist: the schema's foreign keys forbid even a
     #: FAILED row, so they go to the dead-letter topic (transaction id → reason).
     dead_letters: dict[uuid.UUID, str] = field(default_factory=dict)
     posted: int = 0
     failed: int = 0
     skipped_duplicates: int = 0
+    held: int = 0
+    ignored_results: int = 0
 
 
 class _Refused(Exception):
@@ -73,9 +111,12 @@ class _Refused(Exception):
         self.code, self.message = code, message
 
 
-def wallets_of(inputs: Iterable[LedgerInput]) -> set[uuid.UUID]:
+def wallets_of(inputs: Iterable[LedgerInput | PostTransaction]) -> set[uuid.UUID]:
     wallets = set()
     for item in inputs:
+        if isinstance(item, GatewayResponded):
+            wallets.add(item.wallet_id)
+            continue
         wallets.update(w for w in (item.source_wallet_id, item.destination_wallet_id) if w)
     return wallets
 
@@ -85,10 +126,20 @@ def plan_batch(
     already_posted: set[uuid.UUID],
     accounts: dict[uuid.UUID, Account],
     now: datetime,
+    *,
+    two_phase: TwoPhase | None = None,
+    holds: dict[uuid.UUID, Hold] | None = None,
+    expired: Iterable[uuid.UUID] = (),
 ) -> BatchPlan:
-    plan = BatchPlan(accounts=dict(accounts))
+    """Plan one batch in input order. ``holds`` are the stored holds the batch's gateway
+    results and ``expired`` name (the writer loads them); without ``two_phase`` every type
+    posts at once."""
+    plan = BatchPlan(accounts=dict(accounts), holds=dict(holds or {}))
     seen = set(already_posted)
     for item in inputs:
+        if isinstance(item, GatewayResponded):
+            _apply_gateway(plan, item, now)
+            continue
         if item.transaction_id in seen:
             plan.skipped_duplicates += 1
             if isinstance(item, PostTransaction):  # the stream may hold funds for the repeat
@@ -101,9 +152,17 @@ def plan_batch(
             )
             continue
         try:
-            _post(plan, item, now)
+            if two_phase is not None and item.transaction_type in two_phase.types:
+                _hold(plan, item, now, now + two_phase.hold_timeout)
+            else:
+                _post(plan, item, now)
         except _Refused as refused:
             _record_failure(plan, item, refused.code, refused.message, now, authorized=True)
+    for transaction_id in expired:
+        hold = plan.holds.get(transaction_id)
+        if hold is not None and hold.open:
+            message = f"no gateway answer by {hold.expires_at.isoformat()}"
+            _release(plan, hold, "EXPIRED", HOLD_EXPIRED, message, now)
     return plan
 
 
@@ -121,16 +180,21 @@ def _account(plan: BatchPlan, wallet_id: uuid.UUID, currency_code: str) -> Accou
     return account
 
 
-def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
+def _check_amounts(command: PostTransaction) -> None:
     if command.amount <= 0 or command.fee_amount < 0:
         raise _Refused(RejectReason.INVALID_TRANSACTION, "amount must be > 0 and fee >= 0")
     if command.total_amount != command.amount + command.fee_amount:
         raise _Refused(RejectReason.INVALID_TRANSACTION, "total_amount is not amount + fee")
+
+
+def _move(plan: BatchPlan, command: PostTransaction, amount: Decimal, now: datetime) -> None:
+    """Post ``amount`` (+ the fee) of ``command``: entries and balances, or ``_Refused`` with
+    nothing changed."""
     postings = postings_for(
         command.transaction_type,
         command.source_wallet_id,
         command.destination_wallet_id,
-        command.amount,
+        amount,
         command.fee_amount,
         command.currency_code,
     )
@@ -168,6 +232,11 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
         )
     plan.accounts.update(updated)
     plan.changed.update(updated)
+
+
+def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
+    _check_amounts(command)
+    _move(plan, command, command.amount, now)
     plan.transactions.append(
         _transaction_row(
             command, TransactionStatus.COMPLETED, command.risk_score, now, completed_at=now
@@ -186,8 +255,175 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
     plan.posted += 1
 
 
+def _hold(plan: BatchPlan, command: PostTransaction, now: datetime, expires_at: datetime) -> None:
+    """First phase: every wallet checked as for a posting, the payer's total held."""
+    _check_amounts(command)
+    postings = postings_for(
+        command.transaction_type,
+        command.source_wallet_id,
+        command.destination_wallet_id,
+        command.amount,
+        command.fee_amount,
+        command.currency_code,
+    )
+    for posting in postings:
+        _account(plan, posting.wallet_id, command.currency_code)
+    payer_id = command.source_wallet_id
+    if payer_id is None:
+        raise _Refused(RejectReason.INVALID_TRANSACTION, "a held transaction needs a source")
+    payer = plan.accounts[payer_id]
+    if payer.is_system or payer.available < command.total_amount:
+        raise _Refused(
+            RejectReason.INSUFFICIENT_FUNDS,
+            f"wallet {payer_id} lacks {command.total_amount - payer.available} "
+            f"{command.currency_code}",
+        )
+    plan.accounts[payer_id] = replace(
+        payer,
+        available=payer.available - command.total_amount,
+        reserved=payer.reserved + command.total_amount,
+    )
+    plan.changed.add(payer_id)
+    plan.transactions.append(
+        _transaction_row(command, TransactionStatus.PENDING, command.risk_score, now, None)
+    )
+    plan.events.extend(
+        [
+            _event(command, EventType.INITIATED, EventStatus.SUCCESS, command.requested_at),
+            _event(
+                command,
+                EventType.AUTHORIZED,
+                EventStatus.PENDING,
+                command.decided_at,
+                data={"held": str(command.total_amount), "expires_at": expires_at.isoformat()},
+            ),
+        ]
+    )
+    hold = Hold(command, payer_id, command.total_amount, expires_at)
+    plan.holds[command.transaction_id] = hold
+    plan.holds_opened.append(
+        (
+            command.transaction_id,
+            payer_id,
+            command.total_amount,
+            command.currency_code,
+            command.model_dump_json().encode(),
+            expires_at,
+            now,
+        )
+    )
+    plan.gateway_requests.append(AuthorizePayment(**command.facts(), hold_expires_at=expires_at))
+    plan.held += 1
+
+
+def _apply_gateway(plan: BatchPlan, result: GatewayResponded, now: datetime) -> None:
+    hold = plan.holds.get(result.transaction_id)
+    if hold is None or not hold.open:  # a repeat, or an answer after the expiry
+        plan.ignored_results += 1
+        return
+    if result.wallet_id != hold.wallet_id:
+        plan.dead_letters[result.event_id] = "gateway result names another wallet than its hold"
+        return
+    if result.outcome == "CAPTURED":
+        captured = result.captured_amount
+        if captured is None or captured <= 0 or captured > hold.command.amount:
+            plan.dead_letters[result.event_id] = (
+                f"captured amount {captured} is not within (0, {hold.command.amount}]"
+            )
+            return
+        _capture(plan, hold, captured, now)
+        return
+    message = result.reason_message or f"the gateway answered {result.outcome}"
+    code = GATEWAY_DECLINED if result.outcome == "DECLINED" else VOIDED
+    _release(plan, hold, result.outcome, code, message, now)
+
+
+def _unhold(plan: BatchPlan, hold: Hold) -> None:
+    account = plan.accounts.get(hold.wallet_id)
+    if account is None or account.reserved < hold.amount:
+        raise LedgerInvariantError(f"hold {hold.command.transaction_id} exceeds reserved")
+    plan.accounts[hold.wallet_id] = replace(
+        account, available=account.available + hold.amount, reserved=account.reserved - hold.amount
+    )
+    plan.changed.add(hold.wallet_id)
+    plan.holds[hold.command.transaction_id] = replace(hold, open=False)
+
+
+def _capture(plan: BatchPlan, hold: Hold, captured: Decimal, now: datetime) -> None:
+    """Second phase: post ``captured`` (+ fee) from the hold; the rest returns to available."""
+    command = hold.command
+    _unhold(plan, hold)
+    try:
+        _move(plan, command, captured, now)
+    except _Refused as refused:  # e.g. the merchant's wallet was closed meanwhile
+        _release(plan, hold, "REFUSED", refused.code, refused.message, now, unheld=True)
+        return
+    released = command.amount - captured
+    plan.status_updates.append((command.transaction_id, TransactionStatus.COMPLETED.value, now))
+    plan.events.append(
+        _event(
+            command,
+            EventType.SETTLED,
+            EventStatus.SUCCESS,
+            now,
+            data={"captured": str(captured), "released": str(released)},
+        )
+    )
+    plan.holds_closed.append((command.transaction_id, "CAPTURED", captured, now))
+    plan.ledger_events.append(
+        TransactionPosted(
+            **command.facts(),
+            risk_score=command.risk_score,
+            completed_at=now,
+            captured_amount=captured,
+        )
+    )
+    plan.posted += 1
+
+
+def _release(
+    plan: BatchPlan,
+    hold: Hold,
+    outcome: str,
+    code: str,
+    message: str,
+    now: datetime,
+    *,
+    unheld: bool = False,
+) -> None:
+    """The held money returns to available; the transaction fails with ``code``."""
+    command = hold.command
+    if not unheld:
+        _unhold(plan, hold)
+    plan.status_updates.append((command.transaction_id, TransactionStatus.FAILED.value, None))
+    plan.events.append(
+        _event(
+            command,
+            EventType.FAILED,
+            EventStatus.FAILURE,
+            now,
+            error_code=code,
+            error_message=message,
+            data={"released": str(hold.amount)},
+        )
+    )
+    plan.holds_closed.append((command.transaction_id, outcome, None, now))
+    plan.ledger_events.append(
+        TransactionFailed(
+            **command.facts(), reason_code=code, reason_message=message, failed_at=now
+        )
+    )
+    plan.failed += 1
+
+
 def _record_failure(
-    plan: BatchPlan, item: LedgerInput, code: str, message: str, now: datetime, *, authorized: bool
+    plan: BatchPlan,
+    item: TransactionInput,
+    code: str,
+    message: str,
+    now: datetime,
+    *,
+    authorized: bool,
 ) -> None:
     unknown = [
         w
@@ -195,7 +431,7 @@ def _record_failure(
         if w is not None and w not in plan.accounts
     ]
     if unknown:
-        plan.dead_letters[item.transaction_id] = f"{RejectReason.WALLET_NOT_FOUND}: {message}"
+        plan.dead_letters[item.event_id] = f"{RejectReason.WALLET_NOT_FOUND}: {message}"
         if authorized:  # whatever the stream holds for it must still be released
             plan.ledger_events.append(
                 TransactionFailed(
@@ -225,7 +461,7 @@ def _record_failure(
 
 
 def _transaction_row(
-    item: LedgerInput,
+    item: TransactionInput,
     status: TransactionStatus,
     risk_score: Decimal | None,
     now: datetime,
@@ -255,19 +491,20 @@ def _transaction_row(
 
 
 def _event(
-    item: LedgerInput,
+    item: TransactionInput,
     event_type: EventType,
     status: EventStatus,
     at: datetime,
     error_code: str | None = None,
     error_message: str | None = None,
+    data: dict[str, str] | None = None,
 ) -> tuple:
     return (
         uuid.uuid4(),
         item.transaction_id,
         event_type.value,
         status.value,
-        {"client_id": str(item.client_id)},
+        {"client_id": str(item.client_id), **(data or {})},
         error_code,
         error_message,
         at,

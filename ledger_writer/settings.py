@@ -3,7 +3,14 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domain.topics import LEDGER_COMMANDS, LEDGER_EVENTS, TRANSACTIONS_REJECTED
+from domain.topics import (
+    GATEWAY_REQUESTS,
+    GATEWAY_RESULTS,
+    LEDGER_COMMANDS,
+    LEDGER_EVENTS,
+    TRANSACTIONS_REJECTED,
+)
+from domain.transactions import TransactionType
 
 
 class LedgerSettings(BaseSettings):
@@ -16,6 +23,14 @@ class LedgerSettings(BaseSettings):
     commands_topic: str = LEDGER_COMMANDS.name
     rejected_topic: str = TRANSACTIONS_REJECTED.name
     events_topic: str = LEDGER_EVENTS.name
+    gateway_requests_topic: str = GATEWAY_REQUESTS.name
+    gateway_results_topic: str = GATEWAY_RESULTS.name
+    #: Held first and posted on the payment gateway's answer (the seed's async processor).
+    two_phase_types: list[TransactionType] = [TransactionType.PAYMENT, TransactionType.WITHDRAWAL]
+    #: A hold without a gateway answer by then is released (HOLD_EXPIRED).
+    hold_timeout_ms: int = Field(default=30_000, ge=100, le=7 * 24 * 3600 * 1000)
+    #: How often the loop looks for expired holds when no batch arrives.
+    expiry_sweep_interval_ms: int = Field(default=200, ge=10, le=60_000)
     batch_size_max: int = Field(default=5_000, ge=1, le=100_000)
     flush_interval_ms: int = Field(default=20, ge=1, le=10_000)
     outbox_batch_max: int = Field(default=10_000, ge=1, le=100_000)

@@ -15,9 +15,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from domain import records
+from domain.exceptions import LedgerInvariantError
 from domain.money import CURRENCY_EXPONENTS
 from domain.transactions import SYSTEM_USER_ID, SystemAccount, system_wallet_id
-from ledger_writer.planning import Account, BatchPlan, check_entries_balanced
+from ledger_writer.planning import Account, BatchPlan, Hold, check_entries_balanced
 
 _TRANSACTION_COLUMNS = (
     "transaction_id, transaction_type, transaction_status, source_wallet_id, "
@@ -29,6 +30,7 @@ _EVENT_COLUMNS = (
     "event_id, transaction_id, event_type, event_status, event_data, error_code, "
     "error_message, created_at"
 )
+_HOLD_COLUMNS = "transaction_id, wallet_id, amount, currency_code, command, expires_at, created_at"
 _ENTRY_COLUMNS = (
     "entry_id, transaction_id, wallet_id, entry_type, amount, balance_after, created_at"
 )
@@ -103,6 +105,34 @@ def load_accounts(
     return accounts
 
 
+def load_holds(conn: psycopg.Connection, transaction_ids: list[uuid.UUID]) -> dict[uuid.UUID, Hold]:
+    """The holds these gateway results answer, open or closed."""
+    rows = conn.execute(
+        """SELECT wallet_id, amount, command, expires_at, closed_at IS NULL FROM ledger_holds
+            WHERE transaction_id = ANY(%s)""",
+        (transaction_ids,),
+    ).fetchall()
+    return {hold.command.transaction_id: hold for hold in map(_hold, rows)}
+
+
+def expired_holds(conn: psycopg.Connection, now: datetime, limit: int) -> dict[uuid.UUID, Hold]:
+    """Open holds past their expiry, oldest first (bounded: the rest go in later batches)."""
+    rows = conn.execute(
+        """SELECT wallet_id, amount, command, expires_at, true FROM ledger_holds
+            WHERE closed_at IS NULL AND expires_at <= %s ORDER BY expires_at LIMIT %s""",
+        (now, limit),
+    ).fetchall()
+    return {hold.command.transaction_id: hold for hold in map(_hold, rows)}
+
+
+def _hold(row: tuple) -> Hold:
+    wallet_id, amount, command, expires_at, is_open = row
+    decoded = records.decode_ledger_input(bytes(command))
+    if not isinstance(decoded, records.PostTransaction):
+        raise LedgerInvariantError(f"hold on {wallet_id} does not store a PostTransaction")
+    return Hold(decoded, wallet_id, amount, expires_at, is_open)
+
+
 def write_plan(
     conn: psycopg.Connection,
     plan: BatchPlan,
@@ -110,6 +140,7 @@ def write_plan(
     group: str,
     outbox_topic: str,
     now: datetime,
+    gateway_topic: str = "gateway.requests",
 ) -> None:
     """Write everything of one batch atomically; the caller's connection is in autocommit."""
     check_entries_balanced(plan.entries)
@@ -118,6 +149,29 @@ def write_plan(
             with cur.copy(f"COPY transactions ({_TRANSACTION_COLUMNS}) FROM STDIN") as copy:
                 for row in plan.transactions:
                     copy.write_row(row[:11] + (Jsonb(row[11]),) + row[12:])
+        if plan.holds_opened:
+            with cur.copy(f"COPY ledger_holds ({_HOLD_COLUMNS}) FROM STDIN") as copy:
+                for row in plan.holds_opened:
+                    copy.write_row(row)
+        if plan.status_updates:
+            cur.execute(
+                """UPDATE transactions t
+                      SET transaction_status = v.status, completed_at = v.completed_at,
+                          updated_at = %s, version = t.version + 1
+                     FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[])
+                          AS v(transaction_id, status, completed_at)
+                    WHERE t.transaction_id = v.transaction_id""",
+                (now, *map(list, zip(*plan.status_updates, strict=True))),
+            )
+        if plan.holds_closed:
+            cur.execute(
+                """UPDATE ledger_holds h
+                      SET outcome = v.outcome, captured_amount = v.captured, closed_at = v.at
+                     FROM unnest(%s::uuid[], %s::text[], %s::numeric[], %s::timestamptz[])
+                          AS v(transaction_id, outcome, captured, at)
+                    WHERE h.transaction_id = v.transaction_id AND h.closed_at IS NULL""",
+                tuple(map(list, zip(*plan.holds_closed, strict=True))),
+            )
         if plan.events:
             with cur.copy(f"COPY transaction_events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
                 for row in plan.events:
@@ -127,13 +181,15 @@ def write_plan(
                 for row in plan.entries:
                     copy.write_row(row)
         _write_balances(cur, plan, now)
-        if plan.ledger_events:
+        outgoing = [(outbox_topic, e) for e in plan.ledger_events]
+        outgoing += [(gateway_topic, r) for r in plan.gateway_requests]
+        if outgoing:
             with cur.copy(
                 "COPY outbox (topic, message_key, payload, created_at) FROM STDIN"
             ) as copy:
-                for event in plan.ledger_events:
+                for topic, record in outgoing:
                     copy.write_row(
-                        (outbox_topic, event.partition_key.decode(), records.encode(event), now)
+                        (topic, record.partition_key.decode(), records.encode(record), now)
                     )
         if offsets:
             cur.executemany(
@@ -178,12 +234,12 @@ def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None
 
 
 def unpublished_outbox(
-    conn: psycopg.Connection, topic: str, limit: int
+    conn: psycopg.Connection, topics: list[str], limit: int
 ) -> list[tuple[int, str, str, bytes]]:
     return conn.execute(
         "SELECT outbox_id, topic, message_key, payload FROM outbox"
-        " WHERE published_at IS NULL AND topic = %s ORDER BY outbox_id LIMIT %s",
-        (topic, limit),
+        " WHERE published_at IS NULL AND topic = ANY(%s) ORDER BY outbox_id LIMIT %s",
+        (topics, limit),
     ).fetchall()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from confluent_kafka import Consumer, Message, Producer
@@ -26,7 +26,7 @@ from ledger_writer.kafka_io import (
     producer_config,
     send_and_wait,
 )
-from ledger_writer.planning import LedgerInput, plan_batch, wallets_of
+from ledger_writer.planning import LedgerInput, TwoPhase, plan_batch, wallets_of
 from ledger_writer.settings import LedgerSettings
 
 log = logging.getLogger("ledger_writer")
@@ -35,7 +35,17 @@ log = logging.getLogger("ledger_writer")
 class LedgerWriter:
     def __init__(self, settings: LedgerSettings) -> None:
         self.settings = settings
-        self.totals = {"posted": 0, "failed": 0, "duplicates": 0, "dead_letters": 0}
+        self.two_phase = TwoPhase(
+            frozenset(settings.two_phase_types), timedelta(milliseconds=settings.hold_timeout_ms)
+        )
+        self.totals = {
+            "posted": 0,
+            "failed": 0,
+            "held": 0,
+            "duplicates": 0,
+            "dead_letters": 0,
+            "ignored_gateway_results": 0,
+        }
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
@@ -48,17 +58,19 @@ class LedgerWriter:
             on_assign = make_assign_callback(
                 lambda topic: store.load_offsets(conn, s.consumer_group, topic)
             )
-            topics = [s.commands_topic, s.rejected_topic]
+            topics = [s.commands_topic, s.rejected_topic, s.gateway_results_topic]
             consumer.subscribe(topics, on_assign=on_assign)
             log.info("ledger writer consuming %s", topics)
-            last_report = time.monotonic()
+            last_report = last_sweep = time.monotonic()
             try:
                 while not stop.is_set():
                     batch = consumer.consume(
                         num_messages=s.batch_size_max, timeout=s.flush_interval_ms / 1000
                     )
-                    if batch:
+                    sweep_due = time.monotonic() - last_sweep > s.expiry_sweep_interval_ms / 1000
+                    if batch or sweep_due:  # every batch also releases expired holds
                         self.process(conn, producer, batch)
+                        last_sweep = time.monotonic()
                     self.relay_outbox(conn, producer)
                     if time.monotonic() - last_report > s.report_interval_ms / 1000:
                         log.info("ledger totals %s", self.totals)
@@ -69,7 +81,7 @@ class LedgerWriter:
 
     def process(self, conn: psycopg.Connection, producer: Producer, batch: list[Message]) -> None:
         inputs: list[LedgerInput] = []
-        by_id: dict[object, Message] = {}
+        by_event: dict[object, Message] = {}
         dead: list[tuple] = []
         offsets: dict[tuple[str, int], int] = {}
         for message in batch:
@@ -78,34 +90,68 @@ class LedgerWriter:
                 continue
             offsets[(message.topic(), message.partition())] = message.offset() + 1
             try:
-                item = records.decode_ledger_input(message.value())
+                item = self._decode(message)
             except RecordDecodeError as error:
                 dead.append(dead_letter(message, error.message))
                 continue
             inputs.append(item)
-            by_id[item.transaction_id] = message
+            by_event[item.event_id] = message
         now = datetime.now(UTC)
-        wallets = wallets_of(inputs)
-        for currency in {item.currency_code for item in inputs}:
+        results = [i.transaction_id for i in inputs if isinstance(i, records.GatewayResponded)]
+        holds = store.load_holds(conn, results) if results else {}
+        expired = store.expired_holds(conn, now, self.settings.batch_size_max)
+        holds.update(expired)
+        held_commands = [hold.command for hold in holds.values()]
+        wallets = wallets_of(inputs) | wallets_of(held_commands)
+        for currency in {
+            item.currency_code
+            for item in [*inputs, *held_commands]
+            if not isinstance(item, records.GatewayResponded)
+        }:
             wallets.update(system_wallet_id(a, currency) for a in SystemAccount)
-        posted_before = store.already_posted(conn, [item.transaction_id for item in inputs])
+        transaction_ids = [
+            i.transaction_id for i in inputs if not isinstance(i, records.GatewayResponded)
+        ]
+        posted_before = store.already_posted(conn, transaction_ids)
         accounts = store.load_accounts(conn, wallets)
-        plan = plan_batch(inputs, posted_before, accounts, now)
-        dead.extend(dead_letter(by_id[t], reason) for t, reason in plan.dead_letters.items())
+        plan = plan_batch(
+            inputs,
+            posted_before,
+            accounts,
+            now,
+            two_phase=self.two_phase,
+            holds=holds,
+            expired=list(expired),
+        )
+        dead.extend(dead_letter(by_event[e], reason) for e, reason in plan.dead_letters.items())
         if dead:  # before the offsets move past them, so none is lost on a crash
             send_and_wait(producer, dead, self.settings.publish_timeout_ms / 1000)
             self.totals["dead_letters"] += len(dead)
+        if not (offsets or plan.status_updates):
+            return  # an idle sweep that found nothing to expire
         store.write_plan(
-            conn, plan, offsets, self.settings.consumer_group, self.settings.events_topic, now
+            conn,
+            plan,
+            offsets,
+            self.settings.consumer_group,
+            self.settings.events_topic,
+            now,
+            self.settings.gateway_requests_topic,
         )
         self.totals["posted"] += plan.posted
+        self.totals["held"] += plan.held
+        self.totals["ignored_gateway_results"] += plan.ignored_results
         self.totals["failed"] += plan.failed
         self.totals["duplicates"] += plan.skipped_duplicates
 
+    def _decode(self, message: Message) -> LedgerInput:
+        if message.topic() == self.settings.gateway_results_topic:
+            return records.decode_gateway_responded(message.value())
+        return records.decode_ledger_input(message.value())
+
     def relay_outbox(self, conn: psycopg.Connection, producer: Producer) -> int:
-        rows = store.unpublished_outbox(
-            conn, self.settings.events_topic, self.settings.outbox_batch_max
-        )
+        topics = [self.settings.events_topic, self.settings.gateway_requests_topic]
+        rows = store.unpublished_outbox(conn, topics, self.settings.outbox_batch_max)
         if not rows:
             return 0
         send_and_wait(

@@ -38,12 +38,18 @@ class WalletState:
         self.reserved += amount
         self.holds[transaction_id] = amount
 
-    def settle(self, transaction_id: str) -> bool:
-        """The ledger posted the debit: the hold leaves ``reserved`` for good."""
-        amount = self.holds.pop(transaction_id, None)
+    def settle(self, transaction_id: str, spent: Decimal | None = None) -> bool:
+        """The ledger posted the debit: the hold leaves ``reserved``; of it, ``spent`` (all
+        when None) is gone for good and the rest (a partial capture) returns to available."""
+        amount = self.holds.get(transaction_id)
         if amount is None:
             return False
+        spent = amount if spent is None else spent
+        if spent < 0 or spent > amount:
+            raise LedgerInvariantError(f"settle {spent} of hold {amount} ({transaction_id})")
+        del self.holds[transaction_id]
         self.reserved -= amount
+        self.available += amount - spent
         self._check()
         return True
 

@@ -55,6 +55,10 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
         ),
         Service("streams", [python, "-m", "streams.app"], consumer_group="wallet-streams"),
         Service("ledger", [python, "-m", "ledger_writer.writer"], consumer_group="ledger-writer"),
+        # The simulated payment gateway that answers the ledger's two-phase holds.
+        Service(
+            "gateway", [python, "-m", "ledger_writer.gateway"], consumer_group="payment-gateway"
+        ),
         Service(
             "analytics",
             [python, "-m", "analytics.service"],

@@ -13,6 +13,14 @@ from walletpipe.supervisor import Supervisor, services
 
 #: Fees on in the e2e run, so fee postings are proven too.
 E2E_FEES = '{"WITHDRAWAL": {"basis_points": 0, "fixed": "1.00"}, "PAYMENT": {"basis_points": 100}}'
+#: The simulated payment gateway answers fast and never declines unless a test asks it to
+#: (metadata gateway_outcome); holds without an answer expire after E2E_HOLD_TIMEOUT_MS.
+E2E_HOLD_TIMEOUT_MS = 3000
+E2E_GATEWAY = {
+    "GATEWAY_LATENCY_MS": "20",
+    "GATEWAY_DECLINE_RATE": "0",
+    "LEDGER_HOLD_TIMEOUT_MS": str(E2E_HOLD_TIMEOUT_MS),
+}
 
 #: Held reviews decline after this long in the e2e run (300 s by default).
 E2E_REVIEW_TIMEOUT_S = 8
@@ -20,7 +28,7 @@ E2E_REVIEW_TIMEOUT_S = 8
 
 @pytest.fixture(scope="session")
 def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
-    env = {**stack, "FEE_SCHEDULE": E2E_FEES, "STREAMS_LOG_LEVEL": "warn"}
+    env = {**stack, "FEE_SCHEDULE": E2E_FEES, "STREAMS_LOG_LEVEL": "warn", **E2E_GATEWAY}
     env["STREAMS_REVIEW_TIMEOUT_S"] = str(E2E_REVIEW_TIMEOUT_S)  # the timeout test waits it
     supervisor = Supervisor(
         env, stack_dir / "logs" / f"e2e-{uuid.uuid4().hex[:8]}", Path(__file__).resolve().parents[2]

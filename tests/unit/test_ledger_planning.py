@@ -286,7 +286,7 @@ def assert_dead_lettered(
     assert plan.posted == 0 and plan.failed == 1
     assert plan.transactions == [] and plan.events == [] and plan.entries == []
     assert plan.accounts == accounts and plan.changed == set()
-    assert plan.dead_letters[item.transaction_id].startswith("WALLET_NOT_FOUND: wallet ")
+    assert plan.dead_letters[item.event_id].startswith("WALLET_NOT_FOUND: wallet ")
     [event] = plan.ledger_events
     assert isinstance(event, TransactionFailed) and event.reason_code == "WALLET_NOT_FOUND"
     return event

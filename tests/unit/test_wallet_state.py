@@ -180,3 +180,19 @@ def test_from_json_keeps_the_bound() -> None:
     assert state.recent_credits[0] == "c5"
     assert state.holds == {}
     assert isinstance(state.recent_credits, deque)
+
+
+def test_settle_a_partial_capture_returns_the_rest() -> None:
+    state = WalletState(available=Decimal("100"))
+    state.reserve("t", Decimal("30"))
+    assert state.settle("t", Decimal("12.5"))
+    assert (state.available, state.reserved, state.holds) == (Decimal("87.5"), 0, {})
+    assert not state.settle("t", Decimal("12.5"))  # a repeat changes nothing
+
+
+def test_settle_more_than_the_hold_is_refused_and_changes_nothing() -> None:
+    state = WalletState(available=Decimal("100"))
+    state.reserve("t", Decimal("30"))
+    with pytest.raises(LedgerInvariantError):
+        state.settle("t", Decimal("30.01"))
+    assert state.holds == {"t": Decimal("30")} and state.reserved == Decimal("30")

@@ -1,0 +1,158 @@
+"""A simulated payment gateway: the external side of two-phase PAYMENT and WITHDRAWAL.
+
+It reads ``AuthorizePayment`` from ``gateway.requests``, waits ``latency_ms`` and answers
+on ``gateway.results`` with a ``GatewayResponded``: CAPTURED (the full amount), or DECLINED
+for a ``decline_rate`` share of requests chosen by a hash of the transaction id (the same
+request always gets the same answer, so tests are deterministic). A request may steer the
+simulator through its metadata ``gateway_outcome``: ``decline``, ``void``,
+``capture:<amount>`` (a partial capture) or ``none`` (never answer: the hold expires).
+
+At least once: offsets are committed only after the answers are acknowledged, so a crash
+repeats answers, and the ledger ignores an answer for a hold that is already closed.
+
+Run: ``python -m ledger_writer.gateway`` (``walletpipe run`` starts it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain import records
+from domain.exceptions import RecordDecodeError
+from domain.topics import GATEWAY_REQUESTS, GATEWAY_RESULTS
+from ledger_writer.kafka_io import dead_letter, producer_config, send_and_wait
+
+log = logging.getLogger("gateway")
+OUTCOME_KEY = "gateway_outcome"
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="GATEWAY_")
+
+    kafka_bootstrap: str = Field(validation_alias="KAFKA_BOOTSTRAP")
+    consumer_group: str = "payment-gateway"
+    requests_topic: str = GATEWAY_REQUESTS.name
+    results_topic: str = GATEWAY_RESULTS.name
+    latency_ms: int = Field(default=200, ge=0, le=600_000)
+    decline_rate: float = Field(default=0.02, ge=0.0, le=1.0)
+    #: Requests waiting for their latency to pass; consuming pauses when it is full.
+    in_flight_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    batch_size_max: int = Field(default=1_000, ge=1, le=100_000)
+    publish_timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+
+
+def decide(
+    request: records.AuthorizePayment, decline_rate: float, now: datetime
+) -> records.GatewayResponded | None:
+    """The gateway's answer to one request (None: it never answers). Pure and deterministic."""
+    source = request.source_wallet_id
+    if source is None:
+        raise RecordDecodeError("a held payment has a source wallet")
+    steer = str(request.metadata.get(OUTCOME_KEY) or "")
+    answer = {"transaction_id": request.transaction_id, "wallet_id": source, "responded_at": now}
+    if steer == "none":
+        return None
+    if steer == "void":
+        return records.GatewayResponded(
+            **answer, outcome="VOIDED", reason_message="the merchant voided it"
+        )
+    if steer == "decline" or (not steer and _unlucky(request, decline_rate)):
+        return records.GatewayResponded(
+            **answer, outcome="DECLINED", reason_message="declined by the issuer"
+        )
+    captured = request.amount
+    if steer.startswith("capture:"):
+        try:
+            captured = Decimal(steer.removeprefix("capture:"))
+        except InvalidOperation:
+            raise RecordDecodeError(f"{OUTCOME_KEY} {steer!r} is not capture:<amount>") from None
+    return records.GatewayResponded(**answer, outcome="CAPTURED", captured_amount=captured)
+
+
+def _unlucky(request: records.AuthorizePayment, decline_rate: float) -> bool:
+    digest = hashlib.sha256(request.transaction_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < decline_rate
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.waiting: deque[tuple[float, Message]] = deque()
+
+    def run(self, stop: threading.Event) -> None:
+        s = self.settings
+        consumer = Consumer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap,
+                "group.id": s.consumer_group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10_000,
+            }
+        )
+        producer = Producer(producer_config(s.kafka_bootstrap))
+        consumer.subscribe([s.requests_topic])
+        log.info("gateway answering %s (latency %d ms)", s.requests_topic, s.latency_ms)
+        try:
+            while not stop.is_set():
+                room = min(s.batch_size_max, s.in_flight_max - len(self.waiting))
+                timeout_s = 0.01 if self.waiting else 0.2
+                for message in consumer.consume(max(room, 0), timeout_s) if room > 0 else ():
+                    if message.error() is None:
+                        self.waiting.append((time.monotonic() + s.latency_ms / 1000, message))
+                if not room:
+                    time.sleep(0.01)
+                self.answer_due(consumer, producer)
+        finally:
+            consumer.close()
+            producer.flush(5)
+
+    def answer_due(self, consumer: Consumer, producer: Producer) -> None:
+        """Answer every request whose latency has passed (FIFO: latency is constant)."""
+        now_mono, due = time.monotonic(), []
+        while self.waiting and self.waiting[0][0] <= now_mono and len(due) < 10_000:
+            due.append(self.waiting.popleft()[1])
+        if not due:
+            return
+        outgoing = []
+        now = datetime.now(UTC)
+        for message in due:
+            try:
+                request = records.decode_authorize_payment(message.value())
+                answer = decide(request, self.settings.decline_rate, now)
+            except RecordDecodeError as error:
+                outgoing.append(dead_letter(message, error.message))
+                continue
+            if answer is not None:
+                key = str(answer.wallet_id).encode()
+                outgoing.append((self.settings.results_topic, key, records.encode(answer), []))
+        send_and_wait(producer, outgoing, self.settings.publish_timeout_ms / 1000)
+        done: dict[tuple[str, int], int] = {}
+        for message in due:
+            done[(message.topic(), message.partition())] = message.offset() + 1
+        consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()], asynchronous=False
+        )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Gateway(GatewaySettings()).run(stop)  # type: ignore[call-arg]
+
+
+if __name__ == "__main__":
+    main()
