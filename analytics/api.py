@@ -60,7 +60,7 @@ def _range(request: Request, start: Any, end: Any, granularity: str | None) -> R
 
 def _fraud(request: Request) -> dict[str, Any]:
     s = _settings(request)
-    high = int((s.high_risk_score * 100).to_integral_value(rounding=ROUND_CEILING))
+    high = int(s.high_risk_score.to_integral_value(rounding=ROUND_CEILING))
     return {"fraud_codes": tuple(s.fraud_reason_codes), "high_percent": high}
 
 

@@ -13,6 +13,7 @@ _KIND = {
     "TransactionPosted": "posted",
     "TransactionFailed": "failed",
     "DuplicateDiscarded": "duplicate_discarded",
+    "ReviewRequested": "review",
 }
 _STATUS = {
     "requested": "PENDING",
@@ -21,10 +22,11 @@ _STATUS = {
     "posted": "COMPLETED",
     "failed": "FAILED",
     "duplicate_discarded": "",
+    "review": "PENDING",
 }
 
 
-def event_row(record: records.TransactionRecord) -> list[Any]:
+def event_row(record: records.TransactionRecord | records.ReviewRequested) -> list[Any]:
     kind = _KIND[record.kind]
     when = (
         getattr(record, "completed_at", None)

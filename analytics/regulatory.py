@@ -87,7 +87,7 @@ class Rules:
     in_out_window: timedelta = timedelta(hours=24)
     in_out_amount_min: Decimal = Decimal("3000")
     in_out_ratio_min: Decimal = Decimal("0.9")
-    high_risk_score: Decimal = Decimal("0.9")
+    high_risk_score: Decimal = Decimal("90")  # risk scores are 0-100
     business_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
     @property

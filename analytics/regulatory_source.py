@@ -54,11 +54,11 @@ SELECT {_COLUMNS} FROM posted
  LIMIT {{limit:UInt64}}"""
 
 _DECISIONS_SQL = f"""
-SELECT {_COLUMNS}, toString(round(toFloat64(risk_score), 4)) AS score, decision
+SELECT {_COLUMNS}, toString(round(toFloat64(risk_score), 2)) AS score, decision
   FROM pipeline_events FINAL
  WHERE event_kind IN {{kinds:Array(String)}}
    AND event_time >= {{start:DateTime64(3)}} AND event_time < {{end:DateTime64(3)}}
-   AND risk_score IS NOT NULL AND round(toFloat64(risk_score), 4) >= {{threshold:Float64}}
+   AND risk_score IS NOT NULL AND round(toFloat64(risk_score), 2) >= {{threshold:Float64}}
  ORDER BY event_time, transaction_id
  LIMIT {{limit:UInt64}}"""
 

@@ -210,7 +210,8 @@ def _fraud_fields(bucket: str | None, decided: int, fraud: int, scored: int, hig
 
 
 def fraud_scores(wh: Warehouse, rr: ReportRange, *, bin_percent: int = 5) -> dict[str, Any]:
-    """The distribution of risk scores of decisions, in bins of ``bin_percent``."""
+    """The distribution of decisions' risk scores (0-100) in bins ``bin_percent`` wide; the
+    last bin takes the rest up to 100 inclusive."""
     last_bin = 100 // bin_percent - 1
     rows = wh.query(
         f"""SELECT least(intDiv(score_percent, {{width:UInt8}}), {{last:UInt8}}) AS bin,
@@ -220,8 +221,8 @@ def fraud_scores(wh: Warehouse, rr: ReportRange, *, bin_percent: int = 5) -> dic
     )
     bins = [
         {
-            "from": round(i * bin_percent / 100, 2),
-            "to": round((i + 1) * bin_percent / 100, 2),
+            "from": i * bin_percent,
+            "to": 100 if i == last_bin else (i + 1) * bin_percent,
             "total": 0,
             **dict.fromkeys(DECISIONS, 0),
         }  # fmt: skip
@@ -253,7 +254,7 @@ def decline_reasons(wh: Warehouse, rr: ReportRange, *, limit: int = 10) -> dict[
 def transaction_events(wh: Warehouse, transaction_id: str) -> list[dict[str, Any]]:
     rows = wh.query(
         """SELECT event_kind, transaction_status, reason_code, toString(amount), event_time,
-                  toString(round(toFloat64(risk_score), 4))
+                  toString(round(toFloat64(risk_score), 2))
              FROM pipeline_events FINAL WHERE transaction_id = {id:UUID}
             ORDER BY event_time""",
         {"id": transaction_id},

@@ -68,9 +68,10 @@ REPORTS_DDL = """CREATE TABLE IF NOT EXISTS regulatory_reports (
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (report_type, occurred_at, report_id)"""
 
-#: Risk scores in basis points, rounded (a Float32 0.9 is 0.8999999…), clamped to [0, 1].
+#: Risk scores travel as 0-100 with two decimals; the whole points, from the hundredths
+#: rounded first (a Float32 87.53 is 87.5299987…), clamped to [0, 100].
 SCORE_PERCENT = (
-    "intDiv(toUInt32(least(greatest(round(toFloat64(assumeNotNull(risk_score)) * 10000), 0),"
+    "intDiv(toUInt32(least(greatest(round(toFloat64(assumeNotNull(risk_score)) * 100), 0),"
     " 10000)), 100)"
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,14 +25,18 @@ class AnalyticsSettings(BaseSettings):
 
     # The sink.
     consumer_group: str = "analytics-sink"
+    #: Where a new consumer group starts: the whole history (a new warehouse is complete),
+    #: or only what arrives from now on.
+    consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
     batch_rows_max: int = Field(default=10_000, ge=1, le=1_000_000)
     flush_interval_ms: int = Field(default=1_000, ge=10, le=60_000)
 
     # Reports: bounds on what one request may ask for.
     report_range_days_max: int = Field(default=366, ge=1)
     report_points_max: int = Field(default=10_000, ge=10, le=1_000_000)
-    #: Risk scores at or above this count as high risk (fraud rates, suspicious activity).
-    high_risk_score: Decimal = Field(default=Decimal("0.9"), ge=0, le=1)
+    #: Risk scores (0-100, as on the records) at or above this count as high risk (fraud
+    #: rates, suspicious activity).
+    high_risk_score: Decimal = Field(default=Decimal("90"), ge=0, le=100)
     #: Decline reason codes that mean "declined as fraud" in the fraud rate.
     fraud_reason_codes: tuple[str, ...] = ("FRAUD_DECLINED",)
     #: How long a looked-up API key is trusted before PostgreSQL is asked again.

@@ -1,4 +1,5 @@
-"""The sink: every pipeline record into ClickHouse, in batches bounded by rows and by time.
+"""The sink: every pipeline record into ClickHouse, in batches bounded by rows and by time:
+requests, decisions (approved, rejected, held for review) and the ledger's outcomes.
 
 At least once from Kafka, at most once into ClickHouse: before a batch is inserted, its
 repeated event ids are dropped and so are the ids the table already holds (one query,
@@ -28,6 +29,7 @@ from domain.exceptions import RecordDecodeError
 from domain.topics import (
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
+    REVIEWS_REQUESTED,
     TRANSACTIONS_REJECTED,
     TRANSACTIONS_REQUESTED,
     dead_letter_headers,
@@ -39,10 +41,18 @@ SINK_TOPICS = (
     LEDGER_COMMANDS.name,
     TRANSACTIONS_REJECTED.name,
     LEDGER_EVENTS.name,
+    REVIEWS_REQUESTED.name,
 )
 POLL_MESSAGES_MAX = 2_000
 #: DateTime64(3) keeps milliseconds: widen the lookup window past the truncation.
 TIME_SLACK = timedelta(milliseconds=2)
+
+
+def decode(topic: str | None, payload: bytes | None) -> Any:
+    """A review request has a topic of its own; every other record decodes by its kind."""
+    if topic == REVIEWS_REQUESTED.name:
+        return records.decode_review_requested(payload)
+    return records.decode_transaction_record(payload)
 
 
 def first_of_each_event(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
@@ -89,7 +99,7 @@ class EventSink:
                 "bootstrap.servers": s.kafka_bootstrap,
                 "group.id": s.consumer_group,
                 "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
+                "auto.offset.reset": s.consumer_offset_reset,
                 "isolation.level": "read_committed",
             }
         )
@@ -122,7 +132,7 @@ class EventSink:
             log.warning("consumer error: %s", message.error())
             return
         try:
-            rows.append(event_row(records.decode_transaction_record(message.value())))
+            rows.append(event_row(decode(message.topic(), message.value())))
         except RecordDecodeError as error:
             self._dead_letter(message, producer, error.message)
         except (KeyError, ValueError, TypeError, AttributeError) as error:

@@ -51,12 +51,14 @@ TOPIC_OF = {
     "PostTransaction": "ledger.commands",
     "TransactionRejected": "transactions.rejected",
     "TransactionPosted": "ledger.events",
+    "ReviewRequested": "reviews.requested",
 }
 
 
 def traffic(now: datetime, count: int, seed: int = 6) -> list[records.Record]:
     """A live-looking mix over the last 40 minutes: payments, transfers, deposits and
-    withdrawals in two currencies; a tenth declined; risk scores; varied latency."""
+    withdrawals in two currencies; a tenth declined, some held for review first; risk
+    scores 0-100 as the stream writes them; varied latency."""
     rng = random.Random(seed)
     out: list[records.Record] = []
     for _ in range(count):
@@ -64,7 +66,9 @@ def traffic(now: datetime, count: int, seed: int = 6) -> list[records.Record]:
         at = now - timedelta(seconds=rng.uniform(30, 40 * 60))
         amount = Decimal(f"{rng.lognormvariate(3.5, 1.0):.2f}") + Decimal("1")
         declined = rng.random() < 0.12
-        score = Decimal(f"{rng.betavariate(6, 2) if declined else rng.betavariate(1.3, 7):.3f}")
+        score = Decimal(
+            f"{100 * (rng.betavariate(6, 2) if declined else rng.betavariate(1.3, 7)):.2f}"
+        )
         facts = {
             "transaction_id": uuid.uuid4(),
             "transaction_type": ttype,
@@ -80,6 +84,16 @@ def traffic(now: datetime, count: int, seed: int = 6) -> list[records.Record]:
         }
         decided = at + timedelta(milliseconds=rng.randint(5, 40))
         out.append(records.TransactionRequested(**facts))
+        if rng.random() < 0.06:
+            held = decided - timedelta(milliseconds=2)
+            out.append(
+                records.ReviewRequested(
+                    **facts,
+                    risk_score=max(score, Decimal(60)),
+                    decided_at=held,
+                    review_deadline=held + timedelta(minutes=5),
+                )  # fmt: skip
+            )
         if declined:
             reason = rng.choice(["FRAUD_DECLINED", "INSUFFICIENT_FUNDS", "LIMIT_EXCEEDED"])
             out.append(
@@ -113,6 +127,7 @@ def analytics(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         "CLICKHOUSE_DSN": f"chdb://{home / 'clickhouse'}",
         "ANALYTICS_URL": f"http://127.0.0.1:{free_port()}",
         "CONSUMER_GROUP": group,
+        "CONSUMER_OFFSET_RESET": "latest",  # this run's traffic only, not earlier runs'
         "REGULATORY_INTERVAL_S": "30",
     }
     service = Service(

@@ -41,6 +41,7 @@ TOPIC_OF = {
     "PostTransaction": "ledger.commands",
     "TransactionRejected": "transactions.rejected",
     "TransactionPosted": "ledger.events",
+    "ReviewRequested": "reviews.requested",
 }
 START_TIMEOUT_S = 60.0
 
@@ -67,8 +68,10 @@ def lifecycle(
     users: tuple[uuid.UUID | None, uuid.UUID | None] = (None, None),
     wallets: tuple[uuid.UUID | None, uuid.UUID | None] = (None, None),
     currency: str = "USD",
+    reviewed: bool = False,
 ) -> list[records.Record]:
-    """The records one transaction leaves on the topics: requested, decided, posted."""
+    """The records one transaction leaves on the topics: requested, (held for review,)
+    decided, posted. Risk scores are 0-100, as the stream writes them."""
     src_user, dst_user = users
     src_wallet, dst_wallet = wallets
     if ttype is not T.DEPOSIT:
@@ -94,6 +97,15 @@ def lifecycle(
     risk = None if score is None else Decimal(score)
     decided = at + timedelta(milliseconds=latency_ms // 3)
     out: list[records.Record] = [records.TransactionRequested(**facts)]
+    if reviewed:
+        out.append(
+            records.ReviewRequested(
+                **facts,
+                risk_score=risk or Decimal(70),
+                decided_at=at + timedelta(milliseconds=1),
+                review_deadline=at + timedelta(minutes=5),
+            )
+        )
     if outcome == "rejected":
         out.append(
             records.TransactionRejected(
@@ -228,8 +240,9 @@ def test_replayed_records_are_counted_once(
             f"{10 + i}.25",
             at,
             outcome="rejected" if rejected else "posted",
-            score=f"0.{90 + i % 10}" if rejected else f"0.{10 + i:02d}",
+            score=f"{90 + i % 10}.00" if rejected else f"{10 + i}.00",
             reason="FRAUD_DECLINED" if i % 8 == 0 else "INSUFFICIENT_FUNDS",
+            reviewed=i % 10 == 5,  # four transfers held for review, then approved
         )
     window = {"from": minute.isoformat(), "to": (minute + timedelta(minutes=1)).isoformat()}
 
@@ -253,6 +266,7 @@ def test_replayed_records_are_counted_once(
         ("posted", "PAYMENT"): (10, sum(Decimal(f"{10 + i}.25") for i in range(2, 40, 4))),
         ("approved", "TRANSFER"): (20, sum(Decimal(f"{10 + i}.25") for i in range(1, 40, 2))),
         ("posted", "TRANSFER"): (20, sum(Decimal(f"{10 + i}.25") for i in range(1, 40, 2))),
+        ("review", "TRANSFER"): (4, sum(Decimal(f"{10 + i}.25") for i in range(5, 40, 10))),
     }
     assert eventually(lambda: volume() == expected), volume()
 
@@ -269,18 +283,18 @@ def test_replayed_records_are_counted_once(
         return answer.json()
 
     rates = report("approval-rates")
-    assert (rates["approve"], rates["decline"], rates["review"]) == (30, 10, 0)
-    assert rates["approve_rate"] == 0.75
+    assert (rates["approve"], rates["decline"], rates["review"]) == (30, 10, 4)
+    assert (rates["decided"], rates["approve_rate"]) == (44, round(30 / 44, 4))
     fraud = report("fraud-rates")
-    assert (fraud["decided"], fraud["fraud_declined"], fraud["scored"]) == (40, 5, 40)
-    assert fraud["high_risk"] == 10  # every rejected one scored 0.90 .. 0.99
+    assert (fraud["decided"], fraud["fraud_declined"], fraud["scored"]) == (44, 5, 44)
+    assert fraud["high_risk"] == 10  # every rejected one scored 90 .. 99
     reasons = {r["reason_code"]: r["events"] for r in report("decline-reasons")["reasons"]}
     assert reasons == {"FRAUD_DECLINED": 5, "INSUFFICIENT_FUNDS": 5}
     latency = report("latency")
     assert (latency["completed"], latency["p50_ms"], latency["max_ms"]) == (30, 100, 100)
     scores = report("fraud-scores")
-    assert scores["scored"] == 40
-    assert sum(b["decline"] for b in scores["bins"] if b["from"] >= 0.9) == 10
+    assert scores["scored"] == 44 and scores["bins"][3]["review"] == 1  # i=5 scored 15
+    assert sum(b["decline"] for b in scores["bins"] if b["from"] >= 90) == 10
     hourly = report("volume", granularity="hour")["series"]
     assert {row["bucket"] for row in hourly} == {
         minute.replace(minute=0).isoformat()[:19] + ".000Z"
@@ -438,7 +452,7 @@ def test_regulatory_reports_stream_once_and_exports_repeat_byte_for_byte(
             wallets=(mule_wallet, None),
         ),
         *lifecycle(
-            T.PAYMENT, "70.00", now - timedelta(minutes=2), score="0.97", users=(risky, None)
+            T.PAYMENT, "70.00", now - timedelta(minutes=2), score="97.00", users=(risky, None)
         ),
     ]
     produce(bootstrap, movements)

@@ -200,15 +200,15 @@ def scored(n: int, score: str, at: datetime, decision: str = "approve") -> Movem
 
 def test_scores_at_or_above_the_threshold_are_reported_once_per_transaction() -> None:
     decisions = [
-        scored(1, "0.9", DAY),
-        scored(2, "0.8999", DAY),
-        scored(3, "0.95", DAY, "review"),
-        scored(3, "0.97", DAY + H, "decline"),  # the same transaction, decided again
+        scored(1, "90", DAY),  # risk scores are 0-100, as on the records
+        scored(2, "89.99", DAY),
+        scored(3, "95", DAY, "review"),
+        scored(3, "97.5", DAY + H, "decline"),  # the same transaction, decided again
     ]
     reports = high_risk_scores(decisions, RULES)
     assert sorted(r.evidence[0].transaction_id.int for r in reports) == [1, 3]
     worst = next(r for r in reports if r.evidence[0].transaction_id == tid(3))
-    assert dict(worst.details) == {"risk_score": "0.97", "decision": "decline"}
+    assert dict(worst.details) == {"risk_score": "97.5", "decision": "decline"}
 
 
 # --- detect: windows, closing days, stability -----------------------------------------
