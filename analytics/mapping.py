@@ -37,6 +37,9 @@ def event_row(record: records.TransactionRecord | records.ReviewRequested) -> li
     )
     score = getattr(record, "risk_score", None)
     metadata = record.metadata
+    # A two-phase posting moved what the gateway captured, not the amount asked for.
+    moved = getattr(record, "moved_amount", record.amount)
+    total = record.total_amount if moved == record.amount else moved + record.fee_amount
     return [
         record.event_id,
         kind,
@@ -48,9 +51,9 @@ def event_row(record: records.TransactionRecord | records.ReviewRequested) -> li
         record.destination_wallet_id,
         record.source_user_id,
         record.destination_user_id,
-        record.amount,
+        moved,
         record.fee_amount,
-        record.total_amount,
+        total,
         record.currency_code,
         getattr(record, "reason_code", "") or "",
         None if score is None else float(score),

@@ -5,10 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from analytics.clickhouse import EVENT_COLUMNS
-from analytics.sink import first_of_each_event, store_new_events
+from analytics.mapping import event_row
+from analytics.sink import decode, first_of_each_event, store_new_events
+from domain import records
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -75,3 +78,45 @@ def test_an_empty_batch_asks_nothing() -> None:
     warehouse = FakeWarehouse(stored=set())
     assert store_new_events(warehouse, []) == 0  # type: ignore[arg-type]
     assert warehouse.lookups == []
+
+
+def test_review_requests_decode_from_their_own_topic_and_land_as_review() -> None:
+    review = records.ReviewRequested(
+        transaction_id=uuid.uuid4(),
+        transaction_type="TRANSFER",
+        source_wallet_id=uuid.uuid4(),
+        destination_wallet_id=uuid.uuid4(),
+        amount=Decimal("50"),
+        fee_amount=Decimal("0"),
+        total_amount=Decimal("50"),
+        currency_code="EUR",
+        client_id=uuid.uuid4(),
+        idempotency_key="k",
+        requested_at=T0,
+        risk_score=Decimal("72.50"),
+        decided_at=T0 + timedelta(seconds=1),
+        review_deadline=T0 + timedelta(minutes=5),
+    )
+    row = event_row(decode("reviews.requested", records.encode(review)))
+    column = dict(zip(EVENT_COLUMNS, row, strict=True))
+    assert (column["event_kind"], column["transaction_status"]) == ("review", "PENDING")
+    assert column["risk_score"] == 72.5 and column["event_time"] == T0 + timedelta(seconds=1)
+
+
+def test_a_two_phase_posting_counts_what_was_captured() -> None:
+    posted = records.TransactionPosted(
+        transaction_id=uuid.uuid4(),
+        transaction_type="PAYMENT",
+        source_wallet_id=uuid.uuid4(),
+        amount=Decimal("100"),
+        fee_amount=Decimal("1"),
+        total_amount=Decimal("101"),
+        currency_code="USD",
+        client_id=uuid.uuid4(),
+        idempotency_key="k",
+        requested_at=T0,
+        completed_at=T0,
+        captured_amount=Decimal("60"),
+    )
+    column = dict(zip(EVENT_COLUMNS, event_row(posted), strict=True))
+    assert (column["amount"], column["total_amount"]) == (Decimal("60"), Decimal("61"))
