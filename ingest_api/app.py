@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from ingest_api import limits, reviews
+from ingest_api import limits, reversals, reviews
 from ingest_api.exceptions import ApiError
 from ingest_api.publisher import KafkaPublisher
 from ingest_api.repository import Client, Repository
@@ -160,4 +160,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     app.include_router(limits.router)
     app.include_router(reviews.router)
+    app.include_router(reversals.router)
     return app

@@ -25,6 +25,7 @@ from domain.records import (
     TransactionPosted,
     TransactionRejected,
 )
+from domain.reversals import ReversalReason, mirror, reversal_of
 from domain.transactions import (
     EntryType,
     EventStatus,
@@ -52,6 +53,20 @@ class TwoPhase:
         {TransactionType.PAYMENT, TransactionType.WITHDRAWAL}
     )
     hold_timeout: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Original:
+    """What a reversal needs to know of the transaction it reverses."""
+
+    transaction_type: TransactionType
+    status: str
+    source_wallet_id: uuid.UUID | None
+    destination_wallet_id: uuid.UUID | None
+    currency_code: str
+    #: What moved to the payee: the amount, or the captured part of a two-phase payment.
+    moved: Decimal
+    reversed: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,9 @@ class BatchPlan:
     holds_closed: list[tuple] = field(default_factory=list)
     status_updates: list[tuple] = field(default_factory=list)
     gateway_requests: list[AuthorizePayment] = field(default_factory=list)
+    #: Reversals: the originals they name (loaded, then updated here), rows to write.
+    originals: dict[uuid.UUID, Original] = field(default_factory=dict)
+    reversals: list[tuple] = field(default_factory=list)
     #: Inputs naming a wallet that does not exist: the schema's foreign keys forbid even a
     #: FAILED row, so they go to the dead-letter topic (transaction id → reason).
     dead_letters: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -130,11 +148,14 @@ def plan_batch(
     two_phase: TwoPhase | None = None,
     holds: dict[uuid.UUID, Hold] | None = None,
     expired: Iterable[uuid.UUID] = (),
+    originals: dict[uuid.UUID, Original] | None = None,
 ) -> BatchPlan:
     """Plan one batch in input order. ``holds`` are the stored holds the batch's gateway
     results and ``expired`` name (the writer loads them); without ``two_phase`` every type
     posts at once."""
-    plan = BatchPlan(accounts=dict(accounts), holds=dict(holds or {}))
+    plan = BatchPlan(
+        accounts=dict(accounts), holds=dict(holds or {}), originals=dict(originals or {})
+    )
     seen = set(already_posted)
     for item in inputs:
         if isinstance(item, GatewayResponded):
@@ -152,7 +173,10 @@ def plan_batch(
             )
             continue
         try:
-            if two_phase is not None and item.transaction_type in two_phase.types:
+            original_id = reversal_of(item.metadata)
+            if original_id is not None:
+                _reverse(plan, item, original_id, now)
+            elif two_phase is not None and item.transaction_type in two_phase.types:
                 _hold(plan, item, now, now + two_phase.hold_timeout)
             else:
                 _post(plan, item, now)
@@ -247,6 +271,73 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
             _event(command, EventType.INITIATED, EventStatus.SUCCESS, command.requested_at),
             _event(command, EventType.AUTHORIZED, EventStatus.SUCCESS, command.decided_at),
             _event(command, EventType.SETTLED, EventStatus.SUCCESS, now),
+        ]
+    )
+    plan.ledger_events.append(
+        TransactionPosted(**command.facts(), risk_score=command.risk_score, completed_at=now)
+    )
+    plan.posted += 1
+
+
+def _reverse(
+    plan: BatchPlan, command: PostTransaction, original_id: uuid.UUID, now: datetime
+) -> None:
+    """A (partial) reversal: checked against its original, posted at once (never held at
+    the gateway: the money comes back), and recorded against the original."""
+    _check_amounts(command)
+    original = plan.originals.get(original_id)
+    if original is None or original.status != TransactionStatus.COMPLETED.value:
+        state = "does not exist" if original is None else f"is {original.status}"
+        raise _Refused(ReversalReason.NOT_REVERSIBLE, f"transaction {original_id} {state}")
+    expected = mirror(
+        original.transaction_type, original.source_wallet_id, original.destination_wallet_id
+    )
+    actual = (command.transaction_type, command.source_wallet_id, command.destination_wallet_id)
+    if actual != expected or command.currency_code != original.currency_code:
+        raise _Refused(ReversalReason.MISMATCH, f"not the mirror of transaction {original_id}")
+    if command.fee_amount != 0:
+        raise _Refused(ReversalReason.MISMATCH, "a reversal carries no fee")
+    remaining = original.moved - original.reversed
+    if command.amount > remaining:
+        raise _Refused(
+            ReversalReason.EXCEEDS_ORIGINAL,
+            f"only {remaining} {command.currency_code} of {original_id} is left to reverse",
+        )
+    _move(plan, command, command.amount, now)
+    reversed_total = original.reversed + command.amount
+    plan.originals[original_id] = replace(original, reversed=reversed_total)
+    if reversed_total == original.moved:
+        plan.originals[original_id] = replace(
+            plan.originals[original_id], status=TransactionStatus.REVERSED.value
+        )
+        plan.status_updates.append((original_id, TransactionStatus.REVERSED.value, None))
+    plan.reversals.append((command.transaction_id, original_id, command.amount, now))
+    plan.transactions.append(
+        _transaction_row(
+            command, TransactionStatus.COMPLETED, command.risk_score, now, completed_at=now
+        )
+    )
+    link = {"reversal_of": str(original_id)}
+    plan.events.extend(
+        [
+            _event(command, EventType.INITIATED, EventStatus.SUCCESS, command.requested_at),
+            _event(command, EventType.AUTHORIZED, EventStatus.SUCCESS, command.decided_at),
+            _event(command, EventType.SETTLED, EventStatus.SUCCESS, now, data=link),
+            # The original's own timeline shows each part reversed.
+            (
+                uuid.uuid4(),
+                original_id,
+                EventType.REVERSED.value,
+                EventStatus.SUCCESS.value,
+                {
+                    "reversal_id": str(command.transaction_id),
+                    "amount": str(command.amount),
+                    "reversed_total": str(reversed_total),
+                },
+                None,
+                None,
+                now,
+            ),
         ]
     )
     plan.ledger_events.append(

@@ -17,8 +17,8 @@ from psycopg.types.json import Jsonb
 from domain import records
 from domain.exceptions import LedgerInvariantError
 from domain.money import CURRENCY_EXPONENTS
-from domain.transactions import SYSTEM_USER_ID, SystemAccount, system_wallet_id
-from ledger_writer.planning import Account, BatchPlan, Hold, check_entries_balanced
+from domain.transactions import SYSTEM_USER_ID, SystemAccount, TransactionType, system_wallet_id
+from ledger_writer.planning import Account, BatchPlan, Hold, Original, check_entries_balanced
 
 _TRANSACTION_COLUMNS = (
     "transaction_id, transaction_type, transaction_status, source_wallet_id, "
@@ -125,6 +125,26 @@ def expired_holds(conn: psycopg.Connection, now: datetime, limit: int) -> dict[u
     return {hold.command.transaction_id: hold for hold in map(_hold, rows)}
 
 
+def load_originals(
+    conn: psycopg.Connection, transaction_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Original]:
+    """The transactions these reversals name, with what moved and what is reversed."""
+    rows = conn.execute(
+        """SELECT t.transaction_id, t.transaction_type, t.transaction_status,
+                  t.source_wallet_id, t.destination_wallet_id, t.currency_code,
+                  coalesce(h.captured_amount, t.amount),
+                  (SELECT coalesce(sum(r.amount), 0) FROM ledger_reversals r
+                    WHERE r.original_id = t.transaction_id)
+             FROM transactions t LEFT JOIN ledger_holds h USING (transaction_id)
+            WHERE t.transaction_id = ANY(%s)""",
+        (transaction_ids,),
+    ).fetchall()
+    return {
+        row[0]: Original(TransactionType(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
+        for row in rows
+    }
+
+
 def _hold(row: tuple) -> Hold:
     wallet_id, amount, command, expires_at, is_open = row
     decoded = records.decode_ledger_input(bytes(command))
@@ -153,10 +173,17 @@ def write_plan(
             with cur.copy(f"COPY ledger_holds ({_HOLD_COLUMNS}) FROM STDIN") as copy:
                 for row in plan.holds_opened:
                     copy.write_row(row)
+        if plan.reversals:
+            with cur.copy(
+                "COPY ledger_reversals (reversal_id, original_id, amount, created_at) FROM STDIN"
+            ) as copy:
+                for row in plan.reversals:
+                    copy.write_row(row)
         if plan.status_updates:
             cur.execute(
                 """UPDATE transactions t
-                      SET transaction_status = v.status, completed_at = v.completed_at,
+                      SET transaction_status = v.status,
+                          completed_at = coalesce(v.completed_at, t.completed_at),
                           updated_at = %s, version = t.version + 1
                      FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[])
                           AS v(transaction_id, status, completed_at)

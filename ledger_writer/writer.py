@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Message, Producer
 
 from domain import records
 from domain.exceptions import RecordDecodeError
+from domain.reversals import reversal_of
 from domain.transactions import SystemAccount, system_wallet_id
 from ledger_writer import store
 from ledger_writer.kafka_io import (
@@ -113,6 +114,13 @@ class LedgerWriter:
             i.transaction_id for i in inputs if not isinstance(i, records.GatewayResponded)
         ]
         posted_before = store.already_posted(conn, transaction_ids)
+        original_ids = [
+            original
+            for i in inputs
+            if isinstance(i, records.PostTransaction)
+            and (original := reversal_of(i.metadata)) is not None
+        ]
+        originals = store.load_originals(conn, original_ids) if original_ids else {}
         accounts = store.load_accounts(conn, wallets)
         plan = plan_batch(
             inputs,
@@ -122,6 +130,7 @@ class LedgerWriter:
             two_phase=self.two_phase,
             holds=holds,
             expired=list(expired),
+            originals=originals,
         )
         dead.extend(dead_letter(by_event[e], reason) for e, reason in plan.dead_letters.items())
         if dead:  # before the offsets move past them, so none is lost on a crash
