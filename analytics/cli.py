@@ -197,5 +197,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]
 
 
 def report(env: dict[str, str], local_dir: Path, name: str) -> dict[str, Any]:
-    """One analyst report over the last day, for ``walletpipe demo``."""
-    return get(env, cli_key(env, local_dir), name)
+    """One analyst report's totals over the last day, for ``walletpipe demo`` (the
+    per-bucket ``series`` left out: a summary is printed)."""
+    answer = get(env, cli_key(env, local_dir), name, {"granularity": "hour"})
+    return {k: v for k, v in answer.items() if k not in ("series", "granularity")}
