@@ -18,6 +18,7 @@ from domain import records
 from domain.exceptions import LedgerInvariantError
 from domain.money import CURRENCY_EXPONENTS
 from domain.transactions import SYSTEM_USER_ID, SystemAccount, TransactionType, system_wallet_id
+from ledger_writer import chain
 from ledger_writer.planning import Account, BatchPlan, Hold, Original, check_entries_balanced
 
 _TRANSACTION_COLUMNS = (
@@ -32,8 +33,11 @@ _EVENT_COLUMNS = (
 )
 _HOLD_COLUMNS = "transaction_id, wallet_id, amount, currency_code, command, expires_at, created_at"
 _ENTRY_COLUMNS = (
-    "entry_id, transaction_id, wallet_id, entry_type, amount, balance_after, created_at"
+    "entry_id, transaction_id, wallet_id, entry_type, amount, balance_after, created_at, "
+    "chain_seq, prev_hash, entry_hash"
 )
+#: pg_advisory_xact_lock key of this shard's hash chain head: one appender at a time.
+CHAIN_LOCK = 0x1ED6E7C4A1
 
 
 def ensure_system_accounts(conn: psycopg.Connection, now: datetime) -> None:
@@ -204,8 +208,14 @@ def write_plan(
                 for row in plan.events:
                     copy.write_row(row[:4] + (Jsonb(row[4]),) + row[5:])
         if plan.entries:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
+            head = cur.execute(
+                """SELECT chain_seq, entry_hash FROM ledger_entries WHERE chain_seq IS NOT NULL
+                    ORDER BY chain_seq DESC LIMIT 1"""
+            ).fetchone()
+            head_seq, head_hash = (head[0], bytes(head[1])) if head else (0, chain.GENESIS)
             with cur.copy(f"COPY ledger_entries ({_ENTRY_COLUMNS}) FROM STDIN") as copy:
-                for row in plan.entries:
+                for row in chain.link(head_seq, head_hash, plan.entries):
                     copy.write_row(row)
         _write_balances(cur, plan, now)
         outgoing = [(outbox_topic, e) for e in plan.ledger_events]
