@@ -1,7 +1,8 @@
 """Time ranges, granularities and export periods: checked before any query runs. Pure.
 
-Roll-ups hold whole minutes, so a report range is widened to whole minutes: ``from`` is
-floored and ``to`` is ceiled; the answer states the range it covers.
+Roll-ups hold whole minutes and whole hours, so a report range is widened to them: to whole
+minutes for minute buckets, to whole hours for hour and day buckets (``from`` floored, ``to``
+ceiled); the answer states the range it covers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from analytics.exceptions import ReportError
 
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 DEFAULT_SPAN = timedelta(days=1)
 
 
@@ -45,6 +47,11 @@ class ReportRange:
     def points(self) -> int:
         return -(-(self.end - self.start) // self.granularity.step)
 
+    @property
+    def grain(self) -> str:
+        """The roll-up resolution the range is on: ``minute`` or ``hour``."""
+        return "minute" if self.granularity is Granularity.MINUTE else "hour"
+
 
 def parse_granularity(text: str | None) -> Granularity:
     try:
@@ -63,6 +70,15 @@ def floor_minute(moment: datetime) -> datetime:
 def ceil_minute(moment: datetime) -> datetime:
     floored = floor_minute(moment)
     return floored if floored == moment else floored + MINUTE
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(moment: datetime) -> datetime:
+    floored = floor_hour(moment)
+    return floored if floored == moment else floored + HOUR
 
 
 def time_range(
@@ -98,7 +114,11 @@ def report_range(
 ) -> ReportRange:
     """A checked range on whole minutes, with no more buckets than ``points_max``."""
     start, end = time_range(start, end, days_max=days_max, now=now)
-    checked = ReportRange(floor_minute(start), ceil_minute(end), parse_granularity(granularity))
+    buckets = parse_granularity(granularity)
+    if buckets is Granularity.MINUTE:
+        checked = ReportRange(floor_minute(start), ceil_minute(end), buckets)
+    else:
+        checked = ReportRange(floor_hour(start), ceil_hour(end), buckets)
     if checked.points > points_max:
         raise ReportError(
             f"{checked.points} {checked.granularity.value} buckets asked, at most {points_max}: "

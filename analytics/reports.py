@@ -1,4 +1,5 @@
-"""Analyst reports: parameterised SQL over the minute roll-ups, shaped for JSON.
+"""Analyst reports: parameterised SQL over the roll-ups (by minute, or by hour for hour and
+day buckets), shaped for JSON.
 
 Ranges are checked before (``analytics.ranges``); amounts come back as exact decimal strings
 (``toString`` of a Decimal), counts as integers, rates as floats rounded to 4 places.
@@ -18,7 +19,6 @@ from analytics.regulatory_source import utc
 from domain.money import wire
 
 DECISIONS = ("approve", "review", "decline")
-RANGE = "minute >= {start:DateTime} AND minute < {end:DateTime}"
 SLICE = (
     "({currency:String} = '' OR currency_code = {currency:String})"
     " AND ({transaction_type:String} = '' OR transaction_type = {transaction_type:String})"
@@ -35,7 +35,12 @@ def _params(rr: ReportRange, **extra: Any) -> dict[str, Any]:
 
 
 def _bucket(rr: ReportRange) -> str:
-    return f"toStartOfInterval(minute, {rr.granularity.sql_interval}, 'UTC')"
+    return f"toStartOfInterval({rr.grain}, {rr.granularity.sql_interval}, 'UTC')"
+
+
+def _in_range(rr: ReportRange) -> str:
+    """The roll-up rows of the range: minute roll-ups for minute buckets, else hourly."""
+    return f"{rr.grain} >= {{start:DateTime}} AND {rr.grain} < {{end:DateTime}}"
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -53,7 +58,7 @@ def volume(
         f"""SELECT {_bucket(rr)} AS bucket, event_kind, decision, transaction_type,
                    currency_code, transaction_status, sum(events),
                    toString(sum(amount)), toString(sum(fee_amount))
-              FROM events_by_minute WHERE {RANGE} AND {SLICE}
+              FROM events_by_{rr.grain} WHERE {_in_range(rr)} AND {SLICE}
              GROUP BY bucket, event_kind, decision, transaction_type, currency_code,
                       transaction_status
              ORDER BY ALL""",
@@ -97,7 +102,7 @@ def volume(
 def _decision_counts(wh: Warehouse, rr: ReportRange, slice_: dict[str, str]) -> dict[str, dict]:
     rows = wh.query(
         f"""SELECT {_bucket(rr)} AS bucket, decision, sum(events)
-              FROM events_by_minute WHERE {RANGE} AND decision != '' AND {SLICE}
+              FROM events_by_{rr.grain} WHERE {_in_range(rr)} AND decision != '' AND {SLICE}
              GROUP BY bucket, decision ORDER BY bucket""",
         _params(rr, **slice_),
     )
@@ -150,8 +155,8 @@ def latency(wh: Warehouse, rr: ReportRange, *, transaction_type: str = "") -> di
     One query: the buckets and the whole range (the empty grouping set)."""
     rows = wh.query(
         f"""SELECT grouping(bucket) = 1 AS whole, {_bucket(rr)} AS bucket, {_LATENCY}
-              FROM latency_by_minute
-             WHERE {RANGE} AND ({{transaction_type:String}} = ''
+              FROM latency_by_{rr.grain}
+             WHERE {_in_range(rr)} AND ({{transaction_type:String}} = ''
                                OR transaction_type = {{transaction_type:String}})
              GROUP BY GROUPING SETS ((bucket), ()) ORDER BY whole, bucket""",
         _params(rr, transaction_type=transaction_type),
@@ -179,15 +184,16 @@ def fraud_rates(
         f"""SELECT bucket, sum(decided), sum(fraud), sum(scored), sum(high) FROM (
               SELECT {bucket} AS bucket, sum(events) AS decided, toUInt64(0) AS fraud,
                      toUInt64(0) AS scored, toUInt64(0) AS high
-                FROM events_by_minute WHERE {RANGE} AND decision != '' GROUP BY bucket
+                FROM events_by_{rr.grain} WHERE {_in_range(rr)} AND decision != '' GROUP BY bucket
               UNION ALL
-              SELECT {bucket} AS bucket, 0, sum(events), 0, 0 FROM decline_reasons_by_minute
-               WHERE {RANGE} AND event_kind = 'rejected' AND reason_code IN {{codes:Array(String)}}
+              SELECT {bucket} AS bucket, 0, sum(events), 0, 0 FROM decline_reasons_by_{rr.grain}
+               WHERE {_in_range(rr)} AND event_kind = 'rejected'
+                 AND reason_code IN {{codes:Array(String)}}
                GROUP BY bucket
               UNION ALL
               SELECT {bucket} AS bucket, 0, 0, sum(events),
                      sumIf(events, score_percent >= {{high:UInt8}})
-                FROM risk_scores_by_minute WHERE {RANGE} GROUP BY bucket
+                FROM risk_scores_by_{rr.grain} WHERE {_in_range(rr)} GROUP BY bucket
             ) GROUP BY bucket ORDER BY bucket""",
         _params(rr, codes=list(fraud_codes), high=high_percent),
     )
@@ -216,7 +222,8 @@ def fraud_scores(wh: Warehouse, rr: ReportRange, *, bin_percent: int = 5) -> dic
     rows = wh.query(
         f"""SELECT least(intDiv(score_percent, {{width:UInt8}}), {{last:UInt8}}) AS bin,
                    decision, sum(events)
-              FROM risk_scores_by_minute WHERE {RANGE} GROUP BY bin, decision ORDER BY bin""",
+              FROM risk_scores_by_{rr.grain} WHERE {_in_range(rr)}
+             GROUP BY bin, decision ORDER BY bin""",
         _params(rr, width=bin_percent, last=last_bin),
     )
     bins = [
@@ -238,7 +245,7 @@ def decline_reasons(wh: Warehouse, rr: ReportRange, *, limit: int = 10) -> dict[
     rows = wh.query(
         f"""SELECT reason_code, sum(events) AS n, sumIf(events, event_kind = 'rejected'),
                    sumIf(events, event_kind = 'failed')
-              FROM decline_reasons_by_minute WHERE {RANGE}
+              FROM decline_reasons_by_{rr.grain} WHERE {_in_range(rr)}
              GROUP BY reason_code ORDER BY n DESC, reason_code LIMIT {{limit:UInt32}}""",
         _params(rr, limit=limit),
     )
@@ -276,7 +283,7 @@ def dashboard(wh: Warehouse, rr: ReportRange, **fraud: Any) -> dict[str, Any]:
     """Everything the dashboard draws, in one answer (one refresh = one request)."""
     posted = wh.query(
         f"""SELECT {_bucket(rr)} AS bucket, currency_code, sum(events), toString(sum(amount))
-              FROM events_by_minute WHERE {RANGE} AND event_kind = 'posted'
+              FROM events_by_{rr.grain} WHERE {_in_range(rr)} AND event_kind = 'posted'
              GROUP BY bucket, currency_code ORDER BY bucket, currency_code""",
         _params(rr),
     )

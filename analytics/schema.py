@@ -92,11 +92,11 @@ class RollUp:
         return f"INSERT INTO {self.name} " + self.select.format(source="pipeline_events FINAL")
 
 
-ROLL_UPS = (
+_SHAPES = (
     RollUp(
-        "events_by_minute",
-        """CREATE TABLE IF NOT EXISTS events_by_minute (
-            minute DateTime('UTC'),
+        "events_by_@grain@",
+        """CREATE TABLE IF NOT EXISTS events_by_@grain@ (
+            @grain@ DateTime('UTC'),
             event_kind LowCardinality(String),
             decision LowCardinality(String),
             transaction_type LowCardinality(String),
@@ -106,20 +106,20 @@ ROLL_UPS = (
             amount Decimal(38, 4),
             fee_amount Decimal(38, 4)
         ) ENGINE = SummingMergeTree((events, amount, fee_amount))
-        PARTITION BY toYYYYMM(minute)
-        ORDER BY (minute, event_kind, decision, transaction_type, currency_code,
+        PARTITION BY toYYYYMM(@grain@)
+        ORDER BY (@grain@, event_kind, decision, transaction_type, currency_code,
                   transaction_status)""",
-        """SELECT toStartOfMinute(event_time) AS minute, event_kind, decision, transaction_type,
+        """SELECT @floor@(event_time) AS @grain@, event_kind, decision, transaction_type,
                   currency_code, transaction_status, count() AS events, sum(amount) AS amount,
                   sum(fee_amount) AS fee_amount
              FROM {source}
-            GROUP BY minute, event_kind, decision, transaction_type, currency_code,
+            GROUP BY @grain@, event_kind, decision, transaction_type, currency_code,
                      transaction_status""",
     ),
     RollUp(
-        "decline_reasons_by_minute",
-        """CREATE TABLE IF NOT EXISTS decline_reasons_by_minute (
-            minute DateTime('UTC'),
+        "decline_reasons_by_@grain@",
+        """CREATE TABLE IF NOT EXISTS decline_reasons_by_@grain@ (
+            @grain@ DateTime('UTC'),
             reason_code LowCardinality(String),
             event_kind LowCardinality(String),
             transaction_type LowCardinality(String),
@@ -127,43 +127,43 @@ ROLL_UPS = (
             events UInt64,
             amount Decimal(38, 4)
         ) ENGINE = SummingMergeTree((events, amount))
-        PARTITION BY toYYYYMM(minute)
-        ORDER BY (minute, reason_code, event_kind, transaction_type, currency_code)""",
-        """SELECT toStartOfMinute(event_time) AS minute, reason_code, event_kind,
+        PARTITION BY toYYYYMM(@grain@)
+        ORDER BY (@grain@, reason_code, event_kind, transaction_type, currency_code)""",
+        """SELECT @floor@(event_time) AS @grain@, reason_code, event_kind,
                   transaction_type, currency_code, count() AS events, sum(amount) AS amount
              FROM {source}
             WHERE reason_code != ''
-            GROUP BY minute, reason_code, event_kind, transaction_type, currency_code""",
+            GROUP BY @grain@, reason_code, event_kind, transaction_type, currency_code""",
     ),
     RollUp(
-        "risk_scores_by_minute",
-        """CREATE TABLE IF NOT EXISTS risk_scores_by_minute (
-            minute DateTime('UTC'),
+        "risk_scores_by_@grain@",
+        """CREATE TABLE IF NOT EXISTS risk_scores_by_@grain@ (
+            @grain@ DateTime('UTC'),
             decision LowCardinality(String),
             score_percent UInt8,
             events UInt64
         ) ENGINE = SummingMergeTree(events)
-        PARTITION BY toYYYYMM(minute)
-        ORDER BY (minute, decision, score_percent)""",
-        f"""SELECT toStartOfMinute(event_time) AS minute, decision,
+        PARTITION BY toYYYYMM(@grain@)
+        ORDER BY (@grain@, decision, score_percent)""",
+        f"""SELECT @floor@(event_time) AS @grain@, decision,
                   {SCORE_PERCENT} AS score_percent, count() AS events
              FROM {{source}}
             WHERE decision != '' AND risk_score IS NOT NULL
-            GROUP BY minute, decision, score_percent""",
+            GROUP BY @grain@, decision, score_percent""",
     ),
     RollUp(
-        "latency_by_minute",
-        """CREATE TABLE IF NOT EXISTS latency_by_minute (
-            minute DateTime('UTC'),
+        "latency_by_@grain@",
+        """CREATE TABLE IF NOT EXISTS latency_by_@grain@ (
+            @grain@ DateTime('UTC'),
             transaction_type LowCardinality(String),
             completed SimpleAggregateFunction(sum, UInt64),
             latency_ms_sum SimpleAggregateFunction(sum, Int64),
             latency_ms_max SimpleAggregateFunction(max, Int64),
             latency_ms_quantiles AggregateFunction(quantilesTiming(0.5, 0.9, 0.99), Int64)
         ) ENGINE = AggregatingMergeTree
-        PARTITION BY toYYYYMM(minute)
-        ORDER BY (minute, transaction_type)""",
-        """SELECT toStartOfMinute(event_time) AS minute, transaction_type,
+        PARTITION BY toYYYYMM(@grain@)
+        ORDER BY (@grain@, transaction_type)""",
+        """SELECT @floor@(event_time) AS @grain@, transaction_type,
                   toUInt64(count()) AS completed,
                   sum(dateDiff('millisecond', requested_at, event_time)) AS latency_ms_sum,
                   max(dateDiff('millisecond', requested_at, event_time)) AS latency_ms_max,
@@ -171,8 +171,22 @@ ROLL_UPS = (
                       dateDiff('millisecond', requested_at, event_time)) AS latency_ms_quantiles
              FROM {source}
             WHERE event_kind = 'posted'
-            GROUP BY minute, transaction_type""",
+            GROUP BY @grain@, transaction_type""",
     ),
+)
+
+
+#: (time column, flooring function): minutes for short ranges, hours for long ones.
+GRAINS = (("minute", "toStartOfMinute"), ("hour", "toStartOfHour"))
+
+ROLL_UPS = tuple(
+    RollUp(
+        shape.name.replace("@grain@", grain),
+        shape.table.replace("@grain@", grain),
+        shape.select.replace("@grain@", grain).replace("@floor@", floor),
+    )
+    for grain, floor in GRAINS
+    for shape in _SHAPES
 )
 
 

@@ -52,14 +52,25 @@ def test_other_zones_are_converted_to_utc() -> None:
     assert start == datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # EDT, UTC-4
 
 
-def test_report_range_widens_to_whole_minutes_and_counts_buckets() -> None:
+def test_minute_buckets_widen_the_range_to_whole_minutes() -> None:
     checked = report_range(
-        NOW - timedelta(hours=2), NOW, "hour", days_max=366, points_max=100, now=NOW
+        NOW - timedelta(hours=2), NOW, "minute", days_max=366, points_max=1_000, now=NOW
     )
     assert checked.start == datetime(2026, 3, 10, 10, 30, tzinfo=UTC)
     assert checked.end == datetime(2026, 3, 10, 12, 31, tzinfo=UTC)
+    assert (checked.points, checked.grain) == (121, "minute")
+
+
+def test_hour_and_day_buckets_widen_the_range_to_whole_hours() -> None:
+    checked = report_range(
+        NOW - timedelta(hours=2), NOW, "hour", days_max=366, points_max=100, now=NOW
+    )
+    assert checked.start == datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
+    assert checked.end == datetime(2026, 3, 10, 13, 0, tzinfo=UTC)
     assert checked.granularity is Granularity.HOUR
-    assert checked.points == 3  # 2 h 1 min, in hours, rounded up
+    assert (checked.points, checked.grain) == (3, "hour")
+    days = report_range(NOW - timedelta(days=2), NOW, "day", days_max=366, points_max=10)
+    assert (days.grain, days.start.minute, days.points) == ("hour", 0, 3)
 
 
 def test_too_many_points_and_unknown_granularity_are_refused() -> None:
