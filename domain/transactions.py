@@ -10,6 +10,7 @@ sum over all accounts.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -160,6 +161,7 @@ class SystemAccount(StrEnum):
     FEE_REVENUE = "FEE_REVENUE"
 
 
+@functools.cache  # a handful of (account, currency) pairs; uuid5 is slow on the ledger's path
 def system_wallet_id(account: SystemAccount, currency_code: str) -> uuid.UUID:
     return uuid.uuid5(_SYSTEM_NAMESPACE, f"{account}:{currency_code}")
 

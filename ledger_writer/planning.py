@@ -204,6 +204,28 @@ def _account(plan: BatchPlan, wallet_id: uuid.UUID, currency_code: str) -> Accou
     return account
 
 
+_FACT_NAMES = frozenset(PostTransaction.model_fields) - {
+    "kind",
+    "event_id",
+    "schema_version",
+    "risk_score",
+    "decided_at",
+}
+
+
+def _posted(command: PostTransaction, now: datetime, **extra: object) -> TransactionPosted:
+    """The TransactionPosted of a validated command, built without validating it again (the
+    hot path: one per posting)."""
+    facts = {k: v for k, v in command.__dict__.items() if k in _FACT_NAMES}
+    return TransactionPosted.model_construct(
+        **facts,
+        event_id=uuid.uuid4(),
+        risk_score=command.risk_score,
+        completed_at=now,
+        **extra,
+    )
+
+
 def _check_amounts(command: PostTransaction) -> None:
     if command.amount <= 0 or command.fee_amount < 0:
         raise _Refused(RejectReason.INVALID_TRANSACTION, "amount must be > 0 and fee >= 0")
@@ -273,9 +295,7 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
             _event(command, EventType.SETTLED, EventStatus.SUCCESS, now),
         ]
     )
-    plan.ledger_events.append(
-        TransactionPosted(**command.facts(), risk_score=command.risk_score, completed_at=now)
-    )
+    plan.ledger_events.append(_posted(command, now))
     plan.posted += 1
 
 
@@ -340,9 +360,7 @@ def _reverse(
             ),
         ]
     )
-    plan.ledger_events.append(
-        TransactionPosted(**command.facts(), risk_score=command.risk_score, completed_at=now)
-    )
+    plan.ledger_events.append(_posted(command, now))
     plan.posted += 1
 
 
