@@ -38,12 +38,17 @@ from domain.topics import (
 from models.simple import RulesAndTrees
 from streams.decision import FeatureState, Policy, assess, observe
 from streams.limits import LimitSet, LimitUsage, applicable
+from streams.recent import RecentDecisions
 from streams.reviews import PendingReviews
 from streams.screening import decide_review, screen
 from streams.settings import StreamSettings
 from streams.wallet_state import WalletState
 
 log = logging.getLogger("streams")
+#: One coroutine per agent and partition, on purpose: with more, faust can commit the offset
+#: of a record another coroutine is still processing (faust-streaming issue #606), and a
+#: crash then loses it. tests/unit/test_stream_app.py keeps it at 1.
+AGENT_CONCURRENCY = 1
 Send = tuple[Any, bytes, bytes]
 
 
@@ -74,6 +79,7 @@ def build_app(settings: StreamSettings) -> faust.App:
     limit_usage = app.Table("limit-usage", default=None, partitions=WALLET_PARTITIONS)
     wallet_features = app.Table("wallet-features", default=None, partitions=WALLET_PARTITIONS)
     pending_reviews = app.Table("pending-reviews", default=None, partitions=WALLET_PARTITIONS)
+    recent_decisions = app.Table("recent-decisions", default=None, partitions=WALLET_PARTITIONS)
     reviews_requested, reviews_decisions = topic(REVIEWS_REQUESTED), topic(REVIEWS_DECISIONS)
     default_limits = settings.default_limits
     # One scorer per worker, learning online from what it scores (not from table state:
@@ -143,8 +149,9 @@ def build_app(settings: StreamSettings) -> faust.App:
         state, usage = load(wallet_id), load_usage(wallet_id)
         limit_set = LimitSet.from_json(wallet_limits.get(key))
         limits = applicable(request, limit_set, default_limits)
-        if str(request.transaction_id) in state.holds:
-            return []  # a replay of a request still held: decided already
+        decided = RecentDecisions.from_json(recent_decisions.get(key))
+        if str(request.transaction_id) in state.holds or str(request.transaction_id) in decided:
+            return []  # a replay (redelivery after a crash, or a retried publish): decided
         history = FeatureState.from_json(wallet_features.get(key))
         assessment = assess(request, history, scorer, policy)
         reviews = load_reviews(wallet_id)
@@ -152,6 +159,8 @@ def build_app(settings: StreamSettings) -> faust.App:
         if isinstance(outcome.command, records.PostTransaction | records.ReviewRequested):
             observe(request, history)
             wallet_features[key] = history.to_json()
+        decided.remember(str(request.transaction_id))
+        recent_decisions[key] = decided.to_json()
         return finish(wallet_id, outcome, state, usage, reviews, event.key)
 
     def finish(
@@ -256,23 +265,23 @@ def build_app(settings: StreamSettings) -> faust.App:
             for topic, key, value in sends:
                 await topic.send(key=key, value=value)
 
-    @app.agent(requested, name="screen-requests")
+    @app.agent(requested, name="screen-requests", concurrency=AGENT_CONCURRENCY)
     async def screen_requests(stream: faust.StreamT) -> None:
         await serve(stream, on_request)
 
-    @app.agent(ledger_events, name="settle-ledger-events")
+    @app.agent(ledger_events, name="settle-ledger-events", concurrency=AGENT_CONCURRENCY)
     async def settle(stream: faust.StreamT) -> None:
         await serve(stream, on_ledger_event)
 
-    @app.agent(limits_changes, name="apply-limit-changes")
+    @app.agent(limits_changes, name="apply-limit-changes", concurrency=AGENT_CONCURRENCY)
     async def apply_limit_changes(stream: faust.StreamT) -> None:
         await serve(stream, on_limits_changed)
 
-    @app.agent(reviews_decisions, name="apply-review-decisions")
+    @app.agent(reviews_decisions, name="apply-review-decisions", concurrency=AGENT_CONCURRENCY)
     async def apply_review_decisions(stream: faust.StreamT) -> None:
         await serve(stream, on_review_decided)
 
-    @app.agent(wallet_credits, name="apply-credits")
+    @app.agent(wallet_credits, name="apply-credits", concurrency=AGENT_CONCURRENCY)
     async def apply_credits(stream: faust.StreamT) -> None:
         await serve(stream, on_credit)
 

@@ -1,0 +1,42 @@
+"""The faust app's declarations: every agent at concurrency 1 (faust-streaming #606), every
+table keyed like its co-partitioned topics, and replays recognised."""
+
+from __future__ import annotations
+
+from domain.topics import WALLET_PARTITIONS
+from streams.app import build_app
+from streams.recent import RECENT_DECISIONS_MAX, RecentDecisions
+from streams.settings import StreamSettings
+
+
+def app():  # type: ignore[no-untyped-def]
+    return build_app(StreamSettings(kafka_bootstrap="127.0.0.1:1", store="memory://"))
+
+
+def test_every_agent_runs_one_coroutine() -> None:
+    agents = list(app().agents.values())
+    assert len(agents) >= 5
+    assert {agent.concurrency for agent in agents} == {1}
+
+
+def test_every_table_has_the_wallet_partition_count() -> None:
+    tables = list(app().tables.values())
+    assert {table.name for table in tables} >= {
+        "wallet-state",
+        "wallet-limits",
+        "limit-usage",
+        "wallet-features",
+        "pending-reviews",
+        "recent-decisions",
+    }
+    assert {table.partitions for table in tables} == {WALLET_PARTITIONS}
+
+
+def test_recent_decisions_are_bounded_and_round_trip() -> None:
+    recent = RecentDecisions()
+    for i in range(RECENT_DECISIONS_MAX + 5):
+        recent.remember(str(i))
+    recent.remember(str(RECENT_DECISIONS_MAX + 4))
+    assert len(recent.ids) == RECENT_DECISIONS_MAX
+    assert "0" not in recent and str(RECENT_DECISIONS_MAX) in recent
+    assert RecentDecisions.from_json(recent.to_json()).ids == recent.ids
