@@ -1,0 +1,309 @@
+"""bench/analytics: the sink's rows/s into embedded chDB, and every dashboard query over
+10 million transactions, each beside a baseline measured in the same run.
+
+    .venv/bin/python -m bench.analytics.run [--transactions 10000000] [--sink-rows 200000]
+
+Targets (issue 6): >= 100,000 rows/s into the embedded engine; every dashboard query
+<= 100 ms. A fresh engine directory under .local/bench is used and removed afterwards
+(--keep keeps it). Only one process may open a chDB path: this one opens its own.
+Not a test: it prints figures, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from analytics import reports, schema
+from analytics.clickhouse import EVENT_COLUMNS, Warehouse
+from analytics.mapping import event_row
+from analytics.ranges import report_range
+from analytics.sink import store_new_events
+from domain import records
+from domain.transactions import TransactionType
+
+REPO = Path(__file__).resolve().parents[2]
+SPAN = timedelta(days=7)
+CHUNK_TRANSACTIONS = 1_000_000
+SINK_BATCH_ROWS = 10_000
+FRAUD = {"fraud_codes": ("FRAUD_DECLINED",), "high_percent": 90}
+
+# One INSERT ... SELECT per chunk: 90 % approved and posted, 10 % declined, over SPAN.
+GENERATE = """
+INSERT INTO pipeline_events ({columns})
+SELECT generateUUIDv4(tuple(n, kind)) AS event_id, kind AS event_kind,
+       requested + toIntervalMillisecond(multiIf(kind = 'requested', 0, kind = 'posted',
+                                                 latency_ms, 20)) AS event_time,
+       tid AS transaction_id, ttype AS transaction_type,
+       multiIf(kind = 'posted', 'COMPLETED', kind = 'rejected', 'FAILED', 'PENDING'),
+       if(ttype = 'DEPOSIT', NULL, generateUUIDv4(tuple(n, 1))),
+       if(ttype IN ('DEPOSIT', 'TRANSFER'), generateUUIDv4(tuple(n, 2)), NULL),
+       if(ttype = 'DEPOSIT', NULL, generateUUIDv4(tuple(n, 3))),
+       if(ttype IN ('DEPOSIT', 'TRANSFER'), generateUUIDv4(tuple(n, 4)), NULL),
+       amount, toDecimal64(0, 4), amount, currency,
+       if(kind = 'rejected', reason, ''), if(kind = 'requested', NULL, score),
+       requested, 'pos', '', client
+  FROM (
+    SELECT number AS n, cityHash64(number) AS h, generateUUIDv4(tuple(number, 0)) AS tid,
+           {{start:DateTime64(3)}} + toIntervalMillisecond(intDiv(number * {{span_ms:UInt64}},
+                                                                  {{total:UInt64}})) AS requested,
+           ['PAYMENT', 'PAYMENT', 'TRANSFER', 'DEPOSIT', 'WITHDRAWAL'][h % 5 + 1] AS ttype,
+           bitShiftRight(h, 8) % 100 < 10 AS declined,
+           ['FRAUD_DECLINED', 'INSUFFICIENT_FUNDS', 'LIMIT_EXCEEDED'][bitShiftRight(h, 16) % 3 + 1]
+               AS reason,
+           toFloat32(if(declined, 50 + (bitShiftRight(h, 20) % 5000) / 100,
+                        100 * pow((bitShiftRight(h, 20) % 1000) / 1000, 3))) AS score,
+           toDecimal64((bitShiftRight(h, 24) % 100000) / 100 + 1, 4) AS amount,
+           ['USD', 'EUR', 'GBP'][bitShiftRight(h, 40) % 3 + 1] AS currency,
+           50 + bitShiftRight(h, 32) % 400 AS latency_ms,
+           generateUUIDv4(tuple(number % 1000, 9)) AS client,
+           if(declined, ['requested', 'rejected'], ['requested', 'approved', 'posted']) AS kinds
+      FROM numbers({{first:UInt64}}, {{count:UInt64}})
+  ) ARRAY JOIN kinds AS kind"""
+
+# The same answers as the dashboard's roll-up queries, computed from the raw events.
+RAW = "event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)}"
+RAW_BUCKET = "toStartOfInterval(event_time, {interval}, 'UTC')"
+BASELINES: dict[str, str] = {
+    "approval rates": f"""SELECT {RAW_BUCKET} AS b, decision, count() FROM pipeline_events
+        WHERE {RAW} AND decision != '' GROUP BY b, decision""",
+    "posted amount": f"""SELECT {RAW_BUCKET} AS b, currency_code, count(), sum(amount)
+        FROM pipeline_events WHERE {RAW} AND event_kind = 'posted' GROUP BY b, currency_code""",
+    "latency p50/p90/p99": f"""SELECT {RAW_BUCKET} AS b, count(),
+        quantilesTiming(0.5, 0.9, 0.99)(dateDiff('millisecond', requested_at, event_time))
+        FROM pipeline_events WHERE {RAW} AND event_kind = 'posted' GROUP BY b""",
+    "fraud rates": f"""SELECT {RAW_BUCKET} AS b, countIf(decision != ''),
+        countIf(event_kind = 'rejected' AND reason_code = 'FRAUD_DECLINED'),
+        countIf(decision != '' AND risk_score >= 90) FROM pipeline_events
+        WHERE {RAW} GROUP BY b""",
+    "fraud score histogram": f"""SELECT least(intDiv(toUInt32(risk_score), 5), 19) AS bin,
+        decision, count() FROM pipeline_events
+        WHERE {RAW} AND decision != '' AND risk_score IS NOT NULL GROUP BY bin, decision""",
+    "top decline reasons": f"""SELECT reason_code, count() AS n FROM pipeline_events
+        WHERE {RAW} AND reason_code != '' GROUP BY reason_code ORDER BY n DESC LIMIT 8""",
+}
+
+
+def timed(call: Callable[[], Any], runs: int) -> float:
+    """Median wall time in ms after one warm-up call."""
+    call()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+class Clock:
+    """Wall and CPU seconds of a stretch of work (CPU: every thread of this process, the
+    engine's included), so a figure taken on a busy machine can be read for what it is."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} on {os.cpu_count()} CPUs"
+
+
+def generate(wh: Warehouse, total: int, end: datetime) -> float:
+    started = time.perf_counter()
+    for first in range(0, total, CHUNK_TRANSACTIONS):
+        wh.command(  # a chunk is about 3 M events: memory stays bounded
+            GENERATE.format(columns=", ".join(EVENT_COLUMNS)),
+            {
+                "start": end - SPAN,
+                "span_ms": int(SPAN.total_seconds() * 1000),
+                "total": total,
+                "first": first,
+                "count": min(CHUNK_TRANSACTIONS, total - first),
+            },
+        )
+    return time.perf_counter() - started
+
+
+def settle(wh: Warehouse, timeout_s: float = 180.0) -> None:
+    """Wait (bounded) for the background merges of the generated parts: they run in this
+    process and would otherwise be counted in the sink's CPU time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and wh.query("SELECT count() FROM system.merges")[0][0]:
+        time.sleep(1.0)
+
+
+def sample_records(count: int, now: datetime) -> list[records.TransactionPosted]:
+    out = []
+    for i in range(count):
+        amount = Decimal(f"{10 + i % 990}.{i % 100:02d}")
+        out.append(
+            records.TransactionPosted(
+                transaction_id=uuid.uuid4(),
+                transaction_type=TransactionType.PAYMENT,
+                source_wallet_id=uuid.uuid4(),
+                source_user_id=uuid.uuid4(),
+                amount=amount,
+                fee_amount=Decimal(0),
+                total_amount=amount,
+                currency_code="USD",
+                client_id=uuid.uuid4(),
+                idempotency_key=f"bench-{i}",
+                requested_at=now - timedelta(milliseconds=200),
+                risk_score=Decimal("0.125"),
+                completed_at=now + timedelta(microseconds=i),
+                metadata={"channel": "pos", "terminal_id": f"T{i % 50}"},
+            )
+        )
+    return out
+
+
+def sink_figures(wh: Warehouse, rows_total: int) -> list[tuple[str, int, Clock, str]]:
+    now = datetime.now(UTC)
+    payloads = [records.encode(r) for r in sample_records(20_000, now)]
+    with Clock() as decode:
+        mapped = [event_row(records.decode_transaction_record(p)) for p in payloads]
+
+    rows = []
+    for i in range(rows_total):
+        row = list(mapped[i % len(mapped)])
+        row[0] = uuid.uuid4()
+        row[2] = now + timedelta(microseconds=i)
+        rows.append(row)
+    batches = [rows[i : i + SINK_BATCH_ROWS] for i in range(0, len(rows), SINK_BATCH_ROWS)]
+
+    wh.command("CREATE TABLE IF NOT EXISTS bench_plain AS pipeline_events")  # no views on it
+    with Clock() as plain:
+        for batch in batches:
+            columns = [list(c) for c in zip(*batch, strict=True)]
+            wh._client.insert(  # noqa: SLF001 - the baseline bypasses the sink on purpose
+                "bench_plain", columns, column_names=EVENT_COLUMNS, column_oriented=True
+            )
+    with Clock() as sink:
+        written = sum(store_new_events(wh, batch) for batch in batches)
+    with Clock() as replay:
+        replayed = sum(store_new_events(wh, batch) for batch in batches)
+    if written != rows_total or replayed != 0:
+        raise RuntimeError(f"sink wrote {written} of {rows_total}, then {replayed} on replay")
+    return [
+        (
+            f"sink: dedup lookup + insert, {len(schema.ROLL_UPS)} roll-up views",
+            rows_total,
+            sink,
+            ">= 100,000",
+        ),
+        ("baseline: plain insert, no lookup, no views", rows_total, plain, ""),
+        ("sink: the same rows replayed (all dropped)", rows_total, replay, ""),
+        ("decode JSON + map (Python, per process)", len(payloads), decode, ""),
+    ]
+
+
+def query_figures(
+    wh: Warehouse, end: datetime, runs: int
+) -> list[tuple[str, str, float, float | None]]:
+    windows = {
+        "last 60 min / minute": report_range(
+            end - timedelta(minutes=60), end, "minute", days_max=366, points_max=10_000
+        ),
+        "all 7 days / hour": report_range(end - SPAN, end, "hour", days_max=366, points_max=10_000),
+    }
+    calls: dict[str, Callable[[Any], Any]] = {
+        "approval rates": lambda rr: reports.approval_rates(wh, rr),
+        "posted amount": lambda rr: wh.query(
+            f"""SELECT {reports._bucket(rr)} AS b, currency_code, sum(events), sum(amount)
+                  FROM events_by_{rr.grain} WHERE {reports._in_range(rr)}
+                   AND event_kind = 'posted' GROUP BY b, currency_code""",
+            {"start": rr.start, "end": rr.end},
+        ),
+        "latency p50/p90/p99": lambda rr: reports.latency(wh, rr),
+        "fraud rates": lambda rr: reports.fraud_rates(wh, rr, **FRAUD),
+        "fraud score histogram": lambda rr: reports.fraud_scores(wh, rr),
+        "top decline reasons": lambda rr: reports.decline_reasons(wh, rr, limit=8),
+        "whole dashboard (all of the above)": lambda rr: reports.dashboard(wh, rr, **FRAUD),
+    }
+    figures = []
+    for window, rr in windows.items():
+        for name, call in calls.items():
+            rollup_ms = timed(lambda call=call, rr=rr: call(rr), runs)
+            baseline = BASELINES.get(name)
+            raw_ms = None
+            if baseline is not None:
+                sql = baseline.replace("{interval}", rr.granularity.sql_interval)
+                params = {"start": rr.start, "end": rr.end}
+                raw_ms = timed(
+                    lambda sql=sql, params=params: wh.query(sql, params), max(1, runs // 2)
+                )
+            figures.append((window, name, rollup_ms, raw_ms))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=10_000_000)
+    parser.add_argument("--sink-rows", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the engine directory")
+    args = parser.parse_args(argv)
+
+    path = REPO / ".local" / "bench" / f"analytics-{os.getpid()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"bench/analytics: chDB at {path}, {args.transactions:,} transactions over 7 days")
+    wh = Warehouse(f"chdb://{path}")
+    try:
+        end = datetime.now(UTC).replace(second=0, microsecond=0)
+        generate_s = generate(wh, args.transactions, end)
+        events, roll_rows = wh.query(
+            "SELECT (SELECT count() FROM pipeline_events), (SELECT count() FROM events_by_minute)"
+        )[0]
+        print(
+            f"generated {events:,} events in {generate_s:.1f}s inside ClickHouse "
+            f"({events / generate_s:,.0f} rows/s through the views); "
+            f"events_by_minute holds {roll_rows:,} rows"
+        )
+        for roll_up in schema.ROLL_UPS:
+            wh.command(f"OPTIMIZE TABLE {roll_up.name} FINAL")  # what background merges reach
+        settle(wh)
+
+        print(f"\nsink into the embedded engine (batches of 10,000 rows); {load()}")
+        print(f"  {'path':<46} {'rows':>9} {'wall s':>7} {'rows/s':>9} {'rows/cpu-s':>11}  target")
+        sink = sink_figures(wh, args.sink_rows)
+        for name, rows, clock, note in sink:
+            print(
+                f"  {name:<46} {rows:>9,} {clock.wall:>7.2f} {rows / clock.wall:>9,.0f} "
+                f"{rows / clock.cpu:>11,.0f}  {note}"
+            )
+        print(f"  ratio sink / plain insert (rows/s): {sink[1][2].wall / sink[0][2].wall:.2f}")
+
+        print(f"\ndashboard queries over {args.transactions:,} transactions ({events:,} events);")
+        print(f"  {load()}")
+        print(f"median of {args.runs} runs, ms; baseline = the same answer from the raw table")
+        header = f"  {'window':<22} {'query':<36} {'roll-up':>8} {'raw':>9} {'raw/roll-up':>11}"
+        print(header + "  <= 100 ms")
+        for window, name, rollup_ms, raw_ms in query_figures(wh, end, args.runs):
+            raw = f"{raw_ms:>9.1f}" if raw_ms is not None else f"{'-':>9}"
+            ratio = f"{raw_ms / rollup_ms:>10.1f}x" if raw_ms is not None else f"{'-':>11}"
+            ok = "yes" if rollup_ms <= 100 else "NO"
+            if name.startswith("whole dashboard"):
+                ok = "(a page refresh: 6 queries)"
+            print(f"  {window:<22} {name:<36} {rollup_ms:>8.1f} {raw} {ratio}  {ok}")
+    finally:
+        wh.close()
+        if not args.keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
