@@ -8,8 +8,11 @@ that breaks a business rule becomes a FAILED transaction with a reason; nothing 
 
 from __future__ import annotations
 
+import itertools
+import secrets
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -226,6 +229,27 @@ def _posted(command: PostTransaction, now: datetime, **extra: object) -> Transac
     )
 
 
+def _row_ids() -> Iterator[uuid.UUID]:
+    """Ids of the rows a batch creates (entries, events): UUIDv7-shaped, a millisecond clock
+    then random bits then a counter, so each batch appends to the primary-key indexes
+    instead of touching random pages, and no id costs a call to the OS's random source."""
+    millis = time.time_ns() // 1_000_000
+    base = (millis & (2**48 - 1)) << 80 | 0x7 << 76 | secrets.randbits(12) << 64
+    base |= 0b10 << 62 | secrets.randbits(38) << 24
+    return (uuid.UUID(int=base | n) for n in itertools.count())
+
+
+_ids = _row_ids()
+
+
+def _next_id() -> uuid.UUID:
+    global _ids
+    new = next(_ids)
+    if new.int & 0xFFFFFF == 0xFFFFFF:  # 16 M ids from one base: start a fresh one
+        _ids = _row_ids()
+    return new
+
+
 def _check_amounts(command: PostTransaction) -> None:
     if command.amount <= 0 or command.fee_amount < 0:
         raise _Refused(RejectReason.INVALID_TRANSACTION, "amount must be > 0 and fee >= 0")
@@ -267,7 +291,7 @@ def _move(plan: BatchPlan, command: PostTransaction, amount: Decimal, now: datet
         running[posting.wallet_id] = after
         plan.entries.append(
             (
-                uuid.uuid4(),
+                _next_id(),
                 command.transaction_id,
                 posting.wallet_id,
                 posting.entry_type.value,
@@ -345,7 +369,7 @@ def _reverse(
             _event(command, EventType.SETTLED, EventStatus.SUCCESS, now, data=link),
             # The original's own timeline shows each part reversed.
             (
-                uuid.uuid4(),
+                _next_id(),
                 original_id,
                 EventType.REVERSED.value,
                 EventStatus.SUCCESS.value,
@@ -609,7 +633,7 @@ def _event(
     data: dict[str, str] | None = None,
 ) -> tuple:
     return (
-        uuid.uuid4(),
+        _next_id(),
         item.transaction_id,
         event_type.value,
         status.value,
