@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     from analytics.cli import add_commands as add_reports_commands
 
     add_reports_commands(sub, stack_env, local_dir)
+    from models.cli import register as add_models_commands
+
+    add_models_commands(sub)
     return parser
 
 

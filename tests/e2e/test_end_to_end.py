@@ -14,6 +14,8 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from analytics.auth import Role
+from analytics.clients import create_api_key
 from tests.helpers import accepted, balance, make_client, new_wallet, sql, submit, wait_final
 
 pytestmark = pytest.mark.e2e
@@ -120,7 +122,10 @@ def test_deposit_transfer_pay_withdraw_and_overdraw(api: httpx.Client, running: 
     assert totals[0][0] == 0  # the books balance across every account
 
     # ClickHouse: the analytics service has every transaction's events within seconds.
-    with httpx.Client(base_url=running["ANALYTICS_URL"], timeout=10) as analytics:
+    analyst_key = create_api_key(db, name=f"e2e-{uuid.uuid4().hex[:8]}", role=Role.ANALYST)
+    with httpx.Client(
+        base_url=running["ANALYTICS_URL"], timeout=10, headers={"X-API-Key": analyst_key}
+    ) as analytics:
         deadline = time.monotonic() + 15
         kinds: dict[str, set[str]] = {}
         while time.monotonic() < deadline:
