@@ -49,17 +49,23 @@ class RulesAndTrees:
     the trees and the scaler's per-feature min and max)."""
 
     def __init__(
-        self, seed: int = 42, n_trees: int = 10, height: int = 6, window_size: int = 250
+        self, seed: int = 42, n_trees: int = 5, height: int = 5, window_size: int = 250
     ) -> None:
         self._scaler = preprocessing.MinMaxScaler()
         self._trees = anomaly.HalfSpaceTrees(
             n_trees=n_trees, height=height, window_size=window_size, seed=seed
         )
+        self._last: tuple[Features | None, Features] = (None, {})
 
     def learn_one(self, x: Features, y: bool | None = None) -> None:
         self._scaler.learn_one(x)
-        self._trees.learn_one(self._scaler.transform_one(x))
+        # Test-then-train scores x first: reuse its scaled form (scaled before this update,
+        # as river's pipelines do when they score and then learn).
+        scaled = self._last[1] if self._last[0] is x else self._scaler.transform_one(x)
+        self._trees.learn_one(scaled)
 
     def score_one(self, x: Features) -> float:
-        anomaly_score = self._trees.score_one(self._scaler.transform_one(x))
+        scaled = self._scaler.transform_one(x)
+        self._last = (x, scaled)
+        anomaly_score = self._trees.score_one(scaled)
         return min(1.0, rules_score(x) + TREES_WEIGHT * min(max(anomaly_score, 0.0), 1.0))

@@ -1,0 +1,83 @@
+"""Labelled transaction files for training and evaluation (CSV or Parquet).
+
+Columns (names are case-sensitive; the alternatives in brackets are accepted too):
+
+| column | meaning |
+| --- | --- |
+| ``transaction_id`` | unique id of the transaction |
+| ``timestamp`` | when it happened: ISO-8601 (UTC if no zone) or seconds since 1970-01-01 |
+| ``customer_id`` [``wallet_id``] | who pays: the card, customer or wallet |
+| ``terminal_id`` [``counterparty_id``] | where it was paid: POS terminal, merchant or payee |
+| ``amount`` | a positive number, in the currency's units |
+| ``label`` | 1 if fraudulent (confirmed fraud or chargeback), else 0 |
+
+Extra columns are kept (``scenario`` for example) but not used as features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.exceptions import DatasetError
+
+ALIASES = {"wallet_id": "customer_id", "counterparty_id": "terminal_id"}
+REQUIRED = ("transaction_id", "timestamp", "customer_id", "terminal_id", "amount", "label")
+ROWS_MAX = 50_000_000
+
+
+def load(path: Path) -> pd.DataFrame:
+    """Read, validate and sort a labelled file; add ``time_s`` (epoch seconds) and ``day``."""
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".gz"):
+            frame = pd.read_csv(path)
+        else:
+            raise DatasetError(f"{path}: give a .csv or .parquet file")
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{path}: cannot be read: {error}") from None
+    return validate(frame.rename(columns=ALIASES), str(path))
+
+
+def validate(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{source}: missing column(s) {missing}; see models/dataset.py")
+    if len(frame) == 0 or len(frame) > ROWS_MAX:
+        raise DatasetError(f"{source}: {len(frame)} rows; give 1 to {ROWS_MAX}")
+    frame = frame.copy()
+    timestamps = frame["timestamp"]
+    if pd.api.types.is_numeric_dtype(timestamps):
+        frame["timestamp"] = pd.to_datetime(timestamps, unit="s", utc=True)
+    else:
+        try:
+            frame["timestamp"] = pd.to_datetime(timestamps, utc=True, format="mixed")
+        except (ValueError, TypeError) as error:
+            raise DatasetError(f"{source}: column 'timestamp' is not a time: {error}") from None
+    amount = pd.to_numeric(frame["amount"], errors="coerce")
+    bad = amount.isna() | (amount <= 0)
+    if bad.any():
+        raise DatasetError(
+            f"{source}: {int(bad.sum())} row(s) with an amount that is not a "
+            f"positive number, first at row {int(np.flatnonzero(bad)[0])}"
+        )
+    frame["amount"] = amount.astype(float)
+    labels = pd.to_numeric(frame["label"], errors="coerce")
+    if not labels.isin([0, 1]).all():
+        raise DatasetError(f"{source}: column 'label' must be 0 or 1")
+    frame["label"] = labels.astype(np.int8)
+    if frame["transaction_id"].duplicated().any():
+        raise DatasetError(f"{source}: transaction_id is not unique")
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    frame["terminal_id"] = frame["terminal_id"].astype(str)
+    frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    frame["time_s"] = ((frame["timestamp"] - epoch) // pd.Timedelta(seconds=1)).astype(np.int64)
+    frame["day"] = (frame["time_s"] // 86_400).astype(np.int64)
+    return frame
