@@ -52,14 +52,7 @@ def validate(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
     if len(frame) == 0 or len(frame) > ROWS_MAX:
         raise DatasetError(f"{source}: {len(frame)} rows; give 1 to {ROWS_MAX}")
     frame = frame.copy()
-    timestamps = frame["timestamp"]
-    if pd.api.types.is_numeric_dtype(timestamps):
-        frame["timestamp"] = pd.to_datetime(timestamps, unit="s", utc=True)
-    else:
-        try:
-            frame["timestamp"] = pd.to_datetime(timestamps, utc=True, format="mixed")
-        except (ValueError, TypeError) as error:
-            raise DatasetError(f"{source}: column 'timestamp' is not a time: {error}") from None
+    frame["timestamp"] = _timestamps(frame["timestamp"], source)
     amount = pd.to_numeric(frame["amount"], errors="coerce")
     bad = amount.isna() | (amount <= 0)
     if bad.any():
@@ -81,3 +74,22 @@ def validate(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
     frame["time_s"] = ((frame["timestamp"] - epoch) // pd.Timedelta(seconds=1)).astype(np.int64)
     frame["day"] = (frame["time_s"] // 86_400).astype(np.int64)
     return frame
+
+
+def _timestamps(column: pd.Series, source: str) -> pd.Series:
+    """Epoch seconds (numbers, or numeric strings) and ISO-8601 strings, mixed if need be."""
+    as_number = pd.to_numeric(column, errors="coerce")
+    parsed = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
+    numeric = as_number.notna()
+    if numeric.any():
+        parsed[numeric] = pd.to_datetime(as_number[numeric], unit="s", utc=True)
+    if (~numeric).any():
+        try:
+            parsed[~numeric] = pd.to_datetime(column[~numeric].astype(str), utc=True,
+                                              format="mixed")
+        except (ValueError, TypeError) as error:
+            raise DatasetError(f"{source}: column 'timestamp' is not a time: {error}") from None
+    if parsed.isna().any():
+        raise DatasetError(f"{source}: column 'timestamp' is not a time in "
+                           f"{int(parsed.isna().sum())} row(s)")
+    return parsed
