@@ -89,11 +89,14 @@ class TransactionFacts(Record):
 
     def facts(self) -> dict[str, object]:
         """The shared fields, to build the next record of the same transaction."""
-        return {
-            name: getattr(self, name)
-            for name in TransactionFacts.model_fields
-            if name not in Record.model_fields
-        }
+        values = self.__dict__
+        return {name: values[name] for name in _FACT_FIELDS}
+
+
+#: Computed once: pydantic's ``model_fields`` is slow to walk per record on the hot path.
+_FACT_FIELDS: tuple[str, ...] = tuple(
+    name for name in TransactionFacts.model_fields if name not in Record.model_fields
+)
 
 
 class TransactionRequested(TransactionFacts):

@@ -80,21 +80,27 @@ def plan_batch(
     holds: dict[uuid.UUID, Hold] | None = None,
     expired: Iterable[uuid.UUID] = (),
     originals: dict[uuid.UUID, Original] | None = None,
+    pending: Iterable[uuid.UUID] = (),
 ) -> BatchPlan:
     """Plan one batch in input order. ``holds`` are the stored holds the batch's gateway
-    results and ``expired`` name (the writer loads them); without ``two_phase`` every type
-    posts at once."""
+    results and ``expired`` name (the writer loads them); ``pending`` are the already
+    recorded ids still held (PENDING); without ``two_phase`` every type posts at once."""
     plan = BatchPlan(
         accounts=dict(accounts), holds=dict(holds or {}), originals=dict(originals or {})
     )
     seen = set(already_posted)
+    still_pending = set(pending)
     for item in inputs:
         if isinstance(item, GatewayResponded):
             apply_gateway(plan, item, now)
             continue
         if item.transaction_id in seen:
             plan.skipped_duplicates += 1
-            if isinstance(item, PostTransaction):  # the stream may hold funds for the repeat
+            held = plan.holds.get(item.transaction_id)
+            still_held = item.transaction_id in still_pending or (held is not None and held.open)
+            # The stream may hold funds for the repeat; but while the original is held, the
+            # stream's one hold under this id is the original's, and must stay.
+            if isinstance(item, PostTransaction) and not still_held:
                 plan.ledger_events.append(DuplicateDiscarded(**item.facts(), discarded_at=now))
             continue
         seen.add(item.transaction_id)

@@ -80,11 +80,16 @@ def load_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, 
     return dict(rows)
 
 
-def already_posted(conn: psycopg.Connection, transaction_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+def already_posted(
+    conn: psycopg.Connection, transaction_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The ids the ledger recorded already, with their status."""
     rows = conn.execute(
-        "SELECT transaction_id FROM transactions WHERE transaction_id = ANY(%s)", (transaction_ids,)
+        "SELECT transaction_id, transaction_status FROM transactions"
+        " WHERE transaction_id = ANY(%s)",
+        (transaction_ids,),
     ).fetchall()
-    return {row[0] for row in rows}
+    return dict(rows)
 
 
 def load_accounts(

@@ -131,6 +131,7 @@ class LedgerWriter:
             holds=holds,
             expired=list(expired),
             originals=originals,
+            pending=[t for t, status in posted_before.items() if status == "PENDING"],
         )
         dead.extend(dead_letter(by_event[e], reason) for e, reason in plan.dead_letters.items())
         if dead:  # before the offsets move past them, so none is lost on a crash

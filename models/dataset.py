@@ -78,6 +78,9 @@ def validate(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
 
 def _timestamps(column: pd.Series, source: str) -> pd.Series:
     """Epoch seconds (numbers, or numeric strings) and ISO-8601 strings, mixed if need be."""
+    if pd.api.types.is_datetime64_any_dtype(column):  # Parquet keeps real timestamps
+        return (column.dt.tz_convert("UTC") if column.dt.tz is not None
+                else column.dt.tz_localize("UTC"))
     as_number = pd.to_numeric(column, errors="coerce")
     parsed = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
     numeric = as_number.notna()

@@ -210,3 +210,19 @@ def test_reversal_of_an_outside_payment_is_a_deposit_and_never_held() -> None:
     plan = plan_batch([item], set(), accounts, NOW, two_phase=TWO_PHASE, originals={oid: paid})
     assert plan.posted == 1 and plan.held == 0 and plan.accounts[A].available == D("15")
     assert plan.status_updates == [(oid, "REVERSED", None)]
+
+
+def test_a_replayed_command_of_a_held_payment_keeps_the_streams_hold() -> None:
+    item, first = held()
+    again = plan_batch(
+        [item],
+        {item.transaction_id},
+        first.accounts,
+        NOW,
+        two_phase=TWO_PHASE,
+        pending={item.transaction_id},
+    )
+    assert again.skipped_duplicates == 1 and again.ledger_events == []
+    same_batch = plan_batch([item, item], set(), first.accounts, NOW, two_phase=TWO_PHASE)
+    assert same_batch.held == 1 and same_batch.skipped_duplicates == 1
+    assert len(same_batch.ledger_events) == 0
