@@ -66,7 +66,10 @@ def build_app(settings: StreamSettings) -> faust.App:
 
     def topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(
-            spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
+            settings.topic_prefix + spec.name,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=spec.partitions,
         )
 
     requested, commands = topic(TRANSACTIONS_REQUESTED), topic(LEDGER_COMMANDS)
@@ -105,8 +108,11 @@ def build_app(settings: StreamSettings) -> faust.App:
     def save_usage(wallet_id: uuid.UUID, usage: LimitUsage) -> None:
         limit_usage[str(wallet_id).encode()] = usage.to_json()
 
+    prefix = settings.topic_prefix
     dead_letter_topics = {
-        spec.name: app.topic(spec.dead_letter, key_serializer="raw", value_serializer="raw")
+        prefix + spec.name: app.topic(
+            prefix + spec.dead_letter, key_serializer="raw", value_serializer="raw"
+        )
         for spec in (
             TRANSACTIONS_REQUESTED,
             LEDGER_EVENTS,

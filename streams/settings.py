@@ -36,6 +36,9 @@ class StreamSettings(BaseSettings):
 
     kafka_bootstrap: str = Field(validation_alias="KAFKA_BOOTSTRAP")
     app_id: str = "wallet-streams"
+    #: Put before every topic name the worker reads or writes: bench/streams and tests run a
+    #: worker on private topics of a shared broker. Empty in production.
+    topic_prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
     #: rocksdb:// (RocksDB through rocksdict) in production; memory:// in unit tests.
     store: str = "rocksdb://"
     data_dir: Path = Path(".local/streams")

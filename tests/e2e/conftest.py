@@ -25,7 +25,9 @@ E2E_GATEWAY = {
 }
 
 
-@pytest.fixture(scope="session")
+# Package scope: the services stop when the e2e tests are done, before the integration tests
+# (which feed the same topics by hand) run; a live writer or detector would answer them too.
+@pytest.fixture(scope="package")
 def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
     env = {**stack, "FEE_SCHEDULE": E2E_FEES, "STREAMS_LOG_LEVEL": "warn", **E2E_GATEWAY}
     supervisor = Supervisor(
@@ -41,7 +43,7 @@ def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
         supervisor.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(running: dict[str, str]) -> Iterator[httpx.Client]:
     with httpx.Client(
         base_url=running["INGEST_URL"], timeout=30, headers={"X-API-Key": running["DEMO_API_KEY"]}
