@@ -42,6 +42,7 @@ from streams.recent import RecentDecisions
 from streams.reviews import PendingReviews
 from streams.screening import decide_review, screen
 from streams.settings import StreamSettings
+from streams.staging import StagedWallets, bind
 from streams.wallet_state import WalletState
 
 log = logging.getLogger("streams")
@@ -61,6 +62,9 @@ def build_app(settings: StreamSettings) -> faust.App:
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=WALLET_PARTITIONS,
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
+        # Outputs and changelog records leave in batches, not one produce request each.
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=settings.producer_batch_bytes_max,
         web_enabled=False,
     )
 
@@ -75,14 +79,14 @@ def build_app(settings: StreamSettings) -> faust.App:
     requested, commands = topic(TRANSACTIONS_REQUESTED), topic(LEDGER_COMMANDS)
     rejected, ledger_events = topic(TRANSACTIONS_REJECTED), topic(LEDGER_EVENTS)
     wallet_credits, limits_changes = topic(WALLET_CREDITS), topic(LIMITS_CHANGES)
-    wallet_state = app.Table("wallet-state", default=None, partitions=WALLET_PARTITIONS)
-    # Both keyed by wallet like every input topic: a wallet's limits and counters live in
-    # its partition, beside its balance.
-    wallet_limits = app.Table("wallet-limits", default=None, partitions=WALLET_PARTITIONS)
-    limit_usage = app.Table("limit-usage", default=None, partitions=WALLET_PARTITIONS)
-    wallet_features = app.Table("wallet-features", default=None, partitions=WALLET_PARTITIONS)
-    pending_reviews = app.Table("pending-reviews", default=None, partitions=WALLET_PARTITIONS)
-    recent_decisions = app.Table("recent-decisions", default=None, partitions=WALLET_PARTITIONS)
+
+    # One table, keyed by wallet like every input topic: a wallet's balance, limits,
+    # counters, history, held reviews and recent decisions live in its partition, in one
+    # value (one read and one write per wallet and batch: streams/staging.py).
+    wallets = StagedWallets(app.Table("wallets", default=None, partitions=WALLET_PARTITIONS))
+    wallet_state, wallet_limits = wallets.facet("state"), wallets.facet("limits")
+    limit_usage, wallet_features = wallets.facet("usage"), wallets.facet("features")
+    pending_reviews, recent_decisions = wallets.facet("reviews"), wallets.facet("decided")
     reviews_requested, reviews_decisions = topic(REVIEWS_REQUESTED), topic(REVIEWS_DECISIONS)
     default_limits = settings.default_limits
     # One scorer per worker, learning online from what it scores (not from table state:
@@ -256,18 +260,29 @@ def build_app(settings: StreamSettings) -> faust.App:
         return []
 
     async def serve(stream: faust.StreamT, handle: Any) -> None:
-        """Decode → decide → send, one wallet's records in order. A record that cannot be
-        decoded or processed goes to the dead-letter topic; the agent carries on."""
-        async for event in stream.events():
-            try:
-                sends = handle(event)
-            except RecordDecodeError as error:
-                await dead_letter(event, error.message)
-                continue
-            except Exception as error:  # noqa: BLE001 - one bad record must not stop a wallet
-                log.exception("processing failed")
-                await dead_letter(event, f"processing failed: {error!r}")
-                continue
+        """Decode → decide → send, one wallet's records in order, a batch at a time.
+
+        A batch is handled, its table changes written (once per key) and only then its
+        outputs sent; faust acknowledges the batch when this loop asks for the next one.
+        Handling and writing never await, so the agents sharing the staged tables never
+        see each other's half-handled batch. A record that cannot be decoded or processed
+        goes to the dead-letter topic; the agent carries on."""
+        batches = stream.take_events(settings.batch_size_max, within=settings.batch_within_s)
+        async for events in batches:
+            sends: list[Send] = []
+            failed: list[tuple[Any, str]] = []
+            for event in events:
+                bind(event)
+                try:
+                    sends.extend(handle(event))
+                except RecordDecodeError as error:
+                    failed.append((event, error.message))
+                except Exception as error:  # noqa: BLE001 - one bad record must not stop a wallet
+                    log.exception("processing failed")
+                    failed.append((event, f"processing failed: {error!r}"))
+            wallets.flush()
+            for event, reason in failed:
+                await dead_letter(event, reason)
             for topic, key, value in sends:
                 await topic.send(key=key, value=value)
 
@@ -327,6 +342,10 @@ def main() -> None:
     app = build_app(settings)
     create_changelog_topics(app, settings.kafka_bootstrap)
     sys.argv = [sys.argv[0], "worker", "--without-web", "--loglevel", settings.log_level]
+    # aiokafka and faust log every record they send at DEBUG, and the worker's logging setup
+    # leaves those loggers enabled for it: a LogRecord per message costs more than the send.
+    for name in ("aiokafka", "faust"):
+        logging.getLogger(name).setLevel(logging.getLevelName(settings.log_level.upper()))
     app.main()
 
 

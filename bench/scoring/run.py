@@ -38,22 +38,30 @@ def main() -> None:
     parser.add_argument("--baseline-events", type=int, default=2_000)
     args = parser.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    frame = validate(generate(HandbookConfig(customers=2_000, terminals=4_000, days=70,
-                                             seed=1)))
+    frame = validate(generate(HandbookConfig(customers=2_000, terminals=4_000, days=70, seed=1)))
     split_day = int(frame["day"].min()) + 50
     history, live = frame[frame["day"] < split_day], frame[frame["day"] >= split_day]
     features = featurize(history, label_delay_days=7)
     model = RandomForestClassifier(**CHAMPION_PARAMS, random_state=0).fit(
-        features.to_numpy(), history["label"].to_numpy())
+        features.to_numpy(), history["label"].to_numpy()
+    )
     forest = CompiledForest.from_estimator(model, FEATURE_NAMES)
 
     engine = FeatureEngine(label_delay_days=7)
-    for t, c, m, a in zip(history["time_s"], history["customer_id"], history["terminal_id"],
-                          history["amount"], strict=True):
+    for t, c, m, a in zip(
+        history["time_s"],
+        history["customer_id"],
+        history["terminal_id"],
+        history["amount"],
+        strict=True,
+    ):
         engine.observe(Event(int(t), c, m, float(a)))
-    events = [Event(int(t), c, m, float(a)) for t, c, m, a in zip(
-        live["time_s"], live["customer_id"], live["terminal_id"], live["amount"],
-        strict=True)][: args.events]
+    events = [
+        Event(int(t), c, m, float(a))
+        for t, c, m, a in zip(
+            live["time_s"], live["customer_id"], live["terminal_id"], live["amount"], strict=True
+        )
+    ][: args.events]
 
     feature_ns, score_ns, total_ns, rows = [], [], [], []
     clock = time.perf_counter_ns
@@ -79,16 +87,20 @@ def main() -> None:
     t50, t99 = percentiles(total_ns)
     b50, b99 = percentiles(baseline_ns)
     nodes = len(forest.arrays["left"])
-    print(f"bench/scoring: {len(events):,} events, one core, forest of "
-          f"{len(forest.arrays['roots'])} trees / {nodes:,} nodes, {len(FEATURE_NAMES)} features")
+    print(
+        f"bench/scoring: {len(events):,} events, one core, forest of "
+        f"{len(forest.arrays['roots'])} trees / {nodes:,} nodes, {len(FEATURE_NAMES)} features"
+    )
     print(f"{'path':<44}{'p50 us':>10}{'p99 us':>10}")
     print(f"{'features (models.features)':<44}{f50:>10.1f}{f99:>10.1f}")
     print(f"{'score (compiled forest)':<44}{s50:>10.1f}{s99:>10.1f}")
     print(f"{'features + score':<44}{t50:>10.1f}{t99:>10.1f}")
     print(f"{'baseline: score by scikit-learn predict_proba':<44}{b50:>10.1f}{b99:>10.1f}")
-    print(f"compiled forest vs scikit-learn, p50: {b50 / s50:.0f}x faster; "
-          f"features + score p99 {t99:.1f} us vs target {TARGET_P99_US:.0f} us: "
-          f"{'MET' if t99 <= TARGET_P99_US else 'MISSED'}")
+    print(
+        f"compiled forest vs scikit-learn, p50: {b50 / s50:.0f}x faster; "
+        f"features + score p99 {t99:.1f} us vs target {TARGET_P99_US:.0f} us: "
+        f"{'MET' if t99 <= TARGET_P99_US else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ A second faust worker joins the running one (its own STREAMS_DATA_DIR; the same 
 the same changelogs, each partition's owned by one worker at a time), is killed with
 SIGKILL mid-load, restarted (its tables recover from the changelogs), then stopped
 gracefully (a rebalance back to one worker). Afterwards every request has exactly one
-outcome, the ledger verifies, and the stream's balances (read from the wallet-state
+outcome, the ledger verifies, and the stream's balances (read from the wallets
 changelog) equal the ledger's.
 """
 
@@ -29,7 +29,7 @@ from walletpipe.supervisor import Supervisor, services
 
 WALLETS = 12
 REQUESTS_PER_PHASE = 50
-CHANGELOG = "wallet-streams-wallet-state-changelog"
+CHANGELOG = "wallet-streams-wallets-changelog"
 
 
 def stream_balances(bootstrap: str) -> dict[str, dict[str, Any]]:
@@ -60,8 +60,8 @@ def stream_balances(bootstrap: str) -> dict[str, dict[str, Any]]:
                     continue
                 key = message.key().decode(errors="replace").strip('"')
                 value = message.value()
-                if value is not None:
-                    latest[key] = json.loads(value)
+                if value is not None:  # a wallet's value holds its balance under "state"
+                    latest[key] = json.loads(value).get("state") or {}
                 if message.offset() + 1 >= ends[message.partition()]:
                     done.add(message.partition())
         return latest
