@@ -15,11 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from analytics.auth import Principal, Role
 from analytics.clickhouse import Warehouse
+from analytics.history import decision_history
 from analytics.mapping import event_row
+from analytics.service import create_app
+from analytics.settings import AnalyticsSettings
 from domain import records
 from domain.transactions import TransactionType as T
+from walletpipe.backtest import historical
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -340,3 +346,48 @@ def test_unreadable_history_exits_1(history: dict, tmp_path: Path) -> None:
     assert done.returncode == 1 and "the analytics service" in done.stderr
     done = backtest(history, "--policy", str(policy), *RANGE, BACKTEST_ROWS_MAX="3")
     assert done.returncode == 1 and "more than 3 requests" in done.stderr
+
+
+class Keys:
+    """Stands in for the PostgreSQL key directory: 'analyst' and 'regulator' keys."""
+
+    def principal(self, api_key: str | None) -> Principal | None:
+        if api_key in ("analyst", "regulator"):
+            return Principal(client_id=api_key, name=api_key, role=Role(api_key))
+        return None
+
+
+def test_the_api_hands_out_the_same_history_as_the_engine(history: dict) -> None:
+    settings = AnalyticsSettings(
+        KAFKA_BOOTSTRAP="127.0.0.1:9",
+        CLICKHOUSE_DSN=f"chdb://{history['engine']}",
+        DATABASE_URL="postgresql://unused",
+    )
+    app = create_app(settings)  # without its lifespan: no sink, no Kafka, no PostgreSQL
+    warehouse = Warehouse(settings.clickhouse_target)
+    app.state.warehouse, app.state.clients = warehouse, Keys()
+    start = T1 - timedelta(days=7)
+    try:
+        direct = list(historical(decision_history(warehouse, start, T2, 1_000)))
+        client = TestClient(app)
+        params = {"from": start.isoformat(), "to": T2.isoformat()}
+        answer = client.get(
+            "/v1/reports/backtest/history", params=params, headers={"X-API-Key": "analyst"}
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["columns"][:2] == ["transaction_id", "requested_at"]
+        assert list(historical(tuple(r) for r in body["rows"])) == direct
+        assert len(direct) == 11  # 4 warm-up + 7 in the range; 'late' is after T2
+        assert {r.decision for r in direct} == {"approve", "review", "decline", ""}
+        refused = client.get(
+            "/v1/reports/backtest/history", params=params, headers={"X-API-Key": "regulator"}
+        )
+        assert refused.status_code == 403
+        inverted = {"from": T2.isoformat(), "to": T1.isoformat()}
+        bad = client.get(
+            "/v1/reports/backtest/history", params=inverted, headers={"X-API-Key": "analyst"}
+        )
+        assert (bad.status_code, bad.json()["error"]["code"]) == (422, "INVALID_RANGE")
+    finally:
+        warehouse.close()
