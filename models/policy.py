@@ -110,11 +110,14 @@ class FraudPolicy:
 
     def decide(self, score: float, values: Env | None = None) -> Verdict:
         """``score`` in [0, 1]; ``values`` hold every name in ``names`` (numbers as
-        ``Decimal``, strings as ``str``), needed only when there are rules."""
+        ``Decimal``, strings as ``str``); a policy without rules needs none."""
         failed: list[str] = []
         if self.rules:
-            if values is None:
-                raise PolicyError(f"policy v{self.version} has rules: give it the values")
+            given = values if values is not None else {}
+            if not self.names <= given.keys():
+                missing = sorted(self.names - given.keys())
+                raise PolicyError(f"policy v{self.version}: no values given for {missing}")
+            values = given
             for rule in self.rules:
                 try:
                     if rule.condition(values):

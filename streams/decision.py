@@ -145,8 +145,10 @@ def assess(
     scorer.learn_one(x)
     if isinstance(policy, Policy):
         return Assessment(score, policy.decide(score))
-    assessment = Assessment(score, Decision.APPROVE)
-    values = policy_values(request, x, assessment.risk_score, policy.names)
+    values = None
+    if policy.names:
+        risk_score = Assessment(score, Decision.APPROVE).risk_score
+        values = policy_values(request, x, risk_score, policy.names)
     verdict = policy.decide(score, values)
     return Assessment(
         score, DECISIONS[verdict.action], verdict.rule, policy.version, verdict.failed_rules

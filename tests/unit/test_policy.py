@@ -325,8 +325,17 @@ def test_malformed_policies_are_refused_with_a_clear_error(text: str, says: str)
 
 def test_a_policy_with_rules_needs_the_values() -> None:
     policy = load_policy(policy_text(rules=[rule("a", "amount > 1", "review")]), FEATURES)
-    with pytest.raises(PolicyError, match="give it the values"):
+    with pytest.raises(PolicyError, match=r"no values given for \['amount'\]"):
         policy.decide(0.5)
+    with pytest.raises(PolicyError, match="no values given"):
+        policy.decide(0.5, {"hour": D(1)})
+
+
+def test_a_rule_without_names_needs_no_values() -> None:
+    policy = load_policy(policy_text(rules=[rule("all", "true", "review")]), FEATURES)
+    assert policy.names == frozenset()
+    assert policy.decide(0.0) == policy.decide(0.0, {})
+    assert policy.decide(0.99).action is Action.REVIEW
 
 
 def test_a_policy_object_checks_its_thresholds_too() -> None:

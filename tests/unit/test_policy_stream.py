@@ -139,6 +139,12 @@ def test_a_rule_review_with_a_full_queue_declines_and_says_why() -> None:
     )
 
 
+def test_a_rule_reading_no_name_decides_too() -> None:
+    everything = policy(("freeze", "true", "review"))
+    assessment = assess(request(), FeatureState(), Constant(0.0), everything)
+    assert (assessment.decision, assessment.rule) == (Decision.REVIEW, "freeze")
+
+
 def test_a_failing_rule_does_not_match_and_is_reported() -> None:
     rules = policy(("ratio", "amount / history_n > 10", "decline"))
     assessment = assess(request(), FeatureState(), Constant(0.1), rules)
