@@ -11,7 +11,6 @@ import pytest
 
 from models.exceptions import ExpressionError, PolicyError
 from models.expression import (
-    EXPRESSION_CHARS_MAX,
     EXPRESSION_DEPTH_MAX,
     LIST_ITEMS_MAX,
     NUMBER,
@@ -27,6 +26,7 @@ from models.policy import (
     default_policy,
     load_policy,
 )
+from models.tokens import EXPRESSION_CHARS_MAX
 
 D = Decimal
 NAMES = {
