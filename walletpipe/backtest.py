@@ -194,7 +194,10 @@ def run(args: argparse.Namespace, env: dict[str, str], api_key: Callable[[], str
     candidate, baseline, baseline_role = load_policies(args, env)
     file_labels = load_labels(args.labels)
     fetch_from = start - timedelta(days=args.warmup_days)
-    if args.source == "api" or (args.source == "auto" and service_running(env)):
+    source = args.source
+    if source == "auto":
+        source = "api" if service_running(env) else "engine"
+    if source == "api":
         try:
             key = api_key()
         except KeyError as error:
@@ -218,6 +221,7 @@ def run(args: argparse.Namespace, env: dict[str, str], api_key: Callable[[], str
                 {
                     "from": start.isoformat(),
                     "to": end.isoformat(),
+                    "source": source,
                     "candidate": {"version": candidate.version, **tallies[0].as_dict()},
                     "baseline": {"version": baseline.version, **tallies[1].as_dict()},
                 },
@@ -225,7 +229,10 @@ def run(args: argparse.Namespace, env: dict[str, str], api_key: Callable[[], str
             )
         )
         return EXIT_OK
-    print(f"backtest {start.isoformat()} .. {end.isoformat()} ({args.warmup_days} d warm-up)")
+    print(
+        f"backtest {start.isoformat()} .. {end.isoformat()} ({args.warmup_days} d warm-up, "
+        f"history from the {'analytics API' if source == 'api' else 'engine'})"
+    )
     print(format_comparison(tallies[0], tallies[1], names))
     return EXIT_OK
 

@@ -1,11 +1,16 @@
 """The analysts' policy reloaded by the running stream: a new version's rule declines
 within seconds, naming itself in the reason; a malformed file is refused and the running
-version keeps deciding; a later version without the rule lets the same payment through."""
+version keeps deciding; a later version without the rule lets the same payment through.
+And the backtest of a policy over what the running system just did, through the API."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +87,55 @@ def test_a_shipped_policy_decides_within_seconds(
     finally:
         ship(path, version + 3)  # no rules: what the other tests expect
     assert until(api, wallet, shop, "COMPLETED")["status"] == "COMPLETED"
+
+
+def test_backtest_reads_the_running_system_through_the_analytics_api(
+    api: httpx.Client, running: dict[str, str], stack_dir: Path, tmp_path: Path
+) -> None:
+    start = datetime.now(UTC)  # after what the test before did: its payments are decided
+    wallet, shop = new_wallet(api), new_wallet(api)
+    deposit = {
+        "transaction_type": "DEPOSIT",
+        "destination_wallet_id": wallet,
+        "amount": "100.00",
+        "currency_code": "USD",
+    }
+    assert wait_final(api, accepted(api, deposit))["status"] == "COMPLETED"
+    paid = {
+        amount: [pay(api, wallet, shop, amount) for _ in range(3)] for amount in ("13.37", "5.00")
+    }
+    assert all(p["status"] == "COMPLETED" for ps in paid.values() for p in ps)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "transaction_id,label\n"
+        + "".join(
+            f"{p['transaction_id']},{int(a == '13.37')}\n" for a, ps in paid.items() for p in ps
+        )
+    )
+    candidate = tmp_path / "candidate.json"
+    ship(candidate, 1, [{"name": "leet", "when": "amount == 13.37", "action": "decline"}])
+    command = [sys.executable, "-m", "walletpipe.cli", "models", "backtest", "--json"]
+    command += ["--policy", str(candidate), "--labels", str(labels)]
+    command += [
+        "--from",
+        start.isoformat(),
+        "--to",
+        (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+    ]
+    env = {**os.environ, **running, "WALLETPIPE_LOCAL_DIR": str(stack_dir)}
+    env.pop("ANALYTICS_API_KEY", None)  # the CLI's own local key
+    deadline = time.monotonic() + RELOAD_TIMEOUT_S
+    while True:  # the sink writes within about a second
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        if answer["candidate"]["labelled"] == 6 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert answer["source"] == "api"
+    candidate_figures, in_force = answer["candidate"], answer["baseline"]
+    assert candidate_figures["labelled"] == 6
+    assert (candidate_figures["fraud_declined"], candidate_figures["good_hurt"]) == (3, 0)
+    assert candidate_figures["money_saved"] == {"USD": "40.1100"}
+    assert candidate_figures["rules"] == {"leet": 3}
+    assert (in_force["fraud_declined"], in_force["fraud_approved"]) == (0, 3)

@@ -214,6 +214,7 @@ def test_backtest_replays_a_policy_over_stored_history(history: dict, tmp_path: 
     )
     answer = figures(history, "--policy", str(policy), "--labels", str(labels), *RANGE)
     candidate, baseline = answer["candidate"], answer["baseline"]
+    assert answer["source"] == "engine"  # nothing answers at ANALYTICS_URL
     # Six scored requests in the range (not the unscored one, nor the warm-up, nor 'late').
     # Candidate: spike, big declined by rules; hot 90 < 95 reviewed; broke 62 reviewed;
     # deposit approved by its rule; small approved.
