@@ -11,9 +11,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from analytics.exceptions import TooMuchData
+from analytics.schema import Executor
 
 #: The stream decides within a moment of a request; look for decisions this far past the
 #: range's end (a request near the end still finds its decision).
@@ -58,10 +59,6 @@ SELECT r.transaction_id, r.requested_at, r.transaction_type, r.source_wallet_id,
     ON r.transaction_id = d.transaction_id
  ORDER BY r.requested_at, r.transaction_id
  LIMIT {limit:UInt64}"""
-
-
-class Executor(Protocol):
-    def query(self, sql: str, parameters: dict | None = None) -> list[tuple]: ...
 
 
 def decision_history(db: Executor, start: datetime, end: datetime, rows_max: int) -> list[tuple]:
