@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
-from analytics import export, reports
+from analytics import export, history, reports
 from analytics.auth import Principal, authorize
 from analytics.exceptions import AuthenticationError, UnknownReport
 from analytics.ranges import ReportRange, business_zone, parse_period, report_range, time_range
@@ -158,6 +158,31 @@ def transaction(request: Request, transaction_id: uuid.UUID) -> dict[str, Any]:
     """Every stored event of one transaction, in time order."""
     events = reports.transaction_events(request.app.state.warehouse, str(transaction_id))
     return {"transaction_id": str(transaction_id), "events": events}
+
+
+#: A backtest reads its range plus a warm-up of at most this many days before it.
+BACKTEST_WARMUP_DAYS_MAX = 31
+
+
+@router.get("/v1/reports/backtest/history", dependencies=[reader("backtest/history")])
+def backtest_history(request: Request, start: Start = None, end: End = None) -> dict[str, Any]:
+    """Every request in the range with the stream's first decision on it (``decision``,
+    ``risk_score``) and stored fraud labels (``labels``: null when none are stored), for
+    ``walletpipe models backtest``. At most ``BACKTEST_ROWS_MAX`` rows (else 422
+    TOO_MUCH_DATA)."""
+    s = _settings(request)
+    days_max = s.report_range_days_max + BACKTEST_WARMUP_DAYS_MAX
+    start, end = time_range(start, end, days_max=days_max)
+    db = request.app.state.warehouse
+    rows = history.decision_history(db, start, end, s.backtest_rows_max)
+    labels = history.stored_labels(db, start, end)
+    return {
+        "from": start,
+        "to": end,
+        "columns": list(history.HISTORY_COLUMNS),
+        "rows": [history.as_json(row) for row in rows],
+        "labels": None if labels is None else {str(k): v for k, v in labels.items()},
+    }
 
 
 def _regulatory(request: Request, start: Any, end: Any, category: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ REPORTS: dict[str, Audience] = {
     "decline-reasons": Audience.ANALYTICS,
     "dashboard": Audience.ANALYTICS,
     "transactions": Audience.ANALYTICS,
+    "backtest/history": Audience.ANALYTICS,
     "regulatory/currency-transactions": Audience.REGULATORY,
     "regulatory/suspicious-activity": Audience.REGULATORY,
     "regulatory/export": Audience.REGULATORY,

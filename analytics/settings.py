@@ -34,6 +34,8 @@ class AnalyticsSettings(BaseSettings):
     # Reports: bounds on what one request may ask for.
     report_range_days_max: int = Field(default=366, ge=1)
     report_points_max: int = Field(default=10_000, ge=10, le=1_000_000)
+    #: Requests one backtest may read (``/v1/reports/backtest/history``, the CLI).
+    backtest_rows_max: int = Field(default=500_000, ge=1_000, le=10_000_000)
     #: Risk scores (0-100, as on the records) at or above this count as high risk (fraud
     #: rates, suspicious activity).
     high_risk_score: Decimal = Field(default=Decimal("90"), ge=0, le=100)

@@ -103,7 +103,8 @@ def cmd_challengers(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The ``models`` group; returns its subparsers (walletpipe adds ``backtest``)."""
     models = sub.add_parser("models", help="fraud models: data, evaluate, train, registry")
     commands = models.add_subparsers(dest="models_command", required=True)
 
@@ -147,3 +148,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     challengers.add_argument("versions", type=int, nargs="*")
     challengers.add_argument("--name", default=DEFAULT_NAME)
     challengers.set_defaults(func=cmd_challengers)
+    return commands

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -35,9 +36,11 @@ from domain.topics import (
     TopicSpec,
     dead_letter_headers,
 )
+from models.policy import default_policy
 from models.simple import RulesAndTrees
-from streams.decision import FeatureState, Policy, assess, observe
+from streams.decision import FEATURE_NAMES, FeatureState, assess, observe
 from streams.limits import LimitSet, LimitUsage, applicable
+from streams.policy_watch import PolicyWatcher
 from streams.recent import RecentDecisions
 from streams.reviews import PendingReviews
 from streams.screening import decide_review, screen
@@ -92,7 +95,15 @@ def build_app(settings: StreamSettings) -> faust.App:
     # One scorer per worker, learning online from what it scores (not from table state:
     # after a restart it learns again; the rules carry the decisions meanwhile).
     scorer = RulesAndTrees(seed=settings.scorer_seed)
-    policy = Policy(settings.review_threshold, settings.decline_threshold)
+    # The analysts' policy file if one is set (refused at start-up if malformed), else
+    # today's thresholds; a timer below swaps in a changed file's policy.
+    policies = PolicyWatcher(
+        settings.policy_file,
+        default_policy(settings.review_threshold, settings.decline_threshold),
+        FEATURE_NAMES,
+        settings.policy_check_interval_s,
+    )
+    failed_rules: Counter[str] = Counter()  # bounded by the policy's rules
     review_timeout = timedelta(seconds=settings.review_timeout_s)
     targets = {
         records.PostTransaction: commands,
@@ -163,7 +174,8 @@ def build_app(settings: StreamSettings) -> faust.App:
         if str(request.transaction_id) in state.holds or str(request.transaction_id) in decided:
             return []  # a replay (redelivery after a crash, or a retried publish): decided
         history = FeatureState.from_json(wallet_features.get(key))
-        assessment = assess(request, history, scorer, policy)
+        assessment = assess(request, history, scorer, policies.policy)
+        failed_rules.update(assessment.failed_rules)
         reviews = load_reviews(wallet_id)
         outcome = screen(request, state, limits, usage, assessment, reviews, review_timeout)
         if isinstance(outcome.command, records.PostTransaction | records.ReviewRequested):
@@ -285,6 +297,13 @@ def build_app(settings: StreamSettings) -> faust.App:
                 await dead_letter(event, reason)
             for topic, key, value in sends:
                 await topic.send(key=key, value=value)
+
+    @app.timer(interval=settings.policy_check_interval_s)
+    async def reload_policy() -> None:
+        policies.poll()
+        if failed_rules:
+            log.warning("policy rules that failed to evaluate (did not match): %s", failed_rules)
+            failed_rules.clear()
 
     @app.agent(requested, name="screen-requests", concurrency=AGENT_CONCURRENCY)
     async def screen_requests(stream: faust.StreamT) -> None:

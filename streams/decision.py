@@ -15,12 +15,23 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from domain.records import TransactionRequested
+from models.expression import Env
+from models.policy import Action, FraudPolicy
 from models.protocol import Features, Scorer
 
 AMOUNTS_MAX = 50
 TIMES_MAX = 64
 COUNTERPARTIES_MAX = 64
 HOUR_S = 3600
+#: What ``features`` computes: the names a policy's rules may read besides the request's.
+FEATURE_NAMES = (
+    "log_amount",
+    "amount_ratio",
+    "history_n",
+    "count_1h",
+    "new_counterparty",
+    "hour",
+)
 
 
 @dataclass
@@ -105,6 +116,9 @@ class Policy:
 class Assessment:
     score: float
     decision: Decision
+    rule: str | None = None  # the policy rule that decided, None: the thresholds did
+    policy_version: int = 0
+    failed_rules: tuple[str, ...] = ()  # rules whose arithmetic failed on this request
 
     @property
     def risk_score(self) -> Decimal:
@@ -117,12 +131,54 @@ APPROVED = Assessment(0.0, Decision.APPROVE)
 
 
 def assess(
-    request: TransactionRequested, state: FeatureState, scorer: Scorer, policy: Policy
+    request: TransactionRequested,
+    state: FeatureState,
+    scorer: Scorer,
+    policy: Policy | FraudPolicy,
 ) -> Assessment:
-    """Score first, then learn from the same features (test-then-train)."""
+    """Score first, then learn from the same features (test-then-train); then the policy:
+    an analyst's ``FraudPolicy`` (rules, then thresholds) or plain thresholds."""
     x = features(request, state)
     score = scorer.score_one(x)
     if not math.isfinite(score):
         score = 1.0  # a broken model must not wave money through
     scorer.learn_one(x)
-    return Assessment(score, policy.decide(score))
+    if isinstance(policy, Policy):
+        return Assessment(score, policy.decide(score))
+    values = None
+    if policy.names:
+        risk_score = Assessment(score, Decision.APPROVE).risk_score
+        values = policy_values(request, x, risk_score, policy.names)
+    verdict = policy.decide(score, values)
+    return Assessment(
+        score, DECISIONS[verdict.action], verdict.rule, policy.version, verdict.failed_rules
+    )
+
+
+DECISIONS = {
+    Action.APPROVE: Decision.APPROVE,
+    Action.REVIEW: Decision.REVIEW,
+    Action.DECLINE: Decision.DECLINE,
+}
+
+
+def policy_values(
+    request: TransactionRequested, x: Features, risk_score: Decimal, names: frozenset[str]
+) -> Env:
+    """The values of the names a policy's rules read (only those: each costs a Decimal).
+    Features are floats; a rule sees their shortest decimal form (0.1, not 0.1000…0555)."""
+    values: dict[str, Decimal | str] = {}
+    for name in names:
+        if name == "risk_score":
+            values[name] = risk_score
+        elif name == "amount":
+            values[name] = request.amount
+        elif name == "transaction_type":
+            values[name] = request.transaction_type.value
+        elif name == "currency_code":
+            values[name] = request.currency_code
+        elif name == "channel":
+            values[name] = str((request.metadata or {}).get("channel", ""))
+        else:
+            values[name] = Decimal(repr(x[name]))
+    return values

@@ -53,6 +53,16 @@ def _reject(
     )
 
 
+def _fraud_message(assessment: Assessment) -> str:
+    """Why a request is declined as fraud: the policy rule that said so, or the score."""
+    if assessment.rule is None:
+        return f"risk score {assessment.risk_score} is above the policy's threshold"
+    why = f"policy v{assessment.policy_version} rule {assessment.rule!r}"
+    if assessment.decision is Decision.REVIEW:  # escalated: no room to hold another review
+        return f"{why} asks for a review, and the wallet's review queue is full"
+    return f"{why} (risk score {assessment.risk_score})"
+
+
 def screen(
     request: TransactionRequested,
     state: WalletState,
@@ -84,7 +94,7 @@ def screen(
     if decision is Decision.REVIEW and reviews.full:
         decision = Decision.DECLINE  # never an unbounded review queue
     if decision is Decision.DECLINE:
-        message = f"risk score {assessment.risk_score} is above the policy's threshold"
+        message = _fraud_message(assessment)
         return Outcome(_reject(request, RejectReason.FRAUD_DECLINED, message, assessment), False)
     if request.transaction_type is TransactionType.DEPOSIT:
         # Money from outside: nothing to hold (nor to review); it counts once posted.

@@ -62,6 +62,10 @@ class StreamSettings(BaseSettings):
     review_threshold: float = Field(default=0.6, ge=0, le=1)
     #: ... decline from here (at least the review threshold).
     decline_threshold: float = Field(default=0.85, ge=0, le=1)
+    #: The analysts' policy (JSON: rules, thresholds 0-100, version; docs/models.md). Unset:
+    #: the two thresholds above and no rules. Checked for changes every interval below.
+    policy_file: Path | None = None
+    policy_check_interval_s: float = Field(default=1.0, ge=0.1, le=60)
     #: A held review without an analyst's decision is declined after this long.
     review_timeout_s: int = Field(default=300, ge=1, le=7 * 86_400)
     #: The scorer's random seed (HalfSpaceTrees), so a run can be repeated.

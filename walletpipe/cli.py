@@ -38,6 +38,23 @@ def stack_env(bring_up: bool = False) -> dict[str, str]:
     return {**env, **{k: os.environ[k] for k in keys if k in os.environ}}
 
 
+def backtest_env() -> dict[str, str]:
+    """The stack's settings, or the environment alone when no stack was brought up here
+    (a backtest needs only CLICKHOUSE_DSN / CLICKHOUSE_URL or ANALYTICS_URL)."""
+    from infra.exceptions import StackNotUpError
+
+    try:
+        return stack_env()
+    except StackNotUpError:
+        return dict(os.environ)
+
+
+def backtest_key(env: dict[str, str]) -> str:
+    from analytics.cli import cli_key
+
+    return cli_key(env, local_dir())
+
+
 def cmd_up(_args: argparse.Namespace) -> int:
     env = stack_env(bring_up=True)
     print(f"stack is up; settings in {local_dir() / 'stack.env'}")
@@ -217,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reports_commands(sub, stack_env, local_dir)
     from models.cli import register as add_models_commands
+    from walletpipe.backtest import add_command as add_backtest_command
 
-    add_models_commands(sub)
+    add_backtest_command(add_models_commands(sub), backtest_env, backtest_key)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +26,19 @@ E2E_GATEWAY = {
 }
 
 
+#: The stream runs under an analysts' policy file that says what its defaults say (60 / 85,
+#: no rules); test_policy_reload.py ships new versions of it while the stream runs.
+E2E_POLICY = {"version": 1, "review_threshold": 60, "decline_threshold": 85, "rules": []}
+
+
 # Package scope: the services stop when the e2e tests are done, before the integration tests
 # (which feed the same topics by hand) run; a live writer or detector would answer them too.
 @pytest.fixture(scope="package")
 def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
+    policy_file = stack_dir / f"fraud-policy-{uuid.uuid4().hex[:8]}.json"
+    policy_file.write_text(json.dumps(E2E_POLICY))
     env = {**stack, "FEE_SCHEDULE": E2E_FEES, "STREAMS_LOG_LEVEL": "warn", **E2E_GATEWAY}
+    env["STREAMS_POLICY_FILE"] = str(policy_file)
     supervisor = Supervisor(
         env, stack_dir / "logs" / f"e2e-{uuid.uuid4().hex[:8]}", Path(__file__).resolve().parents[2]
     )
@@ -41,6 +50,7 @@ def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
         supervisor.check_alive()  # every service must have survived the whole suite
     finally:
         supervisor.stop()
+        policy_file.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="package")
