@@ -45,6 +45,23 @@ def load(path: Path) -> pd.DataFrame:
     return validate(frame.rename(columns=ALIASES), str(path))
 
 
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a labelled file, CSV or Parquet by the suffix (what ``load`` reads back)."""
+    validate(frame, str(path))  # never write a file that ``load`` would refuse
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DatasetError(f"{path}: give a .csv or .parquet file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{path}: cannot be written: {error}") from None
+    return path
+
+
 def validate(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:

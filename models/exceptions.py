@@ -12,3 +12,7 @@ class DatasetError(ModelsError):
 class ArtifactError(ModelsError):
     """A model artifact is missing, malformed or of an unknown version. Operator: the running
     model stays in force; re-train or restore the artifact named in the message."""
+
+
+class ScenarioError(ModelsError):
+    """The simulator cannot be configured as asked. Analyst: change the named setting."""
