@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from domain import records
 from domain.exceptions import RecordDecodeError
 from domain.topics import (
+    FRAUD_LABELS,
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
     LIMITS_CHANGES,
@@ -35,8 +36,11 @@ from domain.topics import (
     TopicSpec,
     dead_letter_headers,
 )
+from models.online import OnlineClassifier
 from models.simple import RulesAndTrees
 from streams.decision import FeatureState, Policy, assess, observe
+from streams.exceptions import StreamsError
+from streams.labels import LabelLearning, ScoredTransactions
 from streams.limits import LimitSet, LimitUsage, applicable
 from streams.recent import RecentDecisions
 from streams.reviews import PendingReviews
@@ -49,6 +53,8 @@ log = logging.getLogger("streams")
 #: of a record another coroutine is still processing (faust-streaming issue #606), and a
 #: crash then loses it. tests/unit/test_stream_app.py keeps it at 1.
 AGENT_CONCURRENCY = 1
+#: How often (in labels) the worker logs how its label-learnt classifier is doing.
+LABELS_LOG_EVERY = 500
 Send = tuple[Any, bytes, bytes]
 
 
@@ -80,11 +86,20 @@ def build_app(settings: StreamSettings) -> faust.App:
     wallet_features = app.Table("wallet-features", default=None, partitions=WALLET_PARTITIONS)
     pending_reviews = app.Table("pending-reviews", default=None, partitions=WALLET_PARTITIONS)
     recent_decisions = app.Table("recent-decisions", default=None, partitions=WALLET_PARTITIONS)
+    # The features each recent request was scored with, until its fraud label arrives.
+    scored_transactions = app.Table(
+        "scored-transactions", default=None, partitions=WALLET_PARTITIONS
+    )
+    fraud_labels = topic(FRAUD_LABELS)
     reviews_requested, reviews_decisions = topic(REVIEWS_REQUESTED), topic(REVIEWS_DECISIONS)
     default_limits = settings.default_limits
     # One scorer per worker, learning online from what it scores (not from table state:
     # after a restart it learns again; the rules carry the decisions meanwhile).
     scorer = RulesAndTrees(seed=settings.scorer_seed)
+    # Learns from delayed fraud labels with the features each transaction was scored with.
+    # A shadow for now: its score does not decide (the rules above do); like the scorer it
+    # lives in the worker and learns again after a restart.
+    label_learning = LabelLearning(OnlineClassifier())
     policy = Policy(settings.review_threshold, settings.decline_threshold)
     review_timeout = timedelta(seconds=settings.review_timeout_s)
     targets = {
@@ -113,6 +128,7 @@ def build_app(settings: StreamSettings) -> faust.App:
             WALLET_CREDITS,
             LIMITS_CHANGES,
             REVIEWS_DECISIONS,
+            FRAUD_LABELS,
         )
     }
 
@@ -154,6 +170,9 @@ def build_app(settings: StreamSettings) -> faust.App:
             return []  # a replay (redelivery after a crash, or a retried publish): decided
         history = FeatureState.from_json(wallet_features.get(key))
         assessment = assess(request, history, scorer, policy)
+        scored = ScoredTransactions.from_json(scored_transactions.get(key))
+        scored.remember(str(request.transaction_id), assessment.features)
+        scored_transactions[key] = scored.to_json()
         reviews = load_reviews(wallet_id)
         outcome = screen(request, state, limits, usage, assessment, reviews, review_timeout)
         if isinstance(outcome.command, records.PostTransaction | records.ReviewRequested):
@@ -241,6 +260,19 @@ def build_app(settings: StreamSettings) -> faust.App:
             wallet_limits[event.key] = limit_set.to_json()
         return []
 
+    def on_label(event: Any) -> list[Send]:
+        label = records.decode_fraud_labelled(event.value)
+        check_key(event, label.wallet_id)
+        scored = ScoredTransactions.from_json(scored_transactions.get(event.key))
+        features = scored.label(str(label.transaction_id), label.is_fraud)
+        if features is None:
+            return []  # labelled already: a redelivery
+        label_learning.learn(features, label.is_fraud)
+        scored_transactions[event.key] = scored.to_json()
+        if label_learning.labels % LABELS_LOG_EVERY == 0:
+            log.info("label learning: %s", label_learning.summary())
+        return []
+
     def on_credit(event: Any) -> list[Send]:
         credit = records.decode_wallet_credited(event.value)
         check_key(event, credit.wallet_id)
@@ -255,7 +287,7 @@ def build_app(settings: StreamSettings) -> faust.App:
         async for event in stream.events():
             try:
                 sends = handle(event)
-            except RecordDecodeError as error:
+            except (RecordDecodeError, StreamsError) as error:
                 await dead_letter(event, error.message)
                 continue
             except Exception as error:  # noqa: BLE001 - one bad record must not stop a wallet
@@ -280,6 +312,10 @@ def build_app(settings: StreamSettings) -> faust.App:
     @app.agent(reviews_decisions, name="apply-review-decisions", concurrency=AGENT_CONCURRENCY)
     async def apply_review_decisions(stream: faust.StreamT) -> None:
         await serve(stream, on_review_decided)
+
+    @app.agent(fraud_labels, name="learn-fraud-labels", concurrency=AGENT_CONCURRENCY)
+    async def learn_fraud_labels(stream: faust.StreamT) -> None:
+        await serve(stream, on_label)
 
     @app.agent(wallet_credits, name="apply-credits", concurrency=AGENT_CONCURRENCY)
     async def apply_credits(stream: faust.StreamT) -> None:

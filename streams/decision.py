@@ -105,6 +105,8 @@ class Policy:
 class Assessment:
     score: float
     decision: Decision
+    #: What the score was computed from, kept until the transaction's label arrives.
+    features: Features = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def risk_score(self) -> Decimal:
@@ -125,4 +127,4 @@ def assess(
     if not math.isfinite(score):
         score = 1.0  # a broken model must not wave money through
     scorer.learn_one(x)
-    return Assessment(score, policy.decide(score))
+    return Assessment(score, policy.decide(score), x)
