@@ -233,3 +233,16 @@ def test_labelled_file_round_trips_through_the_dataset_loader(
 def test_a_file_with_an_unknown_suffix_is_refused(week: list, tmp_path: Path) -> None:
     with pytest.raises(DatasetError):
         dataset.write(to_frame(week[:10], datetime(2026, 3, 2), 1), tmp_path / "x.txt")
+
+
+def test_walletpipe_simulate_out_writes_the_same_file_for_the_same_seed(tmp_path: Path) -> None:
+    from walletpipe.cli import main
+
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    for path in paths:
+        argv = ["simulate", "--out", str(path), "--days", "2", "--users", "30", "--seed", "5"]
+        assert main(argv) == 0
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    loaded = dataset.load(paths[0])
+    assert set(loaded.loc[loaded["label"] == 1, "scenario"]) == set(SCENARIOS)
+    assert loaded["timestamp"].max() < datetime(2026, 1, 7, tzinfo=UTC)
