@@ -365,7 +365,11 @@ class _Days:
                        shop.web_terminal, device, ip, CARD_TESTING, "purchase")
 
     def _compromised_terminal(self, start: int) -> None:
-        terminal = self.rng.choice(self.population.pos_terminals)
+        # Skimmers go where the customers are: a terminal of some customer's favourite shop.
+        rng, population = self.rng, self.population
+        shops = [population.merchant[m] for m in rng.choice(population.customers).favourites]
+        terminals = [t for shop in shops for t in shop.pos_terminals]
+        terminal = rng.choice(terminals or population.pos_terminals)
         self.terminal_windows[terminal] = (start, start + self.rng.randint(2, 5) * DAY_S)
 
     def _compromised_customer(self, start: int) -> None:
