@@ -12,7 +12,6 @@ A label for a transaction the wallet does not hold raises ``UnknownLabelledTrans
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from models.protocol import Features, Scorer
@@ -21,49 +20,56 @@ from streams.exceptions import UnknownLabelledTransaction
 #: Scored transactions remembered per wallet, waiting for their label. A label days late
 #: still finds its transaction unless the wallet made this many since.
 SCORED_MAX = 64
-#: Significant digits kept of each feature: the table value is rewritten per request.
-FEATURE_DIGITS = 6
+#: Decimals kept of each feature: the table value is rewritten per request, keep it short.
+FEATURE_DECIMALS = 6
 
 
 @dataclass
 class ScoredTransactions:
-    #: transaction id -> (the features it was scored with, its label once known)
-    items: OrderedDict[str, tuple[Features, bool | None]] = field(default_factory=OrderedDict)
+    """The table value itself, a JSON-ready dict, worked on in place: on the hot path a
+    request appends one row and nothing is rebuilt (the features' names are kept once).
+
+    ``rows``: ``[transaction id, feature values, label or None]``, oldest first."""
+
+    names: list[str] = field(default_factory=list)
+    rows: list[list] = field(default_factory=list)
 
     def remember(self, transaction_id: str, features: Features) -> None:
         """Keep a scored transaction; the oldest goes past ``SCORED_MAX``."""
-        if transaction_id in self.items:
+        names = list(features)
+        if names != self.names:  # another model's features: the old rows cannot teach it
+            self.names, self.rows = names, []
+        elif any(row[0] == transaction_id for row in self.rows):
             return  # scored once: a replay keeps the first features
-        self.items[transaction_id] = (
-            {k: float(f"{v:.{FEATURE_DIGITS}g}") for k, v in features.items()},
-            None,
+        self.rows.append(
+            [transaction_id, [round(v, FEATURE_DECIMALS) for v in features.values()], None]
         )
-        while len(self.items) > SCORED_MAX:
-            self.items.popitem(last=False)
+        del self.rows[:-SCORED_MAX]
 
     def label(self, transaction_id: str, is_fraud: bool) -> Features | None:
         """Record the label: the features to learn from, or None if it was labelled already."""
-        known = self.items.get(transaction_id)
-        if known is None:
-            raise UnknownLabelledTransaction(
-                f"transaction {transaction_id} is not among the last {SCORED_MAX} scored for "
-                "this wallet (unknown id, keyed by another wallet, or scored too long ago)"
-            )
-        features, label = known
-        if label is not None:
-            return None
-        self.items[transaction_id] = (features, is_fraud)
-        return features
+        for row in self.rows:
+            if row[0] == transaction_id:
+                if row[2] is not None:
+                    return None
+                row[2] = bool(is_fraud)
+                return dict(zip(self.names, row[1], strict=True))
+        raise UnknownLabelledTransaction(
+            f"transaction {transaction_id} is not among the last {SCORED_MAX} scored for "
+            "this wallet (unknown id, keyed by another wallet, or scored too long ago)"
+        )
 
-    def to_json(self) -> list[list[object]]:
-        return [[t, x, y] for t, (x, y) in self.items.items()]
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_json(self) -> dict[str, list]:
+        return {"names": self.names, "rows": self.rows}
 
     @classmethod
-    def from_json(cls, data: list | None) -> ScoredTransactions:
-        items: OrderedDict[str, tuple[Features, bool | None]] = OrderedDict()
-        for transaction_id, features, label in (data or ())[-SCORED_MAX:]:
-            items[transaction_id] = (dict(features), label)
-        return cls(items)
+    def from_json(cls, data: dict | None) -> ScoredTransactions:
+        if not data:
+            return cls()
+        return cls(data["names"], data["rows"][-SCORED_MAX:])
 
 
 @dataclass

@@ -105,7 +105,9 @@ def test_a_label_reaches_the_stream_and_is_learnt_with_the_scored_features(
             for message in changes.consume(500, timeout=0.5):
                 if message.error() or message.key() != wallet.encode():
                     continue
-                scored = {t: (x, y) for t, x, y in json.loads(message.value())}
+                value = json.loads(message.value())
+                names = value["names"]
+                scored = {t: (dict(zip(names, x, strict=True)), y) for t, x, y in value["rows"]}
                 features, label = scored[payment]
                 assert label is True  # learnt from, once
                 assert features["log_amount"] > 0 and "amount_ratio" in features

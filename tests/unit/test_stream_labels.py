@@ -36,7 +36,7 @@ def test_memory_is_bounded_and_the_oldest_goes_first() -> None:
     scored = ScoredTransactions()
     for i in range(SCORED_MAX + 10):
         scored.remember(f"t{i}", {"x": float(i)})
-    assert len(scored.items) == SCORED_MAX
+    assert len(scored) == SCORED_MAX
     with pytest.raises(UnknownLabelledTransaction):
         scored.label("t0", False)
     assert scored.label(f"t{SCORED_MAX + 9}", False) == {"x": float(SCORED_MAX + 9)}
@@ -48,9 +48,18 @@ def test_round_trips_through_json_with_its_labels() -> None:
     scored.remember("b", {"x": 2.5})
     scored.label("a", True)
     again = ScoredTransactions.from_json(json.loads(json.dumps(scored.to_json())))
-    assert again.items == scored.items
+    assert again.to_json() == scored.to_json()
     assert again.label("a", True) is None and again.label("b", False) == {"x": 2.5}
-    assert ScoredTransactions.from_json(None).items == {}
+    assert len(ScoredTransactions.from_json(None)) == 0
+
+
+def test_features_of_another_model_replace_the_old_rows() -> None:
+    scored = ScoredTransactions()
+    scored.remember("a", {"x": 1.0})
+    scored.remember("b", {"y": 2.0})
+    assert scored.label("b", True) == {"y": 2.0}
+    with pytest.raises(UnknownLabelledTransaction):
+        scored.label("a", True)
 
 
 def test_the_classifier_learns_from_delayed_labels() -> None:
