@@ -245,6 +245,23 @@ class WalletLimitsChanged(Record):
     limits: list[LimitSpec] = Field(default_factory=list, max_length=2 * LIMITS_PER_SCOPE_MAX)
 
 
+class FraudLabelled(Record):
+    """Ground truth for one transaction, known only later (topic ``fraud.labels``, keyed by
+    ``wallet_id``: the wallet whose money moves first, i.e. the key of its request). A
+    chargeback or a customer's report says fraud within days; an undisputed transaction is
+    labelled legitimate once its dispute window has passed. ``scenario`` names the fraud
+    pattern when known (e.g. ``card_testing``). The stream learns from it with the features
+    it scored the transaction with; a label for a transaction it does not know is
+    dead-lettered."""
+
+    kind: Literal["FraudLabelled"] = "FraudLabelled"
+    transaction_id: uuid.UUID
+    wallet_id: uuid.UUID
+    is_fraud: bool
+    scenario: str | None = Field(default=None, max_length=50)
+    labelled_at: datetime
+
+
 LedgerCommand = PostTransaction | TransactionRejected
 LedgerEvent = TransactionPosted | TransactionFailed | DuplicateDiscarded
 
@@ -302,6 +319,10 @@ def decode_review_requested(payload: bytes | None) -> ReviewRequested:
 
 def decode_review_decided(payload: bytes | None) -> ReviewDecided:
     return _decode(ReviewDecided, payload)  # type: ignore[return-value]
+
+
+def decode_fraud_labelled(payload: bytes | None) -> FraudLabelled:
+    return _decode(FraudLabelled, payload)  # type: ignore[return-value]
 
 
 def decode_wallet_credited(payload: bytes | None) -> WalletCredited:

@@ -80,6 +80,12 @@ REVIEWS_DECISIONS = TopicSpec(
     WALLET_PARTITIONS,
     "ReviewDecided from the API (an analyst, or the review timeout), keyed by the wallet.",
 )
+FRAUD_LABELS = TopicSpec(
+    "fraud.labels",
+    WALLET_PARTITIONS,
+    "FraudLabelled: a transaction's ground truth (fraud or not, and the scenario), known days "
+    "later; keyed like the transaction's request. The stream's online classifier learns from it.",
+)
 REGULATORY_REPORTS = TopicSpec(
     "regulatory.reports",
     3,
@@ -98,6 +104,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     LIMITS_CHANGES,
     REVIEWS_REQUESTED,
     REVIEWS_DECISIONS,
+    FRAUD_LABELS,
     REGULATORY_REPORTS,
 )
 

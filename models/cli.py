@@ -24,6 +24,7 @@ def _protocol(args: argparse.Namespace):  # noqa: ANN202
 
 
 def cmd_handbook(args: argparse.Namespace) -> int:
+    from models.dataset import write
     from models.handbook import HandbookConfig, generate
 
     frame = generate(
@@ -31,12 +32,7 @@ def cmd_handbook(args: argparse.Namespace) -> int:
             customers=args.customers, terminals=args.terminals, days=args.days, seed=args.seed
         )
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        frame.to_csv(out, index=False)
-    else:
-        frame.to_parquet(out, index=False)
+    out = write(frame, Path(args.out))
     print(f"wrote {len(frame):,} transactions ({frame['label'].mean():.2%} fraud) to {out}")
     return 0
 

@@ -45,6 +45,23 @@ def load(path: Path) -> pd.DataFrame:
     return validate(frame.rename(columns=ALIASES), str(path))
 
 
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a labelled file, CSV or Parquet by the suffix (what ``load`` reads back)."""
+    validate(frame, str(path))  # never write a file that ``load`` would refuse
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DatasetError(f"{path}: give a .csv or .parquet file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{path}: cannot be written: {error}") from None
+    return path
+
+
 def validate(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
@@ -79,8 +96,11 @@ def validate(frame: pd.DataFrame, source: str = "data") -> pd.DataFrame:
 def _timestamps(column: pd.Series, source: str) -> pd.Series:
     """Epoch seconds (numbers, or numeric strings) and ISO-8601 strings, mixed if need be."""
     if pd.api.types.is_datetime64_any_dtype(column):  # Parquet keeps real timestamps
-        return (column.dt.tz_convert("UTC") if column.dt.tz is not None
-                else column.dt.tz_localize("UTC"))
+        return (
+            column.dt.tz_convert("UTC")
+            if column.dt.tz is not None
+            else column.dt.tz_localize("UTC")
+        )
     as_number = pd.to_numeric(column, errors="coerce")
     parsed = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
     numeric = as_number.notna()
@@ -88,11 +108,13 @@ def _timestamps(column: pd.Series, source: str) -> pd.Series:
         parsed[numeric] = pd.to_datetime(as_number[numeric], unit="s", utc=True)
     if (~numeric).any():
         try:
-            parsed[~numeric] = pd.to_datetime(column[~numeric].astype(str), utc=True,
-                                              format="mixed")
+            parsed[~numeric] = pd.to_datetime(
+                column[~numeric].astype(str), utc=True, format="mixed"
+            )
         except (ValueError, TypeError) as error:
             raise DatasetError(f"{source}: column 'timestamp' is not a time: {error}") from None
     if parsed.isna().any():
-        raise DatasetError(f"{source}: column 'timestamp' is not a time in "
-                           f"{int(parsed.isna().sum())} row(s)")
+        raise DatasetError(
+            f"{source}: column 'timestamp' is not a time in {int(parsed.isna().sum())} row(s)"
+        )
     return parsed

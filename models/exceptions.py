@@ -28,3 +28,7 @@ class ExpressionError(PolicyError):
         super().__init__(f"column {column}: {message}")
         self.detail = message
         self.column = column
+
+
+class ScenarioError(ModelsError):
+    """The simulator cannot be configured as asked. Analyst: change the named setting."""

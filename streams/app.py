@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from domain import records
 from domain.exceptions import RecordDecodeError
 from domain.topics import (
+    FRAUD_LABELS,
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
     LIMITS_CHANGES,
@@ -36,9 +37,12 @@ from domain.topics import (
     TopicSpec,
     dead_letter_headers,
 )
+from models.online import OnlineClassifier
 from models.policy import default_policy
 from models.simple import RulesAndTrees
 from streams.decision import FEATURE_NAMES, FeatureState, assess, observe
+from streams.exceptions import StreamsError
+from streams.labels import LabelLearning, ScoredTransactions
 from streams.limits import LimitSet, LimitUsage, applicable
 from streams.policy_watch import PolicyWatcher
 from streams.recent import RecentDecisions
@@ -53,6 +57,8 @@ log = logging.getLogger("streams")
 #: of a record another coroutine is still processing (faust-streaming issue #606), and a
 #: crash then loses it. tests/unit/test_stream_app.py keeps it at 1.
 AGENT_CONCURRENCY = 1
+#: How often (in labels) the worker logs how its label-learnt classifier is doing.
+LABELS_LOG_EVERY = 500
 Send = tuple[Any, bytes, bytes]
 
 
@@ -84,12 +90,15 @@ def build_app(settings: StreamSettings) -> faust.App:
     wallet_credits, limits_changes = topic(WALLET_CREDITS), topic(LIMITS_CHANGES)
 
     # One table, keyed by wallet like every input topic: a wallet's balance, limits,
-    # counters, history, held reviews and recent decisions live in its partition, in one
-    # value (one read and one write per wallet and batch: streams/staging.py).
+    # counters, history, held reviews, recent decisions and the features its recent
+    # requests were scored with (until their fraud labels arrive) live in its partition, in
+    # one value (one read and one write per wallet and batch: streams/staging.py).
     wallets = StagedWallets(app.Table("wallets", default=None, partitions=WALLET_PARTITIONS))
     wallet_state, wallet_limits = wallets.facet("state"), wallets.facet("limits")
     limit_usage, wallet_features = wallets.facet("usage"), wallets.facet("features")
     pending_reviews, recent_decisions = wallets.facet("reviews"), wallets.facet("decided")
+    scored_transactions = wallets.facet("scored")
+    fraud_labels = topic(FRAUD_LABELS)
     reviews_requested, reviews_decisions = topic(REVIEWS_REQUESTED), topic(REVIEWS_DECISIONS)
     default_limits = settings.default_limits
     # One scorer per worker, learning online from what it scores (not from table state:
@@ -104,6 +113,10 @@ def build_app(settings: StreamSettings) -> faust.App:
         settings.policy_check_interval_s,
     )
     failed_rules: Counter[str] = Counter()  # bounded by the policy's rules
+    # Learns from delayed fraud labels with the features each transaction was scored with.
+    # A shadow for now: its score does not decide (the rules above do); like the scorer it
+    # lives in the worker and learns again after a restart.
+    label_learning = LabelLearning(OnlineClassifier())
     review_timeout = timedelta(seconds=settings.review_timeout_s)
     targets = {
         records.PostTransaction: commands,
@@ -134,6 +147,7 @@ def build_app(settings: StreamSettings) -> faust.App:
             WALLET_CREDITS,
             LIMITS_CHANGES,
             REVIEWS_DECISIONS,
+            FRAUD_LABELS,
         )
     }
 
@@ -176,6 +190,9 @@ def build_app(settings: StreamSettings) -> faust.App:
         history = FeatureState.from_json(wallet_features.get(key))
         assessment = assess(request, history, scorer, policies.policy)
         failed_rules.update(assessment.failed_rules)
+        scored = ScoredTransactions.from_json(scored_transactions.get(key))
+        scored.remember(str(request.transaction_id), assessment.features)
+        scored_transactions[key] = scored.to_json()
         reviews = load_reviews(wallet_id)
         outcome = screen(request, state, limits, usage, assessment, reviews, review_timeout)
         if isinstance(outcome.command, records.PostTransaction | records.ReviewRequested):
@@ -263,6 +280,19 @@ def build_app(settings: StreamSettings) -> faust.App:
             wallet_limits[event.key] = limit_set.to_json()
         return []
 
+    def on_label(event: Any) -> list[Send]:
+        label = records.decode_fraud_labelled(event.value)
+        check_key(event, label.wallet_id)
+        scored = ScoredTransactions.from_json(scored_transactions.get(event.key))
+        features = scored.label(str(label.transaction_id), label.is_fraud)
+        if features is None:
+            return []  # labelled already: a redelivery
+        label_learning.learn(features, label.is_fraud)
+        scored_transactions[event.key] = scored.to_json()
+        if label_learning.labels % LABELS_LOG_EVERY == 0:
+            log.info("label learning: %s", label_learning.summary())
+        return []
+
     def on_credit(event: Any) -> list[Send]:
         credit = records.decode_wallet_credited(event.value)
         check_key(event, credit.wallet_id)
@@ -287,7 +317,7 @@ def build_app(settings: StreamSettings) -> faust.App:
                 bind(event)
                 try:
                     sends.extend(handle(event))
-                except RecordDecodeError as error:
+                except (RecordDecodeError, StreamsError) as error:
                     failed.append((event, error.message))
                 except Exception as error:  # noqa: BLE001 - one bad record must not stop a wallet
                     log.exception("processing failed")
@@ -320,6 +350,10 @@ def build_app(settings: StreamSettings) -> faust.App:
     @app.agent(reviews_decisions, name="apply-review-decisions", concurrency=AGENT_CONCURRENCY)
     async def apply_review_decisions(stream: faust.StreamT) -> None:
         await serve(stream, on_review_decided)
+
+    @app.agent(fraud_labels, name="learn-fraud-labels", concurrency=AGENT_CONCURRENCY)
+    async def learn_fraud_labels(stream: faust.StreamT) -> None:
+        await serve(stream, on_label)
 
     @app.agent(wallet_credits, name="apply-credits", concurrency=AGENT_CONCURRENCY)
     async def apply_credits(stream: faust.StreamT) -> None:

@@ -119,6 +119,8 @@ class Assessment:
     rule: str | None = None  # the policy rule that decided, None: the thresholds did
     policy_version: int = 0
     failed_rules: tuple[str, ...] = ()  # rules whose arithmetic failed on this request
+    #: What the score was computed from, kept until the transaction's label arrives.
+    features: Features = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def risk_score(self) -> Decimal:
@@ -144,14 +146,19 @@ def assess(
         score = 1.0  # a broken model must not wave money through
     scorer.learn_one(x)
     if isinstance(policy, Policy):
-        return Assessment(score, policy.decide(score))
+        return Assessment(score, policy.decide(score), features=x)
     values = None
     if policy.names:
         risk_score = Assessment(score, Decision.APPROVE).risk_score
         values = policy_values(request, x, risk_score, policy.names)
     verdict = policy.decide(score, values)
     return Assessment(
-        score, DECISIONS[verdict.action], verdict.rule, policy.version, verdict.failed_rules
+        score,
+        DECISIONS[verdict.action],
+        verdict.rule,
+        policy.version,
+        verdict.failed_rules,
+        features=x,
     )
 
 

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +129,8 @@ def _simulate(env: dict[str, str], args: argparse.Namespace) -> dict:
             users=args.users,
             merchants=args.merchants,
             seed=args.seed,
+            fraud=args.fraud,
+            label_delay_s=None if args.no_labels else args.label_delay_s,
         )
     )
     print(format_summary(summary))
@@ -135,6 +138,21 @@ def _simulate(env: dict[str, str], args: argparse.Namespace) -> dict:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.out:
+        from walletpipe.simulate import format_summary, write_labelled_file
+
+        start = datetime.fromisoformat(args.start)
+        written = write_labelled_file(
+            Path(args.out),
+            args.days,
+            args.users,
+            args.merchants,
+            args.seed,
+            args.fraud,
+            start if start.tzinfo else start.replace(tzinfo=UTC),
+        )
+        print(format_summary(written))
+        return 0
     summary = _simulate(stack_env(), args)
     return 0 if summary["accepted"] else 1
 
@@ -216,9 +234,32 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--users", type=int, default=100)
         p.add_argument("--merchants", type=int, default=8)
         p.add_argument("--seed", type=int, default=7)
+        p.add_argument(
+            "--fraud",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="fraud scenarios in the traffic (default on; --no-fraud: normal behaviour only)",
+        )
+        p.add_argument(
+            "--label-delay-s",
+            type=float,
+            default=5.0,
+            help="live: a legitimate transaction's label comes this long after it (the 7-day "
+            "dispute window scaled down); frauds are reported sooner",
+        )
+        p.add_argument("--no-labels", action="store_true", help="live: publish no labels")
 
-    simulate = sub.add_parser("simulate", help="drive POS and app traffic through the API")
+    simulate = sub.add_parser(
+        "simulate", help="drive POS and app traffic with fraud through the API, or write it"
+    )
     traffic_options(simulate, 50, 20)
+    simulate.add_argument(
+        "--out", help="write a labelled .csv or .parquet instead of sending (no stack needed)"
+    )
+    simulate.add_argument("--days", type=int, default=28, help="with --out: days of traffic")
+    simulate.add_argument(
+        "--start", default="2026-01-05", help="with --out: first day (ISO date, UTC)"
+    )
     simulate.set_defaults(func=cmd_simulate)
     demo = sub.add_parser("demo", help="up + run + simulate + verify + reports, then stop")
     traffic_options(demo, 100, 20)

@@ -1,10 +1,15 @@
-"""``walletpipe simulate``: POS and app traffic against the real API, with its outcome.
+"""``walletpipe simulate``: POS and app traffic with fraud against the real API, its outcome,
+and the fraud labels later; or, with ``--out``, the same traffic as a labelled file.
 
-Creates users, wallets and merchants, funds the wallets, then sends an open-loop mix at the
-asked rate: POS payments to merchants, app transfers, withdrawals, deposits and deliberate
-overdrafts. Outcomes are read from the pipeline's own topics (``ledger.events`` and
-``transactions.rejected``), so accept→complete latency is measured without polling the API.
-Seeded: the same seed sends the same traffic.
+The traffic is ``models.scenarios``' (seeded: the same seed sends the same traffic):
+customers and money mules with wallets, merchants with POS and web terminals, their normal
+payments, transfers, withdrawals and deposits, and the five fraud scenarios. Live, it creates
+the population through the API, funds the wallets, then sends an open-loop stream at the
+asked rate, with a few deliberate overdrafts. Outcomes are read from the pipeline's own
+topics (``ledger.events`` and ``transactions.rejected``), so accept→complete latency is
+measured without polling the API. Each accepted transaction's label goes out on
+``fraud.labels`` after a delay (``walletpipe.labels``); labels the stream dead-letters are
+counted from ``fraud.labels.dlq``.
 """
 
 from __future__ import annotations
@@ -15,18 +20,24 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from domain import records
 from domain.exceptions import RecordDecodeError
-from domain.topics import LEDGER_EVENTS, TRANSACTIONS_REJECTED
+from domain.topics import FRAUD_LABELS, LEDGER_EVENTS, TRANSACTIONS_REJECTED
+from models.scenarios import DISPUTE_WINDOW_S, ScenarioConfig, SimTransaction, Simulator
+from walletpipe.labels import LabelPublisher, LateLabels, live_delay_s
 
 IN_FLIGHT_MAX = 256
 SETTLE_WAIT_S = 60.0
+#: Share of requests that are deliberate overdrafts (refused by the stream, no money moves).
+OVERDRAFT_SHARE = 0.05
 
 
 @dataclass
@@ -35,6 +46,8 @@ class Outcomes:
 
     accepted_at: dict[str, float] = field(default_factory=dict)
     finished: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+    #: Transactions whose fraud label the stream dead-lettered, with the reason.
+    labels_dead_lettered: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def accepted(self, transaction_id: str) -> None:
@@ -44,6 +57,10 @@ class Outcomes:
     def finish(self, transaction_id: str, status: str, reason: str) -> None:
         with self.lock:
             self.finished.setdefault(transaction_id, (status, reason, time.monotonic()))
+
+    def label_dead_lettered(self, transaction_id: str, reason: str) -> None:
+        with self.lock:
+            self.labels_dead_lettered.setdefault(transaction_id, reason)
 
     def open_count(self) -> int:
         with self.lock:
@@ -61,7 +78,7 @@ def watch_outcomes(
         }
     )
     partitions = []
-    for topic in (LEDGER_EVENTS.name, TRANSACTIONS_REJECTED.name):
+    for topic in (LEDGER_EVENTS.name, TRANSACTIONS_REJECTED.name, FRAUD_LABELS.dead_letter):
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         partitions += [TopicPartition(topic, p, OFFSET_END) for p in metadata.partitions]
     consumer.assign(partitions)
@@ -71,6 +88,9 @@ def watch_outcomes(
         while not stop.is_set():
             for message in consumer.consume(1000, timeout=0.2):
                 if message.error():
+                    continue
+                if message.topic() == FRAUD_LABELS.dead_letter:
+                    _dead_lettered_label(message, outcomes)
                     continue
                 try:
                     record = records.decode_transaction_record(message.value())
@@ -84,15 +104,39 @@ def watch_outcomes(
         consumer.close()
 
 
+def _dead_lettered_label(message: object, outcomes: Outcomes) -> None:
+    try:
+        label = records.decode_fraud_labelled(message.value())  # type: ignore[attr-defined]
+    except RecordDecodeError:
+        return  # not a label of ours (not even a label)
+    headers = dict(message.headers() or [])  # type: ignore[attr-defined]
+    reason = headers.get("dlq.reason", b"").decode(errors="replace")
+    outcomes.label_dead_lettered(str(label.transaction_id), reason)
+
+
 class Traffic:
-    def __init__(self, client: aiohttp.ClientSession, outcomes: Outcomes, seed: int) -> None:
+    """The simulator's population made real (users and wallets through the API) and its
+    transactions sent as requests; each accepted one's label is queued for later."""
+
+    def __init__(
+        self,
+        client: aiohttp.ClientSession,
+        outcomes: Outcomes,
+        simulator: Simulator,
+        labels: LateLabels | None = None,
+        label_delay_s: float = 5.0,
+    ) -> None:
         self.client = client
         self.outcomes = outcomes
-        self.rng = random.Random(seed)
-        self.users: list[str] = []
-        self.wallets: list[str] = []
+        self.simulator = simulator
+        self.labels = labels
+        self.label_delay_s = label_delay_s
+        self.rng = random.Random(f"overdrafts:{simulator.config.seed}")
+        self.wallets: dict[str, str] = {}  # population id -> wallet id
+        self.customers: list[str] = []
         self.merchants: list[str] = []
         self.refused: dict[str, int] = {}
+        self.scenario_of: dict[str, str] = {}  # transaction id -> fraud scenario
         self.sent = 0
 
     async def _post(self, path: str, body: dict, key: str | None = None) -> dict | None:
@@ -105,8 +149,10 @@ class Traffic:
                 return None
             return payload  # type: ignore[no-any-return]
 
-    async def create_population(self, users: int, merchants: int) -> None:
-        async def person(i: int, business: bool) -> str | None:
+    async def create_population(self) -> None:
+        population = self.simulator.population
+
+        async def person(actor: str, business: bool) -> tuple[str, str | None]:
             # Identities are unique per run (a second run must not collide with the first);
             # everything about the traffic itself follows the seed.
             tag = uuid.uuid4()
@@ -117,12 +163,12 @@ class Traffic:
                     "phone_number": f"+1{tag.int % 10**12:012d}",
                     "password": "correct horse battery",
                     "first_name": "Sim",
-                    "last_name": f"{'Shop' if business else 'User'}{i}",
+                    "last_name": f"{'Shop' if business else 'User'}{actor}",
                     "date_of_birth": "1990-01-01",
                 },
             )
             if user is None:
-                return None
+                return actor, None
             wallet = await self._post(
                 "/v1/wallets",
                 {
@@ -131,79 +177,70 @@ class Traffic:
                     "wallet_type": "BUSINESS" if business else "PRIMARY",
                 },
             )
-            return None if wallet is None else wallet["wallet_id"]
+            return actor, None if wallet is None else wallet["wallet_id"]
 
+        people = [*population.customers, *population.mules]
         made = await asyncio.gather(
-            *[person(i, False) for i in range(users)], *[person(i, True) for i in range(merchants)]
+            *[person(p.id, False) for p in people],
+            *[person(m.id, True) for m in population.merchants],
         )
-        self.wallets = [w for w in made[:users] if w]
-        self.merchants = [w for w in made[users:] if w]
-        if not self.wallets or not self.merchants:
+        self.wallets = {actor: wallet for actor, wallet in made if wallet}
+        if len(self.wallets) < len(made):
             raise RuntimeError(f"could not create the population; API refused: {self.refused}")
+        self.customers = [p.id for p in population.customers]
+        self.merchants = [m.id for m in population.merchants]
 
-    async def submit(self, body: dict) -> None:
+    def body(self, transaction: SimTransaction) -> dict:
+        """The API request for a simulated transaction: facts, never its label."""
+        body: dict = {
+            "transaction_type": transaction.transaction_type.value,
+            "amount": str(transaction.amount),
+            "currency_code": "USD",
+            "description": transaction.description,
+            "metadata": transaction.metadata(),
+        }
+        if transaction.payer:
+            body["source_wallet_id"] = self.wallets[transaction.payer]
+        if transaction.payee:
+            body["destination_wallet_id"] = self.wallets[transaction.payee]
+        return body
+
+    async def submit(self, body: dict, transaction: SimTransaction | None = None) -> None:
         self.sent += 1
         answer = await self._post("/v1/transactions", body, key=str(uuid.uuid4()))
-        if answer is not None:
-            self.outcomes.accepted(answer["transaction_id"])
+        if answer is None:
+            return
+        transaction_id = answer["transaction_id"]
+        self.outcomes.accepted(transaction_id)
+        scenario = transaction.scenario if transaction else None
+        if scenario:
+            self.scenario_of[transaction_id] = scenario
+        if self.labels is None:
+            return
+        # An overdraft attempt is legitimate, and labelled so after the dispute window.
+        simulated_delay = transaction.label_delay_s if transaction else DISPUTE_WINDOW_S
+        label = records.FraudLabelled(
+            transaction_id=transaction_id,
+            wallet_id=body.get("source_wallet_id") or body["destination_wallet_id"],
+            is_fraud=transaction.is_fraud if transaction else False,
+            scenario=scenario,
+            labelled_at=records.utc_now(),  # replaced when it is sent
+        )
+        self.labels.schedule(live_delay_s(simulated_delay, self.label_delay_s), label)
 
-    def opening_balance(self) -> Decimal:
-        """Enough that only the deliberate overdrafts fail in a normal run."""
-        return Decimal(self.rng.randrange(5_000, 20_000))
-
-    def deposit(self, wallet: str, amount: Decimal) -> dict:
-        return {
-            "transaction_type": "DEPOSIT",
-            "destination_wallet_id": wallet,
-            "amount": str(amount),
-            "currency_code": "USD",
-            "metadata": {"channel": "BANK"},
-        }
-
-    def next_request(self) -> dict:
-        rng = self.rng
-        wallet = rng.choice(self.wallets)
-        amount = Decimal(rng.randrange(100, 10_000)) / 100
-        roll = rng.random()
-        if roll < 0.55:
+    def next_request(self, traffic: Iterator[SimTransaction]) -> tuple[dict, SimTransaction | None]:
+        """The next simulated transaction; now and then a deliberate overdraft instead."""
+        if self.rng.random() < OVERDRAFT_SHARE:
             return {
                 "transaction_type": "PAYMENT",
-                "source_wallet_id": wallet,
-                "destination_wallet_id": rng.choice(self.merchants),
-                "amount": str(amount),
+                "source_wallet_id": self.wallets[self.rng.choice(self.customers)],
+                "destination_wallet_id": self.wallets[self.rng.choice(self.merchants)],
+                "amount": "250000.00",  # far more than any simulated wallet holds
                 "currency_code": "USD",
-                "description": "POS purchase",
-                "metadata": {"channel": "POS", "terminal_id": f"T{rng.randrange(50):03d}"},
-            }
-        if roll < 0.75:
-            other = rng.choice([w for w in self.wallets if w != wallet] or self.merchants)
-            return {
-                "transaction_type": "TRANSFER",
-                "source_wallet_id": wallet,
-                "destination_wallet_id": other,
-                "amount": str(amount),
-                "currency_code": "USD",
-                "metadata": {"channel": "APP"},
-            }
-        if roll < 0.85:
-            return {
-                "transaction_type": "WITHDRAWAL",
-                "source_wallet_id": wallet,
-                "amount": str(amount),
-                "currency_code": "USD",
-                "metadata": {"channel": "ATM"},
-            }
-        if roll < 0.95:
-            return self.deposit(wallet, amount * 3)
-        # A deliberate overdraft: far more than any simulated wallet holds.
-        return {
-            "transaction_type": "PAYMENT",
-            "source_wallet_id": wallet,
-            "destination_wallet_id": rng.choice(self.merchants),
-            "amount": "250000.00",
-            "currency_code": "USD",
-            "metadata": {"channel": "WEB"},
-        }
+                "metadata": {"channel": "WEB"},
+            }, None
+        transaction = next(traffic)
+        return self.body(transaction), transaction
 
 
 _last_line_at = [0.0]
@@ -232,7 +269,11 @@ async def run_simulation(
     users: int = 100,
     merchants: int = 8,
     seed: int = 7,
+    fraud: bool = True,
+    label_delay_s: float | None = 5.0,
 ) -> dict:
+    """Send ``tps * seconds`` requests; ``label_delay_s`` None sends no labels."""
+    simulator = Simulator(ScenarioConfig(users, merchants, seed, fraud))
     outcomes = Outcomes()
     stop, ready = threading.Event(), threading.Event()
     watcher = threading.Thread(
@@ -240,6 +281,8 @@ async def run_simulation(
     )
     watcher.start()
     ready.wait(timeout=30)
+    labels = None if label_delay_s is None else LateLabels(LabelPublisher(bootstrap))
+    labels_stop = asyncio.Event()
     # aiohttp's client costs a fraction of httpx's CPU: on a 2-core box the load generator
     # must not starve the system it measures.
     async with aiohttp.ClientSession(
@@ -248,30 +291,33 @@ async def run_simulation(
         timeout=aiohttp.ClientTimeout(total=30),
         connector=aiohttp.TCPConnector(limit=64),
     ) as client:
-        traffic = Traffic(client, outcomes, seed)
-        print(f"creating {users} customers and {merchants} merchants ...")
-        await traffic.create_population(users, merchants)
+        traffic = Traffic(client, outcomes, simulator, labels, label_delay_s or 0.0)
+        labeller = asyncio.create_task(labels.run(labels_stop)) if labels else None
+        population = simulator.population
+        print(
+            f"creating {len(population.customers)} customers, {len(population.mules)} money "
+            f"mules and {len(population.merchants)} merchants ..."
+        )
+        await traffic.create_population()
         print("funding wallets ...")
         await asyncio.gather(
-            *[
-                traffic.submit(traffic.deposit(w, traffic.opening_balance()))
-                for w in traffic.wallets
-            ]
+            *[traffic.submit(traffic.body(opening), opening) for opening in simulator.openings()]
         )
         total = tps * seconds
         in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
         tasks = []
+        stream = simulator.traffic()
 
-        async def one(body: dict) -> None:
+        async def one(body: dict, transaction: SimTransaction | None) -> None:
             async with in_flight:
-                await traffic.submit(body)
+                await traffic.submit(body, transaction)
 
         started = time.monotonic()
         for i in range(total):
             delay = started + i / tps - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(traffic.next_request())))
+            tasks.append(asyncio.create_task(one(*traffic.next_request(stream))))
             if i % max(1, tps // 4) == 0:
                 _progress("sending ", i, total, f"completed {len(outcomes.finished)}")
         await asyncio.gather(*tasks)
@@ -284,20 +330,36 @@ async def run_simulation(
             await asyncio.sleep(0.25)
         _progress("settling", len(outcomes.finished), len(outcomes.accepted_at), "")
         print()
+        if labels is not None and labeller is not None:
+            waiting = len(labels.queue)
+            print(f"labelling: {waiting} label(s) still due (fraud.labels) ...")
+            labels_stop.set()
+            await labeller
+            await labels.drain(2 * (label_delay_s or 0.0) + 5.0)
+            await asyncio.sleep(1.0)  # the stream dead-letters an unknown label at once
     stop.set()
     watcher.join(timeout=5)
-    return summarize(outcomes, traffic, send_s)
+    return summarize(outcomes, traffic, send_s, labels)
 
 
-def summarize(outcomes: Outcomes, traffic: Traffic, send_s: float) -> dict:
+def summarize(
+    outcomes: Outcomes, traffic: Traffic, send_s: float, labels: LateLabels | None = None
+) -> dict:
     with outcomes.lock:
         finished = dict(outcomes.finished)
         accepted = dict(outcomes.accepted_at)
+        dead_labels = {t: r for t, r in outcomes.labels_dead_lettered.items() if t in accepted}
     latencies = sorted((finished[t][2] - accepted[t]) * 1000 for t in accepted if t in finished)
     reasons: dict[str, int] = {}
     for status, reason, _at in finished.values():
         if status == "FAILED":
             reasons[reason] = reasons.get(reason, 0) + 1
+    fraud_sent: dict[str, int] = {}
+    fraud_declined: dict[str, int] = {}
+    for transaction_id, scenario in traffic.scenario_of.items():
+        fraud_sent[scenario] = fraud_sent.get(scenario, 0) + 1
+        if finished.get(transaction_id, ("", "", 0))[1] == "FRAUD_DECLINED":
+            fraud_declined[scenario] = fraud_declined.get(scenario, 0) + 1
 
     def pct(p: float) -> float | None:
         return (
@@ -306,7 +368,7 @@ def summarize(outcomes: Outcomes, traffic: Traffic, send_s: float) -> dict:
             else None
         )
 
-    return {
+    summary = {
         "sent": traffic.sent,
         "accepted": len(accepted),
         "refused_by_api": traffic.refused,
@@ -317,11 +379,46 @@ def summarize(outcomes: Outcomes, traffic: Traffic, send_s: float) -> dict:
         "accepted_per_s": round(len(accepted) / send_s, 1) if send_s else None,
         "latency_ms_p50": pct(0.50),
         "latency_ms_p99": pct(0.99),
+        "fraud_sent": dict(sorted(fraud_sent.items())),
+        "fraud_declined": dict(sorted(fraud_declined.items())),
+    }
+    if labels is not None:
+        summary["labels_published"] = labels.publisher.published
+        summary["labels_undelivered"] = labels.publisher.failed + len(labels.queue)
+        summary["labels_dead_lettered"] = len(dead_labels)
+        if dead_labels:
+            summary["label_dlq_reason"] = next(iter(dead_labels.values()))
+    return summary
+
+
+def write_labelled_file(
+    path: Path, days: int, users: int, merchants: int, seed: int, fraud: bool, start: datetime
+) -> dict:
+    """The same traffic as a labelled file (``models.dataset``'s format) instead of sending."""
+    from models import dataset
+    from models.scenarios import to_frame
+
+    simulator = Simulator(ScenarioConfig(users, merchants, seed, fraud))
+    transactions = simulator.transactions(days)
+    frame = to_frame(transactions, start, seed)
+    dataset.write(frame, path)
+    by_scenario: dict[str, int] = {}
+    for transaction in transactions:
+        if transaction.scenario:
+            by_scenario[transaction.scenario] = by_scenario.get(transaction.scenario, 0) + 1
+    return {
+        "file": str(path),
+        "transactions": len(transactions),
+        "fraud": sum(by_scenario.values()),
+        "fraud_share": round(sum(by_scenario.values()) / len(transactions), 4),
+        "fraud_by_scenario": dict(sorted(by_scenario.items())),
+        "from": str(frame["timestamp"].min()),
+        "to": str(frame["timestamp"].max()),
     }
 
 
 def format_summary(summary: dict) -> str:
     lines = ["", "simulation summary", "------------------"]
     for key, value in summary.items():
-        lines.append(f"{key:>16}: {value}")
+        lines.append(f"{key:>20}: {value}")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ def app():  # type: ignore[no-untyped-def]
 
 def test_every_agent_runs_one_coroutine() -> None:
     agents = list(app().agents.values())
-    assert len(agents) >= 5
+    assert len(agents) >= 6
     assert {agent.concurrency for agent in agents} == {1}
 
 
@@ -33,3 +33,8 @@ def test_recent_decisions_are_bounded_and_round_trip() -> None:
     assert len(recent.ids) == RECENT_DECISIONS_MAX
     assert "0" not in recent and str(RECENT_DECISIONS_MAX) in recent
     assert RecentDecisions.from_json(recent.to_json()).ids == recent.ids
+
+
+def test_an_agent_learns_from_fraud_labels() -> None:
+    topics = {agent.channel.get_topic_name() for agent in app().agents.values()}
+    assert "fraud.labels" in topics

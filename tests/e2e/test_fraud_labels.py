@@ -1,0 +1,159 @@
+"""Delayed fraud labels end to end: a label on ``fraud.labels`` reaches the stream, which
+learns from it with the features it scored the transaction with (seen in the ``scored``
+facet of the wallet in the ``wallets`` table's changelog); a label for a transaction the
+stream does not know, or keyed by another wallet, is dead-lettered with the reason; and ``walletpipe
+simulate`` sends fraud scenarios whose every label the stream knows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+
+from domain import records
+from domain.topics import FRAUD_LABELS, WALLET_PARTITIONS
+from models.scenarios import SCENARIOS
+from tests.helpers import accepted, new_wallet, wait_final
+from walletpipe.simulate import run_simulation
+
+CHANGELOG = "wallet-streams-wallets-changelog"  # facet "scored" of each wallet's value
+
+
+def send_label(bootstrap: str, key: str, transaction_id: str, wallet_id: str) -> None:
+    label = records.FraudLabelled(
+        transaction_id=uuid.UUID(transaction_id),
+        wallet_id=uuid.UUID(wallet_id),
+        is_fraud=True,
+        scenario="card_testing",
+        labelled_at=datetime.now(UTC),
+    )
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    producer.produce(FRAUD_LABELS.name, key=key.encode(), value=records.encode(label))
+    assert producer.flush(10) == 0
+
+
+def consumer(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"t-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+
+
+def dead_letter(bootstrap: str, key: str, timeout_s: float = 30) -> dict[str, str]:
+    reader = consumer(bootstrap)
+    reader.assign([TopicPartition(FRAUD_LABELS.dead_letter, 0, 0)])
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in reader.consume(500, timeout=0.5):
+                if not message.error() and message.key() == key.encode():
+                    return {k: v.decode() for k, v in message.headers() or []}
+    finally:
+        reader.close()
+    raise AssertionError(f"no dead-lettered label with key {key}")
+
+
+def paid_wallet(api: httpx.Client) -> tuple[str, str]:
+    wallet, shop = new_wallet(api), new_wallet(api)
+    deposit = accepted(
+        api,
+        {
+            "transaction_type": "DEPOSIT",
+            "destination_wallet_id": wallet,
+            "amount": "50.00",
+            "currency_code": "USD",
+        },
+    )
+    assert wait_final(api, deposit)["status"] == "COMPLETED"
+    payment = accepted(
+        api,
+        {
+            "transaction_type": "PAYMENT",
+            "source_wallet_id": wallet,
+            "destination_wallet_id": shop,
+            "amount": "1.25",
+            "currency_code": "USD",
+            "metadata": {"channel": "WEB", "terminal_id": "W0001", "device_id": "DF1"},
+        },
+    )
+    # Scored whatever its outcome (a cold stream may not have credited the deposit yet).
+    wait_final(api, payment)
+    return wallet, payment
+
+
+def test_a_label_reaches_the_stream_and_is_learnt_with_the_scored_features(
+    api: httpx.Client, running: dict[str, str]
+) -> None:
+    bootstrap = running["KAFKA_BOOTSTRAP"]
+    wallet, payment = paid_wallet(api)
+    changes = consumer(bootstrap)
+    changes.assign([TopicPartition(CHANGELOG, p, OFFSET_END) for p in range(WALLET_PARTITIONS)])
+    changes.consume(1, timeout=1.0)  # resolves the end offsets before the label goes out
+    try:
+        send_label(bootstrap, wallet, payment, wallet)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for message in changes.consume(500, timeout=0.5):
+                if message.error() or message.key() != wallet.encode():
+                    continue
+                value = (json.loads(message.value()) or {}).get("scored") or {}
+                names = value.get("names", [])
+                rows = value.get("rows", [])
+                scored = {t: (dict(zip(names, x, strict=True)), y) for t, x, y in rows}
+                features, label = scored.get(payment, ({}, None))
+                if label is None:
+                    continue  # another change of the wallet (a settlement), not the label's
+                assert label is True  # learnt from, once
+                assert features["log_amount"] > 0 and "amount_ratio" in features
+                return
+    finally:
+        changes.close()
+    raise AssertionError("the stream did not apply the label")
+
+
+def test_a_label_for_an_unknown_transaction_is_dead_lettered(
+    api: httpx.Client, running: dict[str, str]
+) -> None:
+    bootstrap = running["KAFKA_BOOTSTRAP"]
+    wallet, payment = paid_wallet(api)
+    unknown = str(uuid.uuid4())
+    send_label(bootstrap, wallet, unknown, wallet)
+    headers = dead_letter(bootstrap, wallet)
+    assert headers["dlq.topic"] == FRAUD_LABELS.name
+    # The stream's own reason, not a crash report ("processing failed: ...").
+    assert headers["dlq.reason"].startswith(f"transaction {unknown} is not among the last")
+    # Keyed by another wallet than the one it names: its partition cannot know it.
+    stranger = str(uuid.uuid4())
+    send_label(bootstrap, stranger, payment, wallet)
+    reason = dead_letter(bootstrap, stranger)["dlq.reason"]
+    assert reason == "record key is not the wallet it is about"
+
+
+def test_simulated_fraud_and_its_labels_reach_the_stream(running: dict[str, str]) -> None:
+    summary = asyncio.run(
+        run_simulation(
+            running["INGEST_URL"],
+            running["DEMO_API_KEY"],
+            running["KAFKA_BOOTSTRAP"],
+            tps=25,
+            seconds=4,
+            users=20,
+            merchants=4,
+            seed=7,
+            label_delay_s=1.0,
+        )
+    )
+    assert summary["accepted"] > 100
+    assert set(summary["fraud_sent"]) == set(SCENARIOS)
+    assert summary["labels_published"] == summary["accepted"]
+    assert summary["labels_undelivered"] == 0
+    assert summary["labels_dead_lettered"] == 0, summary.get("label_dlq_reason")
