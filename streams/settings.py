@@ -46,10 +46,6 @@ class StreamSettings(BaseSettings):
     log_level: str = "warn"
     #: Bounds the in-memory buffer of each stream (records waiting for the agent).
     stream_buffer_maxsize: int = Field(default=4096, ge=1, le=1_000_000)
-    #: An agent handles at most this many records at once (``Stream.take_events``) ...
-    batch_size_max: int = Field(default=2_000, ge=1, le=100_000)
-    #: ... and waits at most this long for a batch to fill (the latency it may add).
-    batch_within_s: float = Field(default=0.01, gt=0, le=5)
     #: The producer's linger and batch size: outputs and changelogs leave in batches.
     producer_linger_ms: int = Field(default=5, ge=0, le=1_000)
     producer_batch_bytes_max: int = Field(default=1_000_000, ge=16_384, le=16_000_000)

@@ -1,19 +1,18 @@
-"""Batch the worker's table traffic: read each wallet once, write each wallet once, per batch.
+"""Stage the worker's table traffic: read each wallet once, write it once, per record.
 
-The agents take records in batches (``Stream.take_events``). A faust table write is a
-RocksDB put plus a changelog record; a wallet with several requests in one batch, each
-touching its balance, counters, history and recent decisions, would pay that several times
-per request. ``StagedWallets`` keeps the batch's view of the wallets in memory (the same
-JSON values the table holds, so the handlers see exactly what they would have seen record
-by record) and writes each changed wallet once at the end of the batch, before the outputs
-are sent and before the batch is acknowledged. A crash before then loses nothing: the
-batch is redelivered and decided again from the unchanged tables.
+A wallet's state is one value of one faust table (``StagedWallets``), with each kind of
+state under a name (a facet: balance, limits, counters, history, reviews, decisions). A
+faust table write is a RocksDB put plus a changelog record; as separate tables, one request
+cost up to seven of each. Staged, the handlers read and write facets in memory (the same
+JSON values the table holds, so they see exactly what they would have seen in the table),
+and ``flush`` writes each changed wallet once, before the record's outputs are sent and
+before it is acknowledged; ``discard`` drops the changes of a record that failed. A crash
+before the write loses nothing: the record is redelivered and decided again.
 
 faust finds the partition of a table key through its "current event" context variable,
-which its stream sets per record. When a batch is handled, no record is current, so
-``bind`` sets it, in the agent's own task, before each record is handled and before each
-key is written (the key's last record: every key lives in the partition of the records
-keyed by it).
+which its stream sets per record. ``flush`` sets it (``bind``) to the record that last
+changed each wallet, so a caller that writes outside faust's own iteration (a batch, a
+test) places every wallet in the partition of the records keyed by it.
 """
 
 from __future__ import annotations
@@ -28,17 +27,17 @@ from streams.exceptions import StreamInvariantError
 
 def bind(event: Any) -> None:
     """Make ``event`` the current record of this task, as faust's stream does per record
-    (``Stream._set_current_event`` would also change the stream's own attribute, which its
-    take buffer reads from another task)."""
+    (``Stream._set_current_event`` would also change the stream's own attribute, which a
+    ``take`` buffer reads from another task)."""
     _current_event.set(weakref.ref(event))
 
 
 class StagedWallets:
     """Every per-wallet table of the worker as one faust table whose value holds each of
-    them under its name (a facet), seen through one batch.
+    them under its name (a facet), seen through one unit of work (a record).
 
     One value per wallet means one RocksDB read and at most one write and one changelog
-    record per wallet and batch, however many of the wallet's tables a batch changes.
+    record per wallet and unit of work, however many of the wallet's facets it changes.
     ``facet(name)`` gives the handlers a table-like view (``get``, ``[key] = value``);
     ``flush`` writes the changed wallets, each under the record that changed it last."""
 
@@ -65,7 +64,7 @@ class StagedWallets:
         self._changed[key] = event
 
     def flush(self) -> int:
-        """Write the changed wallets to the table; forget the batch. How many written."""
+        """Write the changed wallets to the table; forget the unit. How many written."""
         written = len(self._changed)
         for key, event in self._changed.items():
             bind(event)
@@ -73,6 +72,11 @@ class StagedWallets:
         self._values.clear()
         self._changed.clear()
         return written
+
+    def discard(self) -> None:
+        """Forget the unit's changes without writing them (its record failed)."""
+        self._values.clear()
+        self._changed.clear()
 
 
 class Facet:

@@ -120,3 +120,28 @@ def test_a_two_phase_posting_counts_what_was_captured() -> None:
     )
     column = dict(zip(EVENT_COLUMNS, event_row(posted), strict=True))
     assert (column["amount"], column["total_amount"]) == (Decimal("60"), Decimal("61"))
+
+
+def test_a_commit_with_nothing_to_commit_after_a_rebalance_does_not_stop_the_sink() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from analytics.settings import AnalyticsSettings
+    from analytics.sink import EventSink
+
+    class RebalancedConsumer:
+        def commit(self, asynchronous: bool = True) -> None:
+            raise KafkaException(KafkaError(KafkaError._NO_OFFSET))
+
+    class Producer:
+        def flush(self, timeout: float) -> int:
+            return 0
+
+    warehouse = FakeWarehouse(set())
+    settings = AnalyticsSettings(
+        KAFKA_BOOTSTRAP="127.0.0.1:1",
+        CLICKHOUSE_DSN="chdb:///nowhere",
+        DATABASE_URL="postgresql://x/y",
+    )
+    sink = EventSink(settings, warehouse)  # type: ignore[arg-type]
+    sink._flush([row(1), row(2)], RebalancedConsumer(), Producer())  # type: ignore[arg-type]
+    assert sink.rows_written == 2 and len(warehouse.inserted) == 2
