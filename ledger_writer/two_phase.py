@@ -13,7 +13,6 @@ from domain.records import (
     GatewayResponded,
     PostTransaction,
     TransactionFailed,
-    TransactionPosted,
 )
 from domain.transactions import (
     EventStatus,
@@ -26,6 +25,7 @@ from ledger_writer.book import (
     BatchPlan,
     Hold,
     Refused,
+    announce,
     check_amounts,
     checked_account,
     event_row,
@@ -158,14 +158,7 @@ def capture_hold(plan: BatchPlan, hold: Hold, captured: Decimal, now: datetime) 
         )
     )
     plan.holds_closed.append((command.transaction_id, "CAPTURED", captured, now))
-    plan.ledger_events.append(
-        TransactionPosted(
-            **command.facts(),
-            risk_score=command.risk_score,
-            completed_at=now,
-            captured_amount=captured,
-        )
-    )
+    announce(plan, command, now, captured)
     plan.posted += 1
 
 
