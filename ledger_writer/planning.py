@@ -137,9 +137,7 @@ def plan_batch(
     return plan
 
 
-def _credit(
-    plan: BatchPlan, leg: CreditFromShard, seen: set[uuid.UUID], now: datetime
-) -> None:
+def _credit(plan: BatchPlan, leg: CreditFromShard, seen: set[uuid.UUID], now: datetime) -> None:
     if leg.transaction_id in seen:  # replayed: the stream heard of it the first time
         plan.skipped_duplicates += 1
         return
