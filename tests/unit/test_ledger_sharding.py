@@ -184,3 +184,16 @@ def test_home_shard_is_the_payers() -> None:
 def test_amounts_stay_exact_decimals() -> None:
     _, leg = source_leg("0.01", "0")
     assert isinstance(leg.credit_amount, Decimal) and leg.credit_amount == D("0.01")
+
+
+def test_verify_merge_counts_in_flight_and_flags_unsent_or_changed_credits() -> None:
+    from ledger_writer.verify_shards import _merge
+
+    t = [uuid.UUID(int=n) for n in range(1, 6)]
+    sent = [(t[0], D("5")), (t[1], D("7")), (t[3], D("2"))]
+    received = [(t[0], D("5")), (t[2], D("1")), (t[3], D("3"))]
+    count, amount, bad = _merge(iter(sent), iter(received))
+    assert count == 1  # t[1] was sent, not received
+    assert amount == D("7") - D("1") - D("1")  # = sent - received overall
+    assert bad == [(t[2], D("1"), None), (t[3], D("3"), D("2"))]
+    assert _merge(iter([]), iter([])) == (0, D("0"), [])
