@@ -96,5 +96,28 @@ def credit_from_shard(plan: BatchPlan, leg: CreditFromShard, now: datetime) -> N
             event_row(command, EventType.SETTLED, EventStatus.SUCCESS, now, data=data),
         ]
     )
+    if leg.captured_amount is not None:
+        _mirror_capture(plan, command, leg, now)
     plan.ledger_events.append(posted_event(command, now, captured_amount=leg.captured_amount))
     plan.posted += 1
+
+
+def _mirror_capture(
+    plan: BatchPlan, command: PostTransaction, leg: CreditFromShard, now: datetime
+) -> None:
+    """A two-phase payment captured in part: the payee's shard keeps a closed copy of the
+    payer's hold, so what moved (the captured amount) is known where a reversal posts."""
+    if command.source_wallet_id is None:
+        raise LedgerInvariantError(f"captured payment {leg.transaction_id} has no payer")
+    plan.holds_opened.append(
+        (
+            command.transaction_id,
+            command.source_wallet_id,
+            command.total_amount,
+            command.currency_code,
+            command.model_dump_json().encode(),
+            leg.debited_at,
+            now,
+        )
+    )
+    plan.holds_closed.append((command.transaction_id, "CAPTURED", leg.captured_amount, now))

@@ -3,8 +3,9 @@ WALLETPIPE_LEDGER_SHARDS=2 (directory database plus wallet_shard_0 and wallet_sh
 API, the stream, one ledger writer per shard and the payment gateway as processes.
 
 Through the public HTTP API only: deposits, a same-shard transfer, transfers and a
-two-phase payment across shards both ways, spending money that arrived from the other
-shard; then ``walletpipe ledger verify`` checks each shard and both together.
+two-phase payment (partly captured) across shards both ways, reversals of both, spending
+money that arrived from the other shard; then ``walletpipe ledger verify`` checks each
+shard and both together.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from domain.shards import ShardMap
+from infra.processes import pick_port, port_is_free
 from infra.settings import StackSettings
 from tests.e2e.conftest import E2E_FEES, E2E_GATEWAY
 from tests.helpers import accepted, balance, new_user, new_wallet, wait_final
@@ -41,6 +43,10 @@ def sharded(start_stack, stack_dir: Path) -> Iterator[dict[str, str]]:
         kafka_heap_max_mb=512,
     )
     stack = start_stack(local_dir, settings)
+    ingest_port = int(stack["INGEST_URL"].rsplit(":", 1)[1])
+    if not port_is_free(ingest_port):  # another checkout's service took it meanwhile
+        free = pick_port(ingest_port + 10, taken=set(), span=200)
+        stack = {**stack, "INGEST_URL": f"http://127.0.0.1:{free}"}
     env = {**stack, "FEE_SCHEDULE": E2E_FEES, "STREAMS_LOG_LEVEL": "warn", **E2E_GATEWAY}
     supervisor = Supervisor(env, local_dir / "logs" / f"e2e-{uuid.uuid4().hex[:8]}", REPO)
     wanted = services(env, {"ingest", "streams", "ledger", "gateway"})
@@ -71,13 +77,30 @@ def wallet_on(api: httpx.Client, shard: int) -> str:
     raise AssertionError(f"no user landed on shard {shard} in 64 tries")
 
 
-def move(api: httpx.Client, kind: str, source: str | None, destination: str | None, amount: str):
-    body = {"transaction_type": kind, "amount": amount, "currency_code": "USD"}
+def move(
+    api: httpx.Client,
+    kind: str,
+    source: str | None,
+    destination: str | None,
+    amount: str,
+    metadata: dict | None = None,
+) -> str:
+    body: dict = {"transaction_type": kind, "amount": amount, "currency_code": "USD"}
+    if metadata:
+        body["metadata"] = metadata
     if source:
         body["source_wallet_id"] = source
     if destination:
         body["destination_wallet_id"] = destination
     return accepted(api, body)
+
+
+def reverse(api: httpx.Client, transaction_id: str, amount: str) -> httpx.Response:
+    return api.post(
+        f"/v1/transactions/{transaction_id}/reversals",
+        json={"amount": amount},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
 
 
 def test_transfers_within_and_across_shards(api: httpx.Client, sharded: dict) -> None:
@@ -101,16 +124,28 @@ def test_transfers_within_and_across_shards(api: httpx.Client, sharded: dict) ->
     assert balance(api, bob) == Decimal("17.50")
     assert balance(api, cat) == Decimal("117.50")
 
-    # A two-phase payment to another shard's wallet: held, captured by the gateway, the
-    # captured amount credited on the payee's shard (1% fee stays with the payer's shard).
-    payment = move(api, "PAYMENT", ann, cat, "20.00")
+    # A two-phase payment to another shard's wallet: held, 15 of 20 captured by the
+    # gateway, credited on the payee's shard (the 1% fee stays with the payer's shard).
+    payment = move(api, "PAYMENT", ann, cat, "20.00", {"gateway_outcome": "capture:15.00"})
     final = wait_final(api, payment)
     assert final["status"] == "COMPLETED", final
-    assert balance(api, ann) == Decimal("44.80")
-    assert balance(api, cat) == Decimal("137.50")
+    assert balance(api, ann) == Decimal("49.80")
+    assert balance(api, cat) == Decimal("132.50")
+
+    # Reversals post on the payee's shard and cross back; never beyond what moved.
+    too_much = reverse(api, payment, "20.00")
+    assert too_much.status_code == 422, too_much.text
+    assert too_much.json()["error"]["code"] == "REVERSAL_EXCEEDS_ORIGINAL"
+    for original, amount in ((payment, "15.00"), (cross, "25.00")):
+        answer = reverse(api, original, amount)
+        assert answer.status_code == 202, answer.text
+        assert wait_final(api, answer.json()["transaction_id"])["status"] == "COMPLETED"
+        assert wait_final(api, original)["status"] == "REVERSED"
+    assert balance(api, ann) == Decimal("89.80")
+    assert balance(api, cat) == Decimal("92.50")
 
     # Money that arrived from shard 0 is spendable on shard 1, all of it.
-    spend = move(api, "TRANSFER", cat, ann, "137.50")
+    spend = move(api, "TRANSFER", cat, ann, "92.50")
     assert wait_final(api, spend)["status"] == "COMPLETED"
     overdraft = move(api, "TRANSFER", cat, bob, "0.01")
     assert wait_final(api, overdraft)["status"] == "FAILED"

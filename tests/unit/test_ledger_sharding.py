@@ -164,6 +164,11 @@ def test_two_phase_payment_to_another_shard_sends_the_captured_amount() -> None:
     credited = plan_batch([leg], set(), shard1(customer(B, "0")), NOW, shard=1)
     (posted,) = credited.ledger_events
     assert isinstance(posted, TransactionPosted) and posted.captured_amount == D("20")
+    # A closed copy of the hold tells a later reversal on shard 1 what moved.
+    assert [(h[0], h[1], h[2]) for h in credited.holds_opened] == [
+        (payment.transaction_id, A, D("52"))
+    ]
+    assert credited.holds_closed == [(payment.transaction_id, "CAPTURED", D("20"), NOW)]
 
 
 def test_home_shard_is_the_payers() -> None:
