@@ -62,6 +62,8 @@ class LedgerWriter:
         self.shards = settings.shard_map
         self.shard = self.shards.check_shard(settings.shard)
         self._owners: dict[object, int] = {}
+        #: Wallets already copied to this shard (they stay): no per-batch look-up for them.
+        self._copied: set[object] = set()
 
     def run(self, stop: threading.Event) -> None:
         s = self.settings
@@ -219,10 +221,13 @@ class LedgerWriter:
         owners = self._owners_of(directory, wallets_of(inputs))
         mine = [i for i in inputs if home_shard(i, owners) == self.shard]
         self.totals["other_shards"] += len(inputs) - len(mine)
-        needed = sorted(w for w in wallets_of(mine) if w in owners)
+        needed = sorted(w for w in wallets_of(mine) if w in owners and w not in self._copied)
         if needed:
             owned = {w for w in needed if owners[w] == self.shard}
             store.replicate_wallets(directory, conn, needed, owned, now)
+            if len(self._copied) + len(needed) > OWNERS_CACHED_MAX:
+                self._copied.clear()
+            self._copied.update(needed)
         return mine, owners
 
     def _owners_of(self, directory: psycopg.Connection, wallets: set) -> dict:
