@@ -104,8 +104,11 @@ def _pair(urls: list[str], a: int, b: int) -> _Pair:
     with psycopg.connect(urls[a]) as conn_a, psycopg.connect(urls[b]) as conn_b:
         conns = {a: conn_a, b: conn_b}
         with conn_b.transaction(), conn_a.transaction():
-            for conn in (conn_b, conn_a):  # b first: what a received from b, b sent before
+            # A snapshot starts at a transaction's first query: b's first, so whatever b
+            # received from a, a's (later) snapshot has sent.
+            for conn in (conn_b, conn_a):
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                conn.execute("SELECT 1")
             for currency in CURRENCY_EXPONENTS:
                 net = _clearing_balance(conn_a, clearing_wallet_id(a, b, currency))
                 net += _clearing_balance(conn_b, clearing_wallet_id(b, a, currency))
