@@ -60,6 +60,11 @@ def open_hold(
     if payer_id is None:
         raise Refused(RejectReason.INVALID_TRANSACTION, "a held transaction needs a source")
     payer = plan.accounts[payer_id]
+    if payer.remote_shard is not None:
+        raise LedgerInvariantError(
+            f"hold of {command.transaction_id}: the payer {payer_id} belongs to shard "
+            f"{payer.remote_shard}, not to shard {plan.shard}"
+        )
     if payer.is_system or payer.available < command.total_amount:
         raise Refused(
             RejectReason.INSUFFICIENT_FUNDS,

@@ -202,3 +202,14 @@ def test_verify_merge_counts_in_flight_and_flags_unsent_or_changed_credits() -> 
     assert amount == D("7") - D("1") - D("1")  # = sent - received overall
     assert bad == [(t[2], D("1"), None), (t[3], D("3"), D("2"))]
     assert _merge(iter([]), iter([])) == (0, D("0"), [])
+
+
+def test_a_hold_on_another_shards_payer_is_an_invariant_error() -> None:
+    with pytest.raises(LedgerInvariantError):
+        plan_batch(
+            [command(PAYMENT, A, None, "5")],
+            set(),
+            shard0(replace(remote(A, 1), available=D("100"))),
+            NOW,
+            two_phase=TwoPhase(),
+        )
