@@ -74,7 +74,7 @@ def up(local_dir: Path, *, settings: StackSettings | None = None) -> dict[str, s
             url = postgres.database_url(settings, ports["postgres"], name)
             applied = apply_migrations(url)
             say("postgres", f"{name}: " + (", ".join(applied) or "migrations up to date"))
-        kafka.wait_ready(local_dir, ports["kafka"], settings)
+        kafka.wait_ready(local_dir, ports["kafka"], settings, state.kafka_cluster_id)
         kafka.create_topics(
             env["KAFKA_BOOTSTRAP"],
             all_topic_names_with_partitions(),
