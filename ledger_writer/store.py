@@ -137,14 +137,16 @@ def load_remote_accounts(
     }
 
 
-def wallet_users(directory: psycopg.Connection, wallet_ids: list[uuid.UUID]) -> dict:
-    """Customer wallet → its user, from the directory database (the API's)."""
+def wallet_directory(
+    directory: psycopg.Connection, wallet_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
+    """Customer wallet → (its user, its status), from the directory database (the API's)."""
     rows = directory.execute(
-        "SELECT wallet_id, user_id FROM wallets WHERE wallet_id = ANY(%s)"
+        "SELECT wallet_id, user_id, status FROM wallets WHERE wallet_id = ANY(%s)"
         " AND wallet_type <> 'SYSTEM'",
         (wallet_ids,),
     ).fetchall()
-    return dict(rows)
+    return {wallet_id: (user_id, status) for wallet_id, user_id, status in rows}
 
 
 def replicate_wallets(

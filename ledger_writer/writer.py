@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -40,8 +41,8 @@ from ledger_writer.sharding import home_shard
 
 log = logging.getLogger("ledger_writer")
 
-#: Wallet → shard is fixed for a wallet's life; the cache is cleared when it is full.
-OWNERS_CACHED_MAX = 200_000
+#: Wallets a shard's writer remembers having copied; the set is cleared when it is full.
+COPIED_CACHED_MAX = 200_000
 
 
 class LedgerWriter:
@@ -61,7 +62,6 @@ class LedgerWriter:
         }
         self.shards = settings.shard_map
         self.shard = self.shards.check_shard(settings.shard)
-        self._owners: dict[object, int] = {}
         #: Wallets already copied to this shard (they stay): no per-batch look-up for them.
         self._copied: set[object] = set()
 
@@ -137,11 +137,11 @@ class LedgerWriter:
             inputs.append(item)
             by_event[item.event_id] = message
         now = datetime.now(UTC)
-        owners: dict = {}
+        view: dict = {}
         if self.shards.sharded:
             if directory is None:
                 raise LedgerWriterError("a sharded writer needs the directory database")
-            inputs, owners = self._route(directory, conn, inputs, now)
+            inputs, view = self._route(directory, conn, inputs, now)
         results = [i.transaction_id for i in inputs if isinstance(i, records.GatewayResponded)]
         holds = store.load_holds(conn, results) if results else {}
         expired = store.expired_holds(conn, now, self.settings.batch_size_max)
@@ -149,7 +149,8 @@ class LedgerWriter:
         held_commands = [hold.command for hold in holds.values()]
         wallets = wallets_of(inputs) | wallets_of(held_commands)
         if directory is not None and held_commands:
-            owners.update(self._owners_of(directory, wallets_of(held_commands)))
+            view.update(self._directory_view(directory, wallets_of(held_commands)))
+        owners = {w: shard for w, (shard, _status) in view.items()}
         for currency in {
             item.currency_code
             for item in [*inputs, *held_commands]
@@ -175,6 +176,9 @@ class LedgerWriter:
         accounts = store.load_accounts(conn, wallets - remote)
         if remote:
             accounts.update(store.load_remote_accounts(conn, remote, owners))
+        for w, (_shard, status) in view.items():  # the directory's status is the truth
+            if w in accounts and accounts[w].status != status:
+                accounts[w] = replace(accounts[w], status=status)
         plan = plan_batch(
             inputs,
             posted_before,
@@ -216,29 +220,27 @@ class LedgerWriter:
         inputs: list[LedgerInput],
         now: datetime,
     ) -> tuple[list[LedgerInput], dict]:
-        """This shard's inputs, the shard of every wallet they name, and those wallets
-        copied here from the directory."""
-        owners = self._owners_of(directory, wallets_of(inputs))
+        """This shard's inputs, the shard and status of every wallet they name, and those
+        wallets copied here from the directory."""
+        view = self._directory_view(directory, wallets_of(inputs))
+        owners = {w: shard for w, (shard, _status) in view.items()}
         mine = [i for i in inputs if home_shard(i, owners) == self.shard]
         self.totals["other_shards"] += len(inputs) - len(mine)
         needed = sorted(w for w in wallets_of(mine) if w in owners and w not in self._copied)
         if needed:
             owned = {w for w in needed if owners[w] == self.shard}
             store.replicate_wallets(directory, conn, needed, owned, now)
-            if len(self._copied) + len(needed) > OWNERS_CACHED_MAX:
+            if len(self._copied) + len(needed) > COPIED_CACHED_MAX:
                 self._copied.clear()
             self._copied.update(needed)
-        return mine, owners
+        return mine, view
 
-    def _owners_of(self, directory: psycopg.Connection, wallets: set) -> dict:
-        """The shard of each customer wallet named (system wallets are on every shard)."""
-        unknown = [w for w in wallets if w not in self._owners]
-        if unknown:
-            if len(self._owners) + len(unknown) > OWNERS_CACHED_MAX:
-                self._owners.clear()
-            users = store.wallet_users(directory, unknown)
-            self._owners.update({w: self.shards.shard_of_user(u) for w, u in users.items()})
-        return {w: self._owners[w] for w in wallets if w in self._owners}
+    def _directory_view(self, directory: psycopg.Connection, wallets: set) -> dict:
+        """Each customer wallet's shard and status, read from the directory every batch:
+        a shard's copy of a wallet is for the foreign keys, the directory says whether it
+        may move money (system wallets are on every shard and not listed)."""
+        rows = store.wallet_directory(directory, list(wallets))
+        return {w: (self.shards.shard_of_user(u), status) for w, (u, status) in rows.items()}
 
     def _decode(self, message: Message) -> LedgerInput:
         if message.topic() == self.settings.gateway_results_topic:

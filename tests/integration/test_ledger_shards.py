@@ -308,3 +308,22 @@ def test_planted_corruption_fails_its_own_shard(shards: Shards, stack_dir: Path)
     assert cli.returncode == 1, cli.stdout + cli.stderr
     assert "shard 1:" in cli.stdout and f"FAIL {BALANCE}" in cli.stdout
     assert "across 2 shards:" in cli.stdout
+
+
+def test_wallet_status_is_the_directorys_even_after_the_copy(shards: Shards) -> None:
+    ann, cat = user_wallet(shards.directory, 0), user_wallet(shards.directory, 1)
+    shards.send(command(DEPOSIT, None, ann, "10"), command(DEPOSIT, None, cat, "10"))
+    shards.send(command(TRANSFER, ann, cat, "1"))  # both shards have copied both wallets now
+    shards.deliver(shards.relay_shard_credits(0))
+    for wallet in (ann, cat):
+        shards.directory.execute(
+            "UPDATE wallets SET status = 'SUSPENDED' WHERE wallet_id = %s", (wallet,)
+        )
+    to_suspended = command(TRANSFER, ann, cat, "2")
+    from_suspended = command(TRANSFER, cat, ann, "2")
+    shards.send(to_suspended, from_suspended)
+    assert shards.status(0, to_suspended.transaction_id) == "FAILED"
+    assert shards.status(1, from_suspended.transaction_id) == "FAILED"
+    assert shards.relay_shard_credits(0) == [] and shards.relay_shard_credits(1) == []
+    assert shards.balance(0, ann) == Decimal("9") and shards.balance(1, cat) == Decimal("11")
+    assert verify_shards(shards.urls).passed
