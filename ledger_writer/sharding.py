@@ -64,8 +64,15 @@ def credit_from_shard(plan: BatchPlan, leg: CreditFromShard, now: datetime) -> N
         raise LedgerInvariantError(
             f"credit of {leg.transaction_id} is for shard {leg.to_shard}, not {plan.shard}"
         )
-    if leg.credit_amount <= 0:
-        raise Refused(RejectReason.INVALID_TRANSACTION, "a shard credit moves a positive amount")
+    if leg.credit_amount <= 0 or leg.credit_amount > leg.amount:
+        raise Refused(
+            RejectReason.INVALID_TRANSACTION, "a shard credit moves (0, amount] of its transaction"
+        )
+    if leg.from_shard == leg.to_shard or leg.wallet_id != leg.destination_wallet_id:
+        raise Refused(
+            RejectReason.INVALID_TRANSACTION,
+            "a shard credit comes from another shard and pays the transaction's destination",
+        )
     payee = plan.accounts.get(leg.wallet_id)
     if payee is None or payee.is_system or payee.remote_shard is not None:
         raise Refused(

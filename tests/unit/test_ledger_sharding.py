@@ -213,3 +213,17 @@ def test_a_hold_on_another_shards_payer_is_an_invariant_error() -> None:
             NOW,
             two_phase=TwoPhase(),
         )
+
+
+def test_malformed_shard_credits_are_dead_lettered_and_move_nothing() -> None:
+    _, leg = source_leg()
+    bad = [
+        leg.model_copy(update={"credit_amount": D("31")}),  # more than the transaction
+        leg.model_copy(update={"from_shard": 1}),  # from itself
+        leg.model_copy(update={"wallet_id": uuid.uuid4()}),  # not the destination
+        leg.model_copy(update={"from_shard": 5}),  # no clearing account for shard 5
+    ]
+    for item in bad:
+        plan = plan_batch([item], set(), shard1(customer(B, "0")), NOW, shard=1)
+        assert not plan.entries and not plan.ledger_events and not plan.transactions
+        assert item.event_id in plan.dead_letters
