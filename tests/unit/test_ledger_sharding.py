@@ -227,3 +227,29 @@ def test_malformed_shard_credits_are_dead_lettered_and_move_nothing() -> None:
         plan = plan_batch([item], set(), shard1(customer(B, "0")), NOW, shard=1)
         assert not plan.entries and not plan.ledger_events and not plan.transactions
         assert item.event_id in plan.dead_letters
+
+
+def test_writer_settings_name_the_shard_database_and_group() -> None:
+    from domain.shards import ShardConfigError
+    from ledger_writer.settings import LedgerSettings
+
+    single = LedgerSettings(DATABASE_URL="postgresql://h/wallet", KAFKA_BOOTSTRAP="k")
+    assert single.shard_database_url == "postgresql://h/wallet"
+    assert single.group == "ledger-writer" and not single.shard_map.sharded
+    urls = "postgresql://h/wallet_shard_0,postgresql://h/wallet_shard_1"
+    second = LedgerSettings(
+        DATABASE_URL="postgresql://h/wallet",
+        KAFKA_BOOTSTRAP="k",
+        LEDGER_DATABASE_URLS=urls,
+        shard=1,
+    )
+    assert second.shard_database_url == "postgresql://h/wallet_shard_1"
+    assert second.group == "ledger-writer-shard-1" and second.shard_map.count == 2
+    third = LedgerSettings(
+        DATABASE_URL="postgresql://h/wallet",
+        KAFKA_BOOTSTRAP="k",
+        LEDGER_DATABASE_URLS=urls,
+        shard=2,
+    )
+    with pytest.raises(ShardConfigError):
+        third.shard_database_url  # noqa: B018
