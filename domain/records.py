@@ -185,6 +185,28 @@ class GatewayResponded(Record):
     responded_at: datetime
 
 
+class CreditFromShard(TransactionFacts):
+    """Command from one ledger shard to another (topic ``ledger.shard-credits``, from the
+    source shard's outbox, keyed by ``wallet_id``): the source shard has debited the payer
+    and credited its clearing account for ``to_shard``; the destination shard debits its
+    clearing account for ``from_shard`` and credits ``credit_amount`` to ``wallet_id``, then
+    announces the ``TransactionPosted`` (with ``captured_amount`` for a two-phase payment)."""
+
+    kind: Literal["CreditFromShard"] = "CreditFromShard"
+    risk_score: Decimal | None = None
+    decided_at: datetime
+    from_shard: int = Field(ge=0, lt=16)
+    to_shard: int = Field(ge=0, lt=16)
+    wallet_id: uuid.UUID
+    credit_amount: Amount
+    captured_amount: Amount | None = None
+    debited_at: datetime
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
 class WalletCredited(Record):
     """Internal to the stream: a posted credit, keyed by the credited wallet."""
 
@@ -307,6 +329,10 @@ def decode_authorize_payment(payload: bytes | None) -> AuthorizePayment:
 
 def decode_gateway_responded(payload: bytes | None) -> GatewayResponded:
     return _decode(GatewayResponded, payload)  # type: ignore[return-value]
+
+
+def decode_credit_from_shard(payload: bytes | None) -> CreditFromShard:
+    return _decode(CreditFromShard, payload)  # type: ignore[return-value]
 
 
 def decode_wallet_limits_changed(payload: bytes | None) -> WalletLimitsChanged:

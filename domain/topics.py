@@ -58,6 +58,13 @@ GATEWAY_RESULTS = TopicSpec(
     "GatewayResponded (CAPTURED with the captured amount, DECLINED, VOIDED) for the ledger "
     "writer, which applies it in its batches; keyed by the source wallet.",
 )
+LEDGER_SHARD_CREDITS = TopicSpec(
+    "ledger.shard-credits",
+    WALLET_PARTITIONS,
+    "CreditFromShard between ledger shards (only with more than one shard): the source "
+    "shard's outbox tells the destination shard to credit a wallet from its clearing "
+    "account; keyed by the credited wallet.",
+)
 WALLET_CREDITS = TopicSpec(
     "streams.wallet-credits",
     WALLET_PARTITIONS,
@@ -100,6 +107,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     LEDGER_EVENTS,
     GATEWAY_REQUESTS,
     GATEWAY_RESULTS,
+    LEDGER_SHARD_CREDITS,
     WALLET_CREDITS,
     LIMITS_CHANGES,
     REVIEWS_REQUESTED,

@@ -37,3 +37,12 @@ class MigrationError(InfraError):
 
 class LockTimeoutError(InfraError):
     """Another `up`/`down` holds the stack lock; wait for it or remove a stale stack.lock."""
+
+
+class ShardCountChangedError(InfraError):
+    """`up` was asked for another ledger shard count than the stack was made with.
+
+    Users are placed on shards by that count; moving them (resharding) is not supported.
+    Unset WALLETPIPE_LEDGER_SHARDS, or `walletpipe down` and remove the stack's directory
+    to start over with the new count.
+    """

@@ -232,8 +232,14 @@ def start(
     return pid
 
 
-def wait_ready(local_dir: Path, port: int, settings: StackSettings) -> None:
-    """Block until the broker answers a metadata request, or raise with its log tail."""
+def wait_ready(
+    local_dir: Path, port: int, settings: StackSettings, cluster_id: str | None = None
+) -> None:
+    """Block until the broker answers a metadata request, or raise with its log tail.
+
+    With ``cluster_id``, the broker answering must be ours: two stacks that pick ports at
+    the same moment can race for one, and the loser's services must not talk to the
+    winner's broker (they would consume and produce on its topics)."""
     paths = KafkaPaths.under(local_dir, settings)
     deadline = time.monotonic() + settings.kafka_start_timeout_s
 
@@ -244,11 +250,18 @@ def wait_ready(local_dir: Path, port: int, settings: StackSettings) -> None:
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
         while time.monotonic() < deadline and alive():
             try:
-                admin.list_topics(timeout=2.0)
-                say("kafka", f"ready on 127.0.0.1:{port}")
-                return
+                answered = admin.list_topics(timeout=2.0).cluster_id
             except KafkaException:
                 time.sleep(0.5)
+                continue
+            if cluster_id is not None and answered != cluster_id:
+                raise StartupTimeoutError(
+                    f"another broker (cluster {answered}, not ours {cluster_id}) answers on "
+                    f"127.0.0.1:{port}: another stack took the port; run `up` again to move "
+                    f"off it. {paths.logs / 'server.log'}:\n{tail(paths.logs / 'server.log')}"
+                )
+            say("kafka", f"ready on 127.0.0.1:{port}")
+            return
     state = "is still starting" if alive() else "exited"
     raise StartupTimeoutError(
         f"kafka {state} after {settings.kafka_start_timeout_s:.0f}s; "

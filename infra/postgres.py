@@ -264,14 +264,24 @@ def _pg_ctl_start(
 
 
 def _ensure_database(settings: StackSettings, port: int) -> None:
+    ensure_database(settings, port, settings.pg_database)
+
+
+def shard_database_names(settings: StackSettings, count: int) -> list[str]:
+    """The ledger shards' databases, beside the directory (`wallet_shard_0`, ...)."""
+    return [f"{settings.pg_database}_shard_{i}" for i in range(count)]
+
+
+def ensure_database(settings: StackSettings, port: int, name: str) -> None:
+    """CREATE DATABASE ``name`` unless it exists (names are ours: letters, digits, _)."""
+    if not name.replace("_", "").isalnum():
+        raise CommandFailedError(f"refusing to create database {name!r}: not a plain name")
     url = database_url(settings, port, database="postgres")
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (settings.pg_database,)
-        ).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists is None:
-            say("postgres", f"creating database {settings.pg_database}")
-            conn.execute(f'CREATE DATABASE "{settings.pg_database}"')
+            say("postgres", f"creating database {name}")
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def stop(local_dir: Path, settings: StackSettings) -> bool:

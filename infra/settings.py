@@ -20,6 +20,10 @@ class StackSettings(BaseSettings):
     pg_os_user: str = "postgres"
     pg_db_user: str = "wallet"
     pg_database: str = "wallet"
+    #: Ledger shards (WALLETPIPE_LEDGER_SHARDS, 1..16): with N > 1, `up` creates and migrates
+    #: databases <pg_database>_shard_0..N-1 beside the directory database. None = keep what
+    #: the stack was first brought up with (1 for a new stack).
+    ledger_shards: int | None = None
     pg_shared_buffers_mb: int = 256
     pg_max_connections: int = 100
     pg_start_timeout_s: float = 60.0

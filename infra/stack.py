@@ -17,9 +17,10 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from domain.shards import ShardMap
 from domain.topics import all_topic_names_with_partitions, topic_configs
 from infra import kafka, postgres
-from infra.exceptions import StackNotUpError
+from infra.exceptions import ShardCountChangedError, StackNotUpError
 from infra.migrate import apply_migrations, ensure_demo_client
 from infra.processes import file_lock, pick_port, port_is_free, say
 from infra.settings import StackSettings
@@ -45,6 +46,8 @@ class StackState:
     kafka_cluster_id: str
     demo_api_key: str
     ports: dict[str, int] = field(default_factory=dict)
+    #: Ledger shards the stack runs (1: the directory database is the ledger).
+    ledger_shards: int = 1
 
 
 def up(local_dir: Path, *, settings: StackSettings | None = None) -> dict[str, str]:
@@ -53,8 +56,10 @@ def up(local_dir: Path, *, settings: StackSettings | None = None) -> dict[str, s
     local_dir = local_dir.resolve()
     local_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(local_dir / LOCK_FILE, timeout_s=settings.lock_timeout_s):
-        state = _load_state(local_dir) or _new_state()
+        loaded = _load_state(local_dir)
+        state = loaded or _new_state()
         state.ports = _assign_ports(local_dir, state.ports, settings)
+        state.ledger_shards = _shard_count(loaded, settings)
         _save_state(local_dir, state)
         ports = state.ports
         # Kafka boots in the background while Postgres initialises: 2 cores, both busy.
@@ -64,7 +69,12 @@ def up(local_dir: Path, *, settings: StackSettings | None = None) -> dict[str, s
         postgres.start(local_dir, ports["postgres"], settings)
         env = build_env(local_dir, state, settings)
         _migrate(env["DATABASE_URL"], state, settings)
-        kafka.wait_ready(local_dir, ports["kafka"], settings)
+        for name in shard_names(state, settings):
+            postgres.ensure_database(settings, ports["postgres"], name)
+            url = postgres.database_url(settings, ports["postgres"], name)
+            applied = apply_migrations(url)
+            say("postgres", f"{name}: " + (", ".join(applied) or "migrations up to date"))
+        kafka.wait_ready(local_dir, ports["kafka"], settings, state.kafka_cluster_id)
         kafka.create_topics(
             env["KAFKA_BOOTSTRAP"],
             all_topic_names_with_partitions(),
@@ -125,9 +135,34 @@ def read_env(local_dir: Path) -> dict[str, str]:
         raise StackNotUpError(f"{path} does not exist: run `walletpipe up` first") from exc
 
 
+def _shard_count(loaded: StackState | None, settings: StackSettings) -> int:
+    """The stack keeps the shard count it was first brought up with: users are placed by
+    it, and moving them between databases (resharding) is not something `up` does."""
+    wanted = ShardMap(settings.ledger_shards or (loaded.ledger_shards if loaded else 1)).count
+    if loaded is not None and wanted != loaded.ledger_shards:
+        raise ShardCountChangedError(
+            f"this stack runs {loaded.ledger_shards} ledger shard(s), not {wanted}: "
+            "resharding is not supported; `walletpipe down` and remove the stack's directory "
+            "to start over with another count"
+        )
+    return wanted
+
+
+def shard_names(state: StackState, settings: StackSettings) -> list[str]:
+    """The shard databases (none with one shard: the directory is the ledger)."""
+    if state.ledger_shards <= 1:
+        return []
+    return postgres.shard_database_names(settings, state.ledger_shards)
+
+
 def build_env(local_dir: Path, state: StackState, settings: StackSettings) -> dict[str, str]:
     ports = state.ports
+    shards = [
+        postgres.database_url(settings, ports["postgres"], name)
+        for name in shard_names(state, settings)
+    ]
     return {
+        **({"LEDGER_DATABASE_URLS": ",".join(shards)} if shards else {}),
         "KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
         "DATABASE_URL": postgres.database_url(settings, ports["postgres"]),
         "CLICKHOUSE_DSN": f"chdb://{local_dir.resolve() / 'clickhouse'}",
@@ -189,6 +224,7 @@ def _load_state(local_dir: Path) -> StackState | None:
         kafka_cluster_id=raw["kafka_cluster_id"],
         demo_api_key=raw["demo_api_key"],
         ports={k: int(v) for k, v in raw.get("ports", {}).items()},
+        ledger_shards=int(raw.get("ledger_shards", 1)),
     )
 
 

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
+from domain.shards import split_database_urls
 from ingest_api import limits, reversals, reviews
 from ingest_api.exceptions import ApiError
 from ingest_api.publisher import KafkaPublisher
@@ -77,10 +78,17 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             settings.database_url, min_size=2, max_size=settings.db_pool_size_max, open=False
         )
         await pool.open(wait=True, timeout=30)
+        shard_urls = split_database_urls(settings.ledger_database_urls)
+        shard_pools = [
+            AsyncConnectionPool(url, min_size=1, max_size=settings.shard_pool_size_max, open=False)
+            for url in (shard_urls if len(shard_urls) > 1 else [])
+        ]
+        for shard_pool in shard_pools:
+            await shard_pool.open(wait=True, timeout=30)
         publisher = KafkaPublisher(
             settings.kafka_bootstrap, settings.producer_linger_ms, settings.publish_timeout_ms
         )
-        service = IngestService(settings, Repository(pool), publisher)
+        service = IngestService(settings, Repository(pool, shard_pools), publisher)
         app.state.service = service
 
         async def mark_published_forever() -> None:
@@ -97,6 +105,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             with contextlib.suppress(Exception):
                 await service.flush_published_marks()
             publisher.close()
+            for shard_pool in shard_pools:
+                await shard_pool.close()
             await pool.close()
 
     app = FastAPI(title="wallet-pipeline ingest API", version="1", lifespan=lifespan)

@@ -16,6 +16,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from domain.shards import ShardMap
+from ingest_api import ledger_view
 from ingest_api.exceptions import Conflict
 
 
@@ -58,13 +60,34 @@ SELECT w.wallet_id, w.user_id, w.currency_code, w.status,
 """
 
 
+_TRANSACTION_SQL = "SELECT * FROM transactions WHERE transaction_id = %s"
+_EVENTS_SQL = """SELECT event_type, event_status, error_code, error_message, created_at,
+                        event_data FROM transaction_events WHERE transaction_id = %s
+                  ORDER BY created_at, event_type"""
+_BALANCE_SQL = """SELECT b.wallet_id, w.currency_code, b.available_balance, b.pending_balance,
+                         b.reserved_balance, b.last_updated_at
+                    FROM wallet_balances b JOIN wallets w USING (wallet_id)
+                   WHERE b.wallet_id = %s"""
+
+
 class Repository:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    """``pool`` is the directory (users, wallets, requests); with ledger shards,
+    ``shard_pools`` (one per shard, shard 0 first) hold balances and transactions."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, shard_pools: list[AsyncConnectionPool] | None = None
+    ) -> None:
         self._pool = pool
+        self._shard_pools = list(shard_pools or [])
+        self.shards = ShardMap(max(1, len(self._shard_pools)))
 
     @property
     def pool(self) -> AsyncConnectionPool:
         return self._pool
+
+    def ledger_pool(self, shard: int) -> AsyncConnectionPool:
+        """The database of ledger shard ``shard`` (the directory when not sharded)."""
+        return self._shard_pools[shard] if self.shards.sharded else self._pool
 
     async def client_by_key_hash(self, key_hash: str) -> Client | None:
         async with self._pool.connection() as conn:
@@ -161,16 +184,23 @@ class Repository:
             rows = await cur.fetchall()
         return {row[0]: WalletAccess(*row) for row in rows}
 
-    async def balance(self, wallet_id: uuid.UUID) -> dict[str, Any] | None:
+    async def balance(
+        self, wallet_id: uuid.UUID, user_id: uuid.UUID | None = None
+    ) -> dict[str, Any] | None:
+        """From the user's shard. A shard copies a wallet before it first posts to it, so
+        a wallet it has not copied yet has had no posting: the directory's zero row is
+        its balance."""
+        if self.shards.sharded and user_id is not None:
+            pool = self.ledger_pool(self.shards.shard_of_user(user_id))
+            async with pool.connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(_BALANCE_SQL, (wallet_id,))
+                row = await cur.fetchone()
+            if row is not None:
+                return row
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                """SELECT b.wallet_id, w.currency_code, b.available_balance, b.pending_balance,
-                          b.reserved_balance, b.last_updated_at
-                     FROM wallet_balances b JOIN wallets w USING (wallet_id)
-                    WHERE b.wallet_id = %s""",
-                (wallet_id,),
-            )
+            await cur.execute(_BALANCE_SQL, (wallet_id,))
             return await cur.fetchone()
 
     async def accepted_request(
@@ -234,17 +264,20 @@ class Repository:
             request = await cur.fetchone()
             if request is None:
                 return None, [], None
-            await cur.execute(
-                "SELECT * FROM transactions WHERE transaction_id = %s", (transaction_id,)
-            )
-            row = await cur.fetchone()
-            await cur.execute(
-                """SELECT event_type, event_status, error_code, error_message, created_at,
-                          event_data FROM transaction_events WHERE transaction_id = %s
-                    ORDER BY created_at, event_type""",
-                (transaction_id,),
-            )
-            events = await cur.fetchall()
+            if not self.shards.sharded:
+                await cur.execute(_TRANSACTION_SQL, (transaction_id,))
+                row = await cur.fetchone()
+                await cur.execute(_EVENTS_SQL, (transaction_id,))
+                return row, await cur.fetchall(), request["record"]
+        views = []
+        for shard in ledger_view.shards_of_request(self.shards, request["record"]):
+            async with self.ledger_pool(shard).connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(_TRANSACTION_SQL, (transaction_id,))
+                row = await cur.fetchone()
+                await cur.execute(_EVENTS_SQL, (transaction_id,))
+                views.append((row, await cur.fetchall()))
+        row, events = ledger_view.merge(views)
         return row, events, request["record"]
 
     async def client_exists(self, client_id: uuid.UUID) -> bool:

@@ -28,8 +28,9 @@ from domain.exceptions import DomainError
 from domain.money import parse_amount
 from domain.reversals import REVERSAL_OF, ReversalReason, mirror
 from domain.transactions import TransactionType
+from ingest_api import ledger_view
 from ingest_api.exceptions import Conflict, NotFound, Unprocessable
-from ingest_api.repository import Client
+from ingest_api.repository import Client, Repository
 from ingest_api.schemas import TransactionAccepted
 from ingest_api.service import IDEMPOTENCY_KEY_LENGTH_MAX, IngestService, accepted_answer
 
@@ -78,7 +79,7 @@ async def create_reversal(
     earlier = await repository.accepted_request(client.client_id, idempotency_key)
     if earlier is not None:
         return _accepted(await service._replay(earlier, fingerprint))  # noqa: SLF001
-    original = await _original(repository._pool, client.client_id, transaction_id)  # noqa: SLF001
+    original = await _original(repository, client.client_id, transaction_id)
     try:
         amount = parse_amount(body.amount, original["currency_code"])
     except DomainError as error:
@@ -146,23 +147,34 @@ def _accepted(answer: dict[str, Any]) -> JSONResponse:
     )
 
 
-async def _original(pool: Any, client_id: uuid.UUID, transaction_id: uuid.UUID) -> dict[str, Any]:
-    """The original as the ledger wrote it, if this client submitted it; else 404/409."""
-    async with pool.connection() as conn:
+_ORIGINAL_SQL = """SELECT t.transaction_type, t.transaction_status, t.source_wallet_id,
+                          t.destination_wallet_id, t.currency_code,
+                          coalesce(h.captured_amount, t.amount) AS moved,
+                          (SELECT coalesce(sum(r.amount), 0) FROM ledger_reversals r
+                            WHERE r.original_id = t.transaction_id) AS reversed
+                     FROM transactions t LEFT JOIN ledger_holds h USING (transaction_id)
+                    WHERE t.transaction_id = %s"""
+
+
+async def _original(
+    repository: Repository, client_id: uuid.UUID, transaction_id: uuid.UUID
+) -> dict[str, Any]:
+    """The original as the ledger wrote it, if this client submitted it; else 404/409.
+    With shards it is read where the reversal will post: the payee's shard."""
+    async with repository.pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
-            """SELECT t.transaction_type, t.transaction_status, t.source_wallet_id,
-                      t.destination_wallet_id, t.currency_code,
-                      coalesce(h.captured_amount, t.amount) AS moved,
-                      (SELECT coalesce(sum(r.amount), 0) FROM ledger_reversals r
-                        WHERE r.original_id = t.transaction_id) AS reversed
-                 FROM transaction_requests q
-                 JOIN transactions t USING (transaction_id)
-                 LEFT JOIN ledger_holds h USING (transaction_id)
-                WHERE q.transaction_id = %s AND q.client_id = %s""",
+            "SELECT record FROM transaction_requests WHERE transaction_id = %s AND client_id = %s",
             (transaction_id, client_id),
         )
-        row = await cur.fetchone()
+        request = await cur.fetchone()
+    row = None
+    if request is not None:
+        shard = ledger_view.payee_shard(repository.shards, request["record"])
+        async with repository.ledger_pool(shard).connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(_ORIGINAL_SQL, (transaction_id,))
+            row = await cur.fetchone()
     if row is None:
         raise NotFound(
             f"transaction {transaction_id} does not exist or is not posted yet",

@@ -371,7 +371,7 @@ class IngestService:
             raise Forbidden(
                 f"wallet {wallet_id} belongs to another client", code="WALLET_FORBIDDEN"
             )
-        row = await self._repository.balance(wallet_id)
+        row = await self._repository.balance(wallet_id, access.user_id)
         if row is None:
             raise Unavailable(f"wallet {wallet_id} has no balance row", code="BALANCE_MISSING")
         return {

@@ -15,6 +15,10 @@ class IngestSettings(BaseSettings):
 
     database_url: str = Field(validation_alias="DATABASE_URL")
     kafka_bootstrap: str = Field(validation_alias="KAFKA_BOOTSTRAP")
+    #: Ledger shards (comma-separated, shard 0 first): balances and transactions are read
+    #: there; empty = one shard, DATABASE_URL.
+    ledger_database_urls: str = Field(default="", validation_alias="LEDGER_DATABASE_URLS")
+    shard_pool_size_max: int = Field(default=4, ge=1, le=100)
     #: JSON, e.g. {"WITHDRAWAL": {"basis_points": 0, "fixed": "1.00"}}; unlisted types are free.
     fee_schedule_json: str = Field(default="{}", validation_alias="FEE_SCHEDULE")
     db_pool_size_max: int = Field(default=10, ge=1, le=100)

@@ -20,22 +20,26 @@ from decimal import Decimal
 from domain.exceptions import LedgerInvariantError
 from domain.records import (
     AuthorizePayment,
+    CreditFromShard,
     GatewayResponded,
     LedgerEvent,
     PostTransaction,
     TransactionPosted,
     TransactionRejected,
 )
+from domain.shards import clearing_wallet_id
 from domain.transactions import (
+    EntryType,
     EventStatus,
     EventType,
+    Posting,
     RejectReason,
     TransactionStatus,
     TransactionType,
     postings_for,
 )
 
-LedgerInput = PostTransaction | TransactionRejected | GatewayResponded
+LedgerInput = PostTransaction | TransactionRejected | GatewayResponded | CreditFromShard
 
 TransactionInput = PostTransaction | TransactionRejected
 
@@ -77,7 +81,9 @@ class Hold:
 
 @dataclass(frozen=True)
 class Account:
-    """A wallet's ledger state. System accounts carry a signed ``available`` and no checks."""
+    """A wallet's ledger state. System accounts carry a signed ``available`` and no checks.
+    A wallet of another shard has ``remote_shard`` set: its status and currency are known
+    (checked like any wallet's), its balance is that shard's, never written here."""
 
     wallet_id: uuid.UUID
     currency_code: str
@@ -85,6 +91,7 @@ class Account:
     is_system: bool
     available: Decimal
     reserved: Decimal = Decimal(0)
+    remote_shard: int | None = None
 
     @property
     def posted(self) -> Decimal:
@@ -111,6 +118,12 @@ class BatchPlan:
     #: Inputs naming a wallet that does not exist: the schema's foreign keys forbid even a
     #: FAILED row, so they go to the dead-letter topic (transaction id → reason).
     dead_letters: dict[uuid.UUID, str] = field(default_factory=dict)
+    #: Sharding: this writer's shard (its clearing accounts are named after it), the payee
+    #: of each transaction moved to another shard's wallet (transaction id → (shard, wallet,
+    #: amount)) until it is announced, and the commands to the other shards.
+    shard: int = 0
+    crossings: dict[uuid.UUID, tuple[int, uuid.UUID, Decimal]] = field(default_factory=dict)
+    shard_credits: list[CreditFromShard] = field(default_factory=list)
     posted: int = 0
     failed: int = 0
     skipped_duplicates: int = 0
@@ -124,11 +137,13 @@ class Refused(Exception):
         self.code, self.message = code, message
 
 
-def checked_account(plan: BatchPlan, wallet_id: uuid.UUID, currency_code: str) -> Account:
+def checked_account(
+    plan: BatchPlan, wallet_id: uuid.UUID, currency_code: str, *, active: bool = True
+) -> Account:
     account = plan.accounts.get(wallet_id)
     if account is None:
         raise Refused(RejectReason.WALLET_NOT_FOUND, f"wallet {wallet_id} does not exist")
-    if account.status != "ACTIVE":
+    if active and account.status != "ACTIVE":
         raise Refused(RejectReason.WALLET_NOT_ACTIVE, f"wallet {wallet_id} is {account.status}")
     if account.currency_code != currency_code:
         raise Refused(
@@ -190,7 +205,8 @@ def check_amounts(command: PostTransaction) -> None:
 
 def move(plan: BatchPlan, command: PostTransaction, amount: Decimal, now: datetime) -> None:
     """Post ``amount`` (+ the fee) of ``command``: entries and balances, or ``Refused`` with
-    nothing changed."""
+    nothing changed. A payee on another shard is checked here, and credited through this
+    shard's clearing account for that shard (``announce`` sends the rest of the way)."""
     postings = postings_for(
         command.transaction_type,
         command.source_wallet_id,
@@ -199,21 +215,56 @@ def move(plan: BatchPlan, command: PostTransaction, amount: Decimal, now: dateti
         command.fee_amount,
         command.currency_code,
     )
+    crossing = None
+    routed = []
+    for posting in postings:
+        account = plan.accounts.get(posting.wallet_id)
+        if account is not None and account.remote_shard is not None:
+            checked_account(plan, posting.wallet_id, command.currency_code)
+            if posting.entry_type is not EntryType.CREDIT:
+                raise LedgerInvariantError(
+                    f"transaction {command.transaction_id}: the payer {posting.wallet_id} "
+                    f"belongs to shard {account.remote_shard}, not to shard {plan.shard}"
+                )
+            crossing = (account.remote_shard, posting.wallet_id, posting.amount)
+            clearing = clearing_wallet_id(plan.shard, account.remote_shard, command.currency_code)
+            posting = Posting(clearing, EntryType.CREDIT, posting.amount)
+        routed.append(posting)
+    apply_postings(plan, command.transaction_id, routed, command.currency_code, now)
+    if crossing is not None:
+        plan.crossings[command.transaction_id] = crossing
+
+
+def apply_postings(
+    plan: BatchPlan,
+    transaction_id: uuid.UUID,
+    postings: list[Posting],
+    currency_code: str,
+    now: datetime,
+    *,
+    active: bool = True,
+) -> None:
+    """Entries and balances of balanced ``postings`` on this shard's accounts, or
+    ``Refused`` with nothing changed; ``active=False`` skips the wallet status check."""
     if sum(p.signed for p in postings) != 0:
-        raise LedgerInvariantError(
-            f"transaction {command.transaction_id}: entries do not sum to zero"
-        )
+        raise LedgerInvariantError(f"transaction {transaction_id}: entries do not sum to zero")
     # Every wallet must exist, be active and hold the currency before any balance is judged.
     updated = {
-        p.wallet_id: checked_account(plan, p.wallet_id, command.currency_code) for p in postings
+        p.wallet_id: checked_account(plan, p.wallet_id, currency_code, active=active)
+        for p in postings
     }
     for posting in postings:
         account = updated[posting.wallet_id]
+        if account.remote_shard is not None:
+            raise LedgerInvariantError(
+                f"transaction {transaction_id}: wallet {posting.wallet_id} belongs to shard "
+                f"{account.remote_shard}; shard {plan.shard} cannot post to it"
+            )
         account = replace(account, available=account.available + posting.signed)
         if not account.is_system and account.available < 0:
             raise Refused(
                 RejectReason.INSUFFICIENT_FUNDS,
-                f"wallet {posting.wallet_id} lacks {-account.available} {command.currency_code}",
+                f"wallet {posting.wallet_id} lacks {-account.available} {currency_code}",
             )
         updated[posting.wallet_id] = account
     # Every check passed: now, and only now, the batch state changes.
@@ -225,7 +276,7 @@ def move(plan: BatchPlan, command: PostTransaction, amount: Decimal, now: dateti
         plan.entries.append(
             (
                 next_id(),
-                command.transaction_id,
+                transaction_id,
                 posting.wallet_id,
                 posting.entry_type.value,
                 posting.amount,
@@ -235,6 +286,31 @@ def move(plan: BatchPlan, command: PostTransaction, amount: Decimal, now: dateti
         )
     plan.accounts.update(updated)
     plan.changed.update(updated)
+
+
+def announce(
+    plan: BatchPlan, command: PostTransaction, now: datetime, captured: Decimal | None = None
+) -> None:
+    """After a move: the TransactionPosted, or, when the payee is on another shard, the
+    CreditFromShard that shard posts and announces (the transaction completes there)."""
+    crossing = plan.crossings.pop(command.transaction_id, None)
+    if crossing is None:
+        plan.ledger_events.append(posted_event(command, now, captured_amount=captured))
+        return
+    peer, wallet_id, amount = crossing
+    plan.shard_credits.append(
+        CreditFromShard(
+            **command.facts(),
+            risk_score=command.risk_score,
+            decided_at=command.decided_at,
+            from_shard=plan.shard,
+            to_shard=peer,
+            wallet_id=wallet_id,
+            credit_amount=amount,
+            captured_amount=captured,
+            debited_at=now,
+        )
+    )
 
 
 def transaction_row(

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from domain.exceptions import LedgerInvariantError
 from domain.records import (
+    CreditFromShard,
     DuplicateDiscarded,
     GatewayResponded,
     PostTransaction,
@@ -38,13 +39,14 @@ from ledger_writer.book import (
     Refused,
     TransactionInput,
     TwoPhase,
+    announce,
     check_amounts,
     event_row,
     move,
-    posted_event,
     transaction_row,
 )
 from ledger_writer.reversal import reverse
+from ledger_writer.sharding import credit_from_shard
 from ledger_writer.two_phase import HOLD_EXPIRED, apply_gateway, open_hold, release_hold
 
 __all__ = [
@@ -81,18 +83,26 @@ def plan_batch(
     expired: Iterable[uuid.UUID] = (),
     originals: dict[uuid.UUID, Original] | None = None,
     pending: Iterable[uuid.UUID] = (),
+    shard: int = 0,
 ) -> BatchPlan:
     """Plan one batch in input order. ``holds`` are the stored holds the batch's gateway
     results and ``expired`` name (the writer loads them); ``pending`` are the already
-    recorded ids still held (PENDING); without ``two_phase`` every type posts at once."""
+    recorded ids still held (PENDING); without ``two_phase`` every type posts at once.
+    ``shard`` is this writer's shard: ``accounts`` of other shards' wallets carry theirs."""
     plan = BatchPlan(
-        accounts=dict(accounts), holds=dict(holds or {}), originals=dict(originals or {})
+        accounts=dict(accounts),
+        holds=dict(holds or {}),
+        originals=dict(originals or {}),
+        shard=shard,
     )
     seen = set(already_posted)
     still_pending = set(pending)
     for item in inputs:
         if isinstance(item, GatewayResponded):
             apply_gateway(plan, item, now)
+            continue
+        if isinstance(item, CreditFromShard):
+            _credit(plan, item, seen, now)
             continue
         if item.transaction_id in seen:
             plan.skipped_duplicates += 1
@@ -127,6 +137,18 @@ def plan_batch(
     return plan
 
 
+def _credit(plan: BatchPlan, leg: CreditFromShard, seen: set[uuid.UUID], now: datetime) -> None:
+    if leg.transaction_id in seen:  # replayed: the stream heard of it the first time
+        plan.skipped_duplicates += 1
+        return
+    try:
+        credit_from_shard(plan, leg, now)
+    except Refused as refused:
+        plan.dead_letters[leg.event_id] = f"{refused.code}: {refused.message}"
+        return
+    seen.add(leg.transaction_id)
+
+
 def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
     check_amounts(command)
     move(plan, command, command.amount, now)
@@ -142,7 +164,7 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
             event_row(command, EventType.SETTLED, EventStatus.SUCCESS, now),
         ]
     )
-    plan.ledger_events.append(posted_event(command, now))
+    announce(plan, command, now)
     plan.posted += 1
 
 

@@ -19,11 +19,11 @@ from domain.transactions import (
 from ledger_writer.book import (
     BatchPlan,
     Refused,
+    announce,
     check_amounts,
     event_row,
     move,
     next_id,
-    posted_event,
     transaction_row,
 )
 
@@ -89,5 +89,5 @@ def reverse(
             ),
         ]
     )
-    plan.ledger_events.append(posted_event(command, now))
+    announce(plan, command, now)
     plan.posted += 1

@@ -3,11 +3,13 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.shards import ShardConfigError, ShardMap, split_database_urls
 from domain.topics import (
     GATEWAY_REQUESTS,
     GATEWAY_RESULTS,
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
+    LEDGER_SHARD_CREDITS,
     TRANSACTIONS_REJECTED,
 )
 from domain.transactions import TransactionType
@@ -16,8 +18,15 @@ from domain.transactions import TransactionType
 class LedgerSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_prefix="LEDGER_")
 
+    #: The directory: the API's database (users, wallets, requests). With one shard it is
+    #: also the ledger's.
     database_url: str = Field(validation_alias="DATABASE_URL")
     kafka_bootstrap: str = Field(validation_alias="KAFKA_BOOTSTRAP")
+    #: Sharding: one database URL per shard, comma-separated, shard 0 first (empty: one
+    #: shard, DATABASE_URL); this process writes shard ``shard`` (LEDGER_SHARD).
+    database_urls: str = Field(default="", validation_alias="LEDGER_DATABASE_URLS")
+    shard: int = Field(default=0, ge=0, lt=16)
+    #: With more than one shard each shard's writer is its own group: ``<group>-shard-<i>``.
     consumer_group: str = "ledger-writer"
     #: The topics are the contract's (domain/topics.py); tests point a writer at private ones.
     commands_topic: str = LEDGER_COMMANDS.name
@@ -25,6 +34,7 @@ class LedgerSettings(BaseSettings):
     events_topic: str = LEDGER_EVENTS.name
     gateway_requests_topic: str = GATEWAY_REQUESTS.name
     gateway_results_topic: str = GATEWAY_RESULTS.name
+    shard_credits_topic: str = LEDGER_SHARD_CREDITS.name
     #: Held first and posted on the payment gateway's answer (the seed's async processor).
     two_phase_types: list[TransactionType] = [TransactionType.PAYMENT, TransactionType.WITHDRAWAL]
     #: A hold without a gateway answer by then is released (HOLD_EXPIRED).
@@ -38,3 +48,25 @@ class LedgerSettings(BaseSettings):
     #: How long a dead writer keeps its partitions (the broker allows 6 s at least).
     session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     report_interval_ms: int = Field(default=10_000, ge=100)
+
+    @property
+    def shard_urls(self) -> list[str]:
+        return split_database_urls(self.database_urls) or [self.database_url]
+
+    @property
+    def shard_map(self) -> ShardMap:
+        return ShardMap(len(self.shard_urls))
+
+    @property
+    def shard_database_url(self) -> str:
+        """The database this writer posts to."""
+        urls = self.shard_urls
+        if self.shard >= len(urls):
+            raise ShardConfigError(f"LEDGER_SHARD={self.shard} but only {len(urls)} shard(s)")
+        return urls[self.shard]
+
+    @property
+    def group(self) -> str:
+        if not self.shard_map.sharded:
+            return self.consumer_group
+        return f"{self.consumer_group}-shard-{self.shard}"

@@ -17,6 +17,7 @@ import psycopg
 from domain import records
 from domain.exceptions import LedgerInvariantError
 from domain.money import CURRENCY_EXPONENTS
+from domain.shards import clearing_account_name, clearing_wallet_id
 from domain.transactions import SYSTEM_USER_ID, SystemAccount, TransactionType, system_wallet_id
 from ledger_writer import chain
 from ledger_writer.planning import Account, BatchPlan, Hold, Original, check_entries_balanced
@@ -40,8 +41,11 @@ _ENTRY_COLUMNS = (
 CHAIN_LOCK = 0x1ED6E7C4A1
 
 
-def ensure_system_accounts(conn: psycopg.Connection, now: datetime) -> None:
-    """The system user and its clearing and fee wallets, one per currency (idempotent)."""
+def ensure_system_accounts(
+    conn: psycopg.Connection, now: datetime, shard: int = 0, peers: Iterable[int] = ()
+) -> None:
+    """The system user and its clearing and fee wallets, one per currency, and with shards
+    a clearing account per peer shard and currency (idempotent)."""
     with conn.transaction():
         conn.execute(
             """INSERT INTO users (user_id, email, phone_number, password_hash, salt, first_name,
@@ -55,6 +59,11 @@ def ensure_system_accounts(conn: psycopg.Connection, now: datetime) -> None:
             (system_wallet_id(account, currency), account.value, currency)
             for currency in CURRENCY_EXPONENTS
             for account in SystemAccount
+        ]
+        rows += [
+            (clearing_wallet_id(shard, peer, currency), clearing_account_name(peer), currency)
+            for currency in CURRENCY_EXPONENTS
+            for peer in peers
         ]
         with conn.cursor() as cur:
             cur.executemany(
@@ -114,6 +123,99 @@ def load_accounts(
     return accounts
 
 
+def load_remote_accounts(
+    conn: psycopg.Connection, wallet_ids: Iterable[uuid.UUID], owners: dict[uuid.UUID, int]
+) -> dict[uuid.UUID, Account]:
+    """Other shards' wallets as this shard knows them (replicated rows, no balance)."""
+    rows = conn.execute(
+        "SELECT wallet_id, currency_code, status FROM wallets WHERE wallet_id = ANY(%s)",
+        (list(wallet_ids),),
+    ).fetchall()
+    return {
+        w: Account(w, currency, status, False, Decimal(0), remote_shard=owners[w])
+        for w, currency, status in rows
+    }
+
+
+def wallet_directory(
+    directory: psycopg.Connection, wallet_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
+    """Customer wallet → (its user, its status), from the directory database (the API's)."""
+    rows = directory.execute(
+        "SELECT wallet_id, user_id, status FROM wallets WHERE wallet_id = ANY(%s)"
+        " AND wallet_type <> 'SYSTEM'",
+        (wallet_ids,),
+    ).fetchall()
+    return {wallet_id: (user_id, status) for wallet_id, user_id, status in rows}
+
+
+def replicate_wallets(
+    directory: psycopg.Connection,
+    conn: psycopg.Connection,
+    wallet_ids: list[uuid.UUID],
+    owned: set[uuid.UUID],
+    now: datetime,
+) -> int:
+    """Copy the wallets a shard's rows will name from the directory, with a stand-in of
+    their user (the foreign keys need one; no personal data leaves the directory), and a
+    zero balance row for the wallets this shard owns. Idempotent; returns rows inserted."""
+    present = {
+        w
+        for (w,) in conn.execute(
+            "SELECT wallet_id FROM wallets WHERE wallet_id = ANY(%s)", (wallet_ids,)
+        ).fetchall()
+    }
+    missing = [w for w in wallet_ids if w not in present]
+    wallets = (
+        directory.execute(
+            """SELECT w.wallet_id, w.user_id, w.wallet_type, w.currency_code, w.status,
+                      w.created_at, u.status, u.kyc_status, u.created_at
+                 FROM wallets w JOIN users u USING (user_id)
+                WHERE w.wallet_id = ANY(%s) AND w.wallet_type <> 'SYSTEM'""",
+            (missing,),
+        ).fetchall()
+        if missing
+        else []
+    )
+    with conn.transaction(), conn.cursor() as cur:
+        inserted = 0
+        for wallet_id, user_id, wtype, currency, status, created, ustatus, kyc, ucreated in wallets:
+            cur.execute(
+                """INSERT INTO users (user_id, email, phone_number, password_hash, salt,
+                       first_name, last_name, date_of_birth, status, kyc_status, created_at,
+                       updated_at)
+                   VALUES (%s, %s, %s, '!', '!', 'Replica', 'Replica', '1970-01-01', %s, %s,
+                       %s, %s)
+                   ON CONFLICT DO NOTHING""",
+                (
+                    user_id,
+                    f"{user_id}@shard.invalid",
+                    f"r{user_id.hex[:19]}",
+                    ustatus,
+                    kyc,
+                    ucreated,
+                    now,
+                ),
+            )
+            cur.execute(
+                """INSERT INTO wallets (wallet_id, user_id, wallet_type, currency_code, status,
+                       created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT DO NOTHING""",
+                (wallet_id, user_id, wtype, currency, status, created, now),
+            )
+            inserted += cur.rowcount
+        if owned:
+            cur.execute(
+                """INSERT INTO wallet_balances (balance_id, wallet_id, last_updated_at)
+                   SELECT gen_random_uuid(), w.wallet_id, %s FROM wallets w
+                    WHERE w.wallet_id = ANY(%s) AND NOT EXISTS
+                          (SELECT 1 FROM wallet_balances b WHERE b.wallet_id = w.wallet_id)""",
+                (now, list(owned)),
+            )
+            inserted += cur.rowcount
+    return inserted
+
+
 def load_holds(conn: psycopg.Connection, transaction_ids: list[uuid.UUID]) -> dict[uuid.UUID, Hold]:
     """The holds these gateway results answer, open or closed."""
     rows = conn.execute(
@@ -170,6 +272,7 @@ def write_plan(
     outbox_topic: str,
     now: datetime,
     gateway_topic: str = "gateway.requests",
+    shard_credits_topic: str = "ledger.shard-credits",
 ) -> None:
     """Write everything of one batch atomically; the caller's connection is in autocommit."""
     check_entries_balanced(plan.entries)
@@ -220,6 +323,7 @@ def write_plan(
         _write_balances(cur, plan, now)
         outgoing = [(outbox_topic, e) for e in plan.ledger_events]
         outgoing += [(gateway_topic, r) for r in plan.gateway_requests]
+        outgoing += [(shard_credits_topic, c) for c in plan.shard_credits]
         if outgoing:
             at = now.isoformat()
             _copy_text(

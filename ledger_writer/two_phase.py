@@ -13,7 +13,6 @@ from domain.records import (
     GatewayResponded,
     PostTransaction,
     TransactionFailed,
-    TransactionPosted,
 )
 from domain.transactions import (
     EventStatus,
@@ -26,6 +25,7 @@ from ledger_writer.book import (
     BatchPlan,
     Hold,
     Refused,
+    announce,
     check_amounts,
     checked_account,
     event_row,
@@ -60,6 +60,11 @@ def open_hold(
     if payer_id is None:
         raise Refused(RejectReason.INVALID_TRANSACTION, "a held transaction needs a source")
     payer = plan.accounts[payer_id]
+    if payer.remote_shard is not None:
+        raise LedgerInvariantError(
+            f"hold of {command.transaction_id}: the payer {payer_id} belongs to shard "
+            f"{payer.remote_shard}, not to shard {plan.shard}"
+        )
     if payer.is_system or payer.available < command.total_amount:
         raise Refused(
             RejectReason.INSUFFICIENT_FUNDS,
@@ -158,14 +163,7 @@ def capture_hold(plan: BatchPlan, hold: Hold, captured: Decimal, now: datetime) 
         )
     )
     plan.holds_closed.append((command.transaction_id, "CAPTURED", captured, now))
-    plan.ledger_events.append(
-        TransactionPosted(
-            **command.facts(),
-            risk_score=command.risk_score,
-            completed_at=now,
-            captured_amount=captured,
-        )
-    )
+    announce(plan, command, now, captured)
     plan.posted += 1
 
 

@@ -30,6 +30,7 @@ def stack_env(bring_up: bool = False) -> dict[str, str]:
     keys = set(env) | {
         "KAFKA_BOOTSTRAP",
         "DATABASE_URL",
+        "LEDGER_DATABASE_URLS",
         "CLICKHOUSE_DSN",
         "CLICKHOUSE_URL",
         "INGEST_URL",
@@ -61,6 +62,8 @@ def cmd_up(_args: argparse.Namespace) -> int:
     print(f"stack is up; settings in {local_dir() / 'stack.env'}")
     for key in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "CLICKHOUSE_DSN", "INGEST_URL", "ANALYTICS_URL"):
         print(f"  {key}={env.get(key, '')}")
+    if env.get("LEDGER_DATABASE_URLS"):
+        print(f"  LEDGER_DATABASE_URLS={env['LEDGER_DATABASE_URLS']}")
     return 0
 
 
@@ -158,23 +161,53 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_verify(_args: argparse.Namespace) -> int:
-    from ledger_writer.verify import summary, verify
+    from domain.shards import split_database_urls
 
     env = stack_env()
-    results = verify(env["DATABASE_URL"])
-    for result in results:
-        mark = "ok  " if result.passed else "FAIL"
-        print(f"{mark} {result.name}")
-        for offender in result.offenders:
-            print(f"       {offender}")
-    print(json.dumps(summary(env["DATABASE_URL"]), default=str))
-    failed = [r for r in results if not r.passed]
+    urls = split_database_urls(env.get("LEDGER_DATABASE_URLS", ""))
+    failed = ledger_verify(urls) if len(urls) > 1 else ledger_verify([env["DATABASE_URL"]])
     print(
         "ledger verified: the books balance"
         if not failed
-        else f"ledger verify FAILED: {len(failed)} check(s)"
+        else f"ledger verify FAILED: {failed} check(s)"
     )
     return 1 if failed else 0
+
+
+def _print_checks(results: list, indent: str = "") -> int:
+    for result in results:
+        mark = "ok  " if result.passed else "FAIL"
+        print(f"{indent}{mark} {result.name}")
+        for offender in result.offenders:
+            print(f"{indent}       {offender}")
+    return sum(1 for r in results if not r.passed)
+
+
+def ledger_verify(urls: list[str]) -> int:
+    """Print every check (per shard, then across shards); return how many failed."""
+    from ledger_writer.verify import summary, verify
+    from ledger_writer.verify_shards import verify_shards
+
+    if len(urls) == 1:
+        failed = _print_checks(verify(urls[0]))
+        print(json.dumps(summary(urls[0]), default=str))
+        return failed
+    report = verify_shards(urls)
+    failed = 0
+    for shard, (url, results) in enumerate(zip(urls, report.shards, strict=True)):
+        print(f"shard {shard}: {json.dumps(summary(url), default=str)}")
+        failed += _print_checks(results, "  ")
+    print(f"across {len(urls)} shards:")
+    failed += _print_checks(report.overall, "  ")
+    if report.in_flight:
+        for f in report.in_flight:
+            print(
+                f"  in flight shard {f.from_shard} -> {f.to_shard}: {f.count} credit(s), "
+                f"{f.amount} {f.currency_code}"
+            )
+    else:
+        print("  nothing in flight between shards: every pair's clearing accounts net to zero")
+    return failed
 
 
 def _report(env: dict[str, str], name: str) -> dict:

@@ -29,6 +29,27 @@ class Service:
     argv: list[str]
     health_url: str | None = None
     consumer_group: str | None = None
+    #: Variables of this service alone (a ledger shard's LEDGER_SHARD).
+    env: dict[str, str] | None = None
+
+
+def ledger_services(env: dict[str, str], python: str) -> list[Service]:
+    """One writer per ledger shard (LEDGER_DATABASE_URLS), or the one writer."""
+    from domain.shards import split_database_urls
+
+    argv = [python, "-m", "ledger_writer.writer"]
+    count = len(split_database_urls(env.get("LEDGER_DATABASE_URLS", "")))
+    if count <= 1:
+        return [Service("ledger", argv, consumer_group="ledger-writer")]
+    return [
+        Service(
+            f"ledger-{i}",
+            argv,
+            consumer_group=f"ledger-writer-shard-{i}",
+            env={"LEDGER_SHARD": str(i)},
+        )
+        for i in range(count)
+    ]
 
 
 def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]:
@@ -54,7 +75,7 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
             health_url=f"{env['INGEST_URL']}/health",
         ),
         Service("streams", [python, "-m", "streams.app"], consumer_group="wallet-streams"),
-        Service("ledger", [python, "-m", "ledger_writer.writer"], consumer_group="ledger-writer"),
+        *ledger_services(env, python),
         # The simulated payment gateway that answers the ledger's two-phase holds.
         Service(
             "gateway", [python, "-m", "ledger_writer.gateway"], consumer_group="payment-gateway"
@@ -66,7 +87,10 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
             consumer_group="analytics-sink",
         ),
     ]
-    return [s for s in all_services if only is None or s.name in only]
+    wanted = set(only) if only is not None else None
+    if wanted is not None and "ledger" in wanted:  # `--only ledger` means every shard's
+        wanted |= {s.name for s in all_services if s.name.startswith("ledger-")}
+    return [s for s in all_services if wanted is None or s.name in wanted]
 
 
 class Supervisor:
@@ -87,7 +111,7 @@ class Supervisor:
             log = open(self.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115
             self.children[service.name] = subprocess.Popen(
                 service.argv,
-                env=self.env,
+                env={**self.env, **(service.env or {})},
                 cwd=self.repo_root,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -103,3 +103,37 @@ def test_new_stack_avoids_ports_promised_to_a_neighbour(tmp_path: Path) -> None:
     assert len(set(ports.values())) == len(ports)
     kept = _assign_ports(tmp_path / "test-stack", ports, StackSettings())
     assert kept == ports
+
+
+def test_ledger_shards_are_chosen_once_per_stack() -> None:
+    from infra.exceptions import ShardCountChangedError
+    from infra.stack import StackState, _shard_count, build_env, shard_names
+
+    assert _shard_count(None, StackSettings()) == 1
+    assert _shard_count(None, StackSettings(ledger_shards=2)) == 2
+    made_with_two = StackState("cluster", "key", ledger_shards=2)
+    assert _shard_count(made_with_two, StackSettings()) == 2  # unset: keep it
+    with pytest.raises(ShardCountChangedError):
+        _shard_count(made_with_two, StackSettings(ledger_shards=3))
+    assert shard_names(made_with_two, StackSettings()) == ["wallet_shard_0", "wallet_shard_1"]
+    ports = {"kafka": 1, "postgres": 2, "ingest": 3, "analytics": 4}
+    env = build_env(Path("/tmp/x"), StackState("c", "k", ports, ledger_shards=2), StackSettings())
+    assert env["LEDGER_DATABASE_URLS"] == (
+        "postgresql://wallet@127.0.0.1:2/wallet_shard_0,postgresql://wallet@127.0.0.1:2/wallet_shard_1"
+    )
+    assert "LEDGER_DATABASE_URLS" not in build_env(
+        Path("/tmp/x"), StackState("c", "k", ports), StackSettings()
+    )
+
+
+def test_one_ledger_writer_per_shard() -> None:
+    from walletpipe.supervisor import services
+
+    env = {"INGEST_URL": "http://127.0.0.1:1", "ANALYTICS_URL": "http://127.0.0.1:2"}
+    assert [s.name for s in services(env, {"ledger"})] == ["ledger"]
+    sharded = {**env, "LEDGER_DATABASE_URLS": "postgresql://a/s0,postgresql://a/s1"}
+    writers = services(sharded, {"ledger"})
+    assert [(s.name, s.consumer_group, s.env) for s in writers] == [
+        ("ledger-0", "ledger-writer-shard-0", {"LEDGER_SHARD": "0"}),
+        ("ledger-1", "ledger-writer-shard-1", {"LEDGER_SHARD": "1"}),
+    ]
