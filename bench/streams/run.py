@@ -14,6 +14,9 @@ at the end, so a running pipeline on the same broker is not disturbed.
   its own credit topic; then the requests are produced and the clock runs until every one
   has come out as a ledger command, a rejection or a review. Scoring is on (river
   HalfSpaceTrees plus rules), and so are the default KYC limits for half the requests.
+* **faust pass-through**: the smallest faust worker (``bench/streams/passthrough.py``), one
+  agent forwarding every record unchanged: what faust-streaming itself costs per record
+  here, the ceiling of any faust worker on this machine.
 * **handlers**: the worker's pure handlers (decode, limits, features + score, policy,
   reservation, encode) in a plain batched confluent-kafka loop, state in dicts: what the
   decision logic itself costs without faust.
@@ -80,6 +83,7 @@ WORKER_START_TIMEOUT_S = 120.0
 WORKER_RUN_TIMEOUT_S = 600.0
 FUNDING = Decimal("1000000")
 TARGET_PER_S = 5_000
+PASSTHROUGH_WARM_UP = 200
 
 
 @dataclass(frozen=True)
@@ -330,13 +334,51 @@ def run_worker(
         cpu_s = process_cpu_s(worker.pid) - cpu_started
         return Rate(len(items), time.perf_counter() - started, cpu_s)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        stop(worker)
         log.close()
+
+
+def run_passthrough(servers: str, prefix: str, items: list[records.TransactionRequested]) -> Rate:
+    """faust alone (bench/streams/passthrough.py): every request forwarded as it is. A
+    warm-up of records first, so the clock starts with the agent running."""
+    source, target = f"{prefix}-pass-in", f"{prefix}-pass-out"
+    warm_up = items[:PASSTHROUGH_WARM_UP]
+    fill(servers, source, warm_up)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-passthrough-"))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": servers,
+        "BENCH_APP_ID": f"{prefix}-pass-app",
+        "BENCH_SOURCE": source,
+        "BENCH_TARGET": target,
+    }
+    log = (workdir / "passthrough.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.streams.passthrough"],
+        cwd=workdir,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        count_outputs(servers, [target], len(warm_up), WORKER_START_TIMEOUT_S)
+        started, cpu_started = time.perf_counter(), process_cpu_s(process.pid)
+        fill(servers, source, items)
+        count_outputs(servers, [target], len(warm_up) + len(items), WORKER_RUN_TIMEOUT_S)
+        cpu_s = process_cpu_s(process.pid) - cpu_started
+        return Rate(len(items), time.perf_counter() - started, cpu_s)
+    finally:
+        stop(process)
+        log.close()
+
+
+def stop(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def worker_topics(prefix: str) -> list[str]:
@@ -347,7 +389,7 @@ def worker_topics(prefix: str) -> list[str]:
 
 def show(label: str, rate: Rate, raw: Rate) -> None:
     print(
-        f"{label:<38}: {rate.per_s:9,.0f} events/s ({rate.per_s / raw.per_s:5.2f} x raw),"
+        f"{label:<40}: {rate.per_s:9,.0f} events/s ({rate.per_s / raw.per_s:5.2f} x raw),"
         f" {rate.per_cpu_s:9,.0f} per CPU-second ({rate.per_cpu_s / raw.per_cpu_s:5.2f} x raw)"
     )
 
@@ -361,6 +403,7 @@ def main() -> None:
     servers = bootstrap()
     prefix = f"bench-streams-{uuid.uuid4().hex[:8]}"
     names = [f"{prefix}-in", f"{prefix}-raw-out", f"{prefix}-screened-out"]
+    names += [f"{prefix}-pass-in", f"{prefix}-pass-out"]
     admin = AdminClient({"bootstrap.servers": servers})
     new = [NewTopic(n, PARTITIONS, 1) for n in names + worker_topics(prefix)]
     for future in admin.create_topics(new).values():
@@ -375,6 +418,8 @@ def main() -> None:
         handlers = run_screening(servers, names[0], names[2], args.events, args.wallets)
         show("handlers in a plain loop (no faust)", handlers, raw)
         if not args.skip_worker:
+            passthrough = run_passthrough(servers, prefix, items)
+            show("faust pass-through (no state, no logic)", passthrough, raw)
             worker = run_worker(servers, prefix, items, wallets)
             show("stream worker (faust, RocksDB table)", worker, raw)
             for label, value in (("wall", worker.per_s), ("CPU", worker.per_cpu_s)):
