@@ -16,6 +16,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 SECONDS_PER_DAY = 86_400
 CUSTOMER_WINDOWS_DAYS = (1, 7, 30)
@@ -107,6 +108,18 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 #: ``terminal_days_since_fraud`` when no fraud is known in the window.
 NO_KNOWN_FRAUD_DAYS = 99.0
+# Feature names built once: the engine runs per event, f-strings there cost microseconds.
+_CUSTOMER_NAMES = tuple((f"customer_nb_{w}d", f"customer_avg_{w}d") for w in CUSTOMER_WINDOWS_DAYS)
+_TERMINAL_NAMES = tuple(
+    (w, f"terminal_nb_{w}d", f"terminal_risk_{w}d") for w in TERMINAL_WINDOWS_DAYS
+)
+_TERMINAL_LONGEST = max(TERMINAL_WINDOWS_DAYS)
+_NO_TERMINAL: dict[str, float] = {
+    **{name: 0.0 for _, nb, risk in _TERMINAL_NAMES for name in (nb, risk)},
+    "terminal_frauds_30d": 0.0,
+    "terminal_days_since_fraud": NO_KNOWN_FRAUD_DAYS,
+    "terminal_risk_since_fraud": 0.0,
+}
 
 
 class FeatureEngine:
@@ -158,9 +171,9 @@ class FeatureEngine:
         amount = event.amount
         if state is None:
             x = {"customer_nb_1h": 1.0}
-            for window in CUSTOMER_WINDOWS_DAYS:
-                x[f"customer_nb_{window}d"] = 1.0
-                x[f"customer_avg_{window}d"] = amount
+            for nb_name, avg_name in _CUSTOMER_NAMES:
+                x[nb_name] = 1.0
+                x[avg_name] = amount
             x.update(
                 customer_amount_ratio_30d=1.0,
                 customer_max_ratio_30d=1.0,
@@ -171,10 +184,11 @@ class FeatureEngine:
         state.advance(event.time_s)
         hour, *days = state.windows
         x = {"customer_nb_1h": float(len(hour.events) + 1)}
-        for window_days, window in zip(CUSTOMER_WINDOWS_DAYS, days, strict=True):
+        for (nb_name, avg_name), window in zip(_CUSTOMER_NAMES, days, strict=True):
             # Windows include the current transaction, as the Handbook's do.
-            x[f"customer_nb_{window_days}d"] = float(len(window.events) + 1)
-            x[f"customer_avg_{window_days}d"] = (window.total + amount) / (len(window.events) + 1)
+            count = len(window.events) + 1
+            x[nb_name] = float(count)
+            x[avg_name] = (window.total + amount) / count
         longest = days[-1]
         previous = len(longest.events)
         x["customer_amount_ratio_30d"] = (
@@ -197,35 +211,33 @@ class FeatureEngine:
         the fraud share since the earliest known fraud in the window say the most.
         """
         state = self.terminals.get(event.terminal)
+        if state is None:
+            return dict(_NO_TERMINAL)
+        # Day ``last_known_day - age`` for age 1..longest: one pass over the (at most
+        # longest + delay + 1) buckets, then running sums; windows nest.
+        last_known_day = event.time_s // SECONDS_PER_DAY - self.label_delay_days
+        transactions_by_age = [0] * (_TERMINAL_LONGEST + 1)
+        frauds_by_age = [0] * (_TERMINAL_LONGEST + 1)
+        for day, (count, known_frauds) in state.days.items():
+            age = last_known_day - day
+            if 0 < age <= _TERMINAL_LONGEST:
+                transactions_by_age[age] = count
+                frauds_by_age[age] = known_frauds
+        transactions = list(accumulate(transactions_by_age))
+        frauds = list(accumulate(frauds_by_age))
         x: dict[str, float] = {}
-        transactions = frauds = 0
-        since_transactions = since_frauds = 0  # from the earliest known fraud onwards
-        days_since_fraud = NO_KNOWN_FRAUD_DAYS
-        if state is not None:
-            last_known_day = event.time_s // SECONDS_PER_DAY - self.label_delay_days
-            walked = 0
-            for window in TERMINAL_WINDOWS_DAYS:  # walk back once; windows nest
-                for day in range(last_known_day - walked - 1, last_known_day - window - 1, -1):
-                    bucket = state.days.get(day)
-                    if not bucket:
-                        continue
-                    transactions += bucket[0]
-                    frauds += bucket[1]
-                    if bucket[1]:
-                        days_since_fraud = min(days_since_fraud, float(last_known_day - 1 - day))
-                        since_transactions, since_frauds = transactions, frauds
-                walked = window
-                x[f"terminal_nb_{window}d"] = float(transactions)
-                x[f"terminal_risk_{window}d"] = frauds / transactions if transactions else 0.0
+        for window, nb_name, risk_name in _TERMINAL_NAMES:
+            x[nb_name] = float(transactions[window])
+            x[risk_name] = frauds[window] / transactions[window] if transactions[window] else 0.0
+        x["terminal_frauds_30d"] = float(frauds[_TERMINAL_LONGEST])
+        if frauds[_TERMINAL_LONGEST]:
+            ages = [age for age, known in enumerate(frauds_by_age) if known]
+            oldest = ages[-1]  # the fraud share from the earliest known fraud up to now
+            x["terminal_days_since_fraud"] = float(ages[0] - 1)
+            x["terminal_risk_since_fraud"] = frauds[oldest] / transactions[oldest]
         else:
-            for window in TERMINAL_WINDOWS_DAYS:
-                x[f"terminal_nb_{window}d"] = 0.0
-                x[f"terminal_risk_{window}d"] = 0.0
-        x["terminal_frauds_30d"] = float(frauds)
-        x["terminal_days_since_fraud"] = days_since_fraud
-        x["terminal_risk_since_fraud"] = (
-            since_frauds / since_transactions if since_transactions else 0.0
-        )
+            x["terminal_days_since_fraud"] = NO_KNOWN_FRAUD_DAYS
+            x["terminal_risk_since_fraud"] = 0.0
         return x
 
 

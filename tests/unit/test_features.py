@@ -13,6 +13,7 @@ from models.features import (
     SECONDS_PER_DAY,
     Event,
     FeatureEngine,
+    TerminalState,
     as_row,
     replay,
 )
@@ -113,3 +114,38 @@ def test_as_row_orders_every_feature() -> None:
     assert row[FEATURE_NAMES.index("amount")] == 12.5
     assert row[FEATURE_NAMES.index("hour")] == 7.0
     assert x["is_night"] == 0.0 and x["is_weekend"] == 1.0  # 1970-01-04 was a Sunday
+
+
+def brute_terminal(days: dict[int, list[int]], last_known_day: int) -> dict[str, float]:
+    """The terminal features' definition, the slow way: day ``last_known_day - age`` for
+    ages 1..window; the share since the earliest known fraud runs up to age 1."""
+    out: dict[str, float] = {}
+    for window in (1, 7, 30):
+        inside = [days[d] for d in days if 1 <= last_known_day - d <= window]
+        transactions, frauds = sum(b[0] for b in inside), sum(b[1] for b in inside)
+        out[f"terminal_nb_{window}d"] = transactions
+        out[f"terminal_risk_{window}d"] = frauds / transactions if transactions else 0.0
+    fraud_ages = [last_known_day - d for d in days if 1 <= last_known_day - d <= 30 and days[d][1]]
+    out["terminal_frauds_30d"] = sum(days[last_known_day - a][1] for a in fraud_ages)
+    out["terminal_days_since_fraud"] = min(fraud_ages) - 1 if fraud_ages else NO_KNOWN_FRAUD_DAYS
+    if fraud_ages:
+        since = [days[d] for d in days if 1 <= last_known_day - d <= max(fraud_ages)]
+        out["terminal_risk_since_fraud"] = sum(b[1] for b in since) / sum(b[0] for b in since)
+    else:
+        out["terminal_risk_since_fraud"] = 0.0
+    return out
+
+
+def test_terminal_features_match_the_definition() -> None:
+    rng = random.Random(5)
+    engine = FeatureEngine(label_delay_days=7)
+    for step in range(2000):
+        day = 40 + step // 20
+        event = Event(day * DAY + rng.randrange(DAY), f"c{step}", "T", 10.0)
+        x = engine.features(event)
+        expected = brute_terminal(engine.terminals.get("T", TerminalState()).days, day - 7)
+        for name, value in expected.items():
+            assert x[name] == pytest.approx(value, rel=1e-12), (step, name)
+        engine.observe(event)
+        if rng.random() < 0.15:  # a fraud label for a day whose labels are in
+            engine.apply_label("T", (day - rng.randrange(7, 40)) * DAY, True)
