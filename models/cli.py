@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 DEFAULT_NAME = "fraud"
+#: Exit status of a command refused for bad input (a file, an artifact, an option).
+EXIT_REFUSED = 2
+
+
+def _refusing(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad input ends the command with one line naming the problem, not a traceback."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from models.exceptions import ModelsError
+
+        try:
+            return command(args)
+        except ModelsError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_REFUSED
+
+    return run
 
 
 def registry_root() -> Path:
@@ -16,10 +37,14 @@ def registry_root() -> Path:
 
 def _protocol(args: argparse.Namespace):  # noqa: ANN202
     from models.evaluation import Protocol
+    from models.exceptions import DatasetError
 
     start = None
     if args.train_start:
-        start = (date.fromisoformat(args.train_start) - date(1970, 1, 1)).days
+        try:
+            start = (date.fromisoformat(args.train_start) - date(1970, 1, 1)).days
+        except ValueError:
+            raise DatasetError(f"--train-start {args.train_start!r}: give YYYY-MM-DD") from None
     return Protocol(start, args.train_days, args.delay_days, args.test_days, args.seed)
 
 
@@ -110,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     handbook.add_argument("--customers", type=int, default=5_000)
     handbook.add_argument("--terminals", type=int, default=10_000)
     handbook.add_argument("--seed", type=int, default=0)
-    handbook.set_defaults(func=cmd_handbook)
+    handbook.set_defaults(func=_refusing(cmd_handbook))
 
     def protocol_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", required=True, help="labelled .csv or .parquet (see docs)")
@@ -124,24 +149,24 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     protocol_options(evaluate)
     evaluate.add_argument("--out", default=".local/evaluation", help="report folder")
     evaluate.add_argument("--no-online", action="store_true", help="skip the river models")
-    evaluate.set_defaults(func=cmd_evaluate)
+    evaluate.set_defaults(func=_refusing(cmd_evaluate))
 
     train = commands.add_parser("train", help="train the champion model and register it")
     protocol_options(train)
     train.add_argument("--name", default=DEFAULT_NAME)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=_refusing(cmd_train))
 
     listing = commands.add_parser("list", help="registered versions and their metrics")
     listing.add_argument("--name", default=DEFAULT_NAME)
-    listing.set_defaults(func=cmd_list)
+    listing.set_defaults(func=_refusing(cmd_list))
 
     promote = commands.add_parser("promote", help="make a version the champion")
     promote.add_argument("version", type=int)
     promote.add_argument("--name", default=DEFAULT_NAME)
-    promote.set_defaults(func=cmd_promote)
+    promote.set_defaults(func=_refusing(cmd_promote))
 
     challengers = commands.add_parser("challengers", help="set the versions scored in shadow")
     challengers.add_argument("versions", type=int, nargs="*")
     challengers.add_argument("--name", default=DEFAULT_NAME)
-    challengers.set_defaults(func=cmd_challengers)
+    challengers.set_defaults(func=_refusing(cmd_challengers))
     return commands

@@ -60,6 +60,8 @@ class Protocol:
     seed: int = 0
 
     def resolved(self, frame: pd.DataFrame) -> Protocol:
+        if self.train_days < 1 or self.test_days < 1 or self.delay_days < 0:
+            raise DatasetError("give at least 1 training and 1 test day, and a delay of 0 or more")
         span = self.train_days + self.delay_days + self.test_days
         start = self.train_start_day
         if start is None:

@@ -24,6 +24,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from models.exceptions import ScenarioError
+
 SECONDS_PER_DAY = 86_400
 FRAUD_AMOUNT_OVER = 220.0
 COMPROMISED_TERMINALS_PER_DAY = 2
@@ -31,6 +33,8 @@ TERMINAL_COMPROMISE_DAYS = 28
 COMPROMISED_CUSTOMERS_PER_DAY = 3
 CUSTOMER_COMPROMISE_DAYS = 14
 INFLATION_FACTOR = 5
+#: Bounds on the generator's size (the Handbook's run is 5,000 x 10,000 x 183 days).
+LIMITS = {"customers": 1_000_000, "terminals": 1_000_000, "days": 3_650}
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ class HandbookConfig:
 
 
 def generate(config: HandbookConfig = HandbookConfig()) -> pd.DataFrame:
+    for name in ("customers", "terminals", "days"):
+        if not 1 <= getattr(config, name) <= LIMITS[name]:
+            raise ScenarioError(f"{name} must be from 1 to {LIMITS[name]:,}")
+    if config.radius <= 0:
+        raise ScenarioError("radius must be positive")
     rng = np.random.default_rng(config.seed)
     customer_xy = rng.uniform(0, 100, size=(config.customers, 2))
     mean_amount = rng.uniform(5, 100, size=config.customers)

@@ -70,6 +70,8 @@ class Registry:
 
     def load(self, name: str, version: int) -> Artifact:
         folder = self.root / name / f"v{version}"
+        if not folder.is_dir():
+            raise ArtifactError(f"model {name!r} has no version v{version} in {self.root}")
         try:
             metadata = json.loads((folder / "metadata.json").read_text())
         except (OSError, ValueError) as error:

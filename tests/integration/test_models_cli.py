@@ -49,10 +49,39 @@ def test_handbook_evaluate_train_list(tmp_path, monkeypatch, capsys) -> None:
     assert "v1    champion" in capsys.readouterr().out
 
 
-def test_evaluate_refuses_a_bad_file(tmp_path) -> None:
+def test_evaluate_refuses_a_bad_file(tmp_path, capsys) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("transaction_id,timestamp\n1,2024-01-01\n")
-    from models.exceptions import DatasetError
+    report = tmp_path / "report"
+    assert main(["models", "evaluate", "--data", str(bad), "--out", str(report)]) == 2
+    assert "error: " in capsys.readouterr().err
+    assert not report.exists()  # refused before anything is written
 
-    with pytest.raises(DatasetError, match="missing column"):
-        main(["models", "evaluate", "--data", str(bad)])
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["models", "handbook", "--out", "{tmp}/x.csv", "--days", "0"], "days must be from 1"),
+        (["models", "handbook", "--out", "{tmp}/x.txt", "--days", "2"], ".csv or .parquet"),
+        (["models", "evaluate", "--data", "{tmp}/none.csv"], "no such file"),
+        (["models", "evaluate", "--data", "{tmp}/ok.csv", "--train-start", "2018-13-01"], "YYYY"),
+        (["models", "evaluate", "--data", "{tmp}/ok.csv", "--test-days", "0"], "1 test day"),
+        (["models", "evaluate", "--data", "{tmp}/ok.csv", "--train-days", "60"], "does not cover"),
+        (["models", "promote", "7"], "no version v7"),
+        (["models", "challengers", "3"], "no version v3"),
+    ],
+)
+def test_bad_input_is_refused_with_one_line(tmp_path, monkeypatch, capsys, argv, message) -> None:
+    monkeypatch.setenv("WALLETPIPE_MODELS_DIR", str(tmp_path / "registry"))
+    days = 3
+    rows = ["transaction_id,timestamp,customer_id,terminal_id,amount,label"]
+    rows += [
+        f"{i},{86_400 * (i % days) + i},c{i % 5},t{i % 7},{10 + i},{i % 9 == 0:d}"
+        for i in range(60)
+    ]
+    (tmp_path / "ok.csv").write_text("\n".join(rows) + "\n")
+    argv = [part.replace("{tmp}", str(tmp_path)) for part in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()
