@@ -89,15 +89,20 @@ def build_app(settings: StreamSettings) -> faust.App:
     rejected, ledger_events = topic(TRANSACTIONS_REJECTED), topic(LEDGER_EVENTS)
     wallet_credits, limits_changes = topic(WALLET_CREDITS), topic(LIMITS_CHANGES)
 
-    # One table, keyed by wallet like every input topic: a wallet's balance, limits,
-    # counters, history, held reviews, recent decisions and the features its recent
-    # requests were scored with (until their fraud labels arrive) live in its partition, in
-    # one value (one read and at most one write per record: streams/staging.py).
-    wallets = StagedWallets(app.Table("wallets", default=None, partitions=WALLET_PARTITIONS))
+    # Two tables, keyed by wallet like every input topic, so a wallet's state lives in its
+    # partition. Each value holds several kinds of state (facets), read once and written at
+    # most once per record (streams/staging.py): "wallets" the small state every agent
+    # needs (balance and holds, limits, counters, held reviews); "wallet-history" the
+    # larger state only screening and labels need (fraud features, recent decisions, the
+    # features recent requests were scored with until their labels arrive).
+    def staged(name: str) -> StagedWallets:
+        return StagedWallets(app.Table(name, default=None, partitions=WALLET_PARTITIONS))
+
+    wallets, history = staged("wallets"), staged("wallet-history")
     wallet_state, wallet_limits = wallets.facet("state"), wallets.facet("limits")
-    limit_usage, wallet_features = wallets.facet("usage"), wallets.facet("features")
-    pending_reviews, recent_decisions = wallets.facet("reviews"), wallets.facet("decided")
-    scored_transactions = wallets.facet("scored")
+    limit_usage, pending_reviews = wallets.facet("usage"), wallets.facet("reviews")
+    wallet_features, recent_decisions = history.facet("features"), history.facet("decided")
+    scored_transactions = history.facet("scored")
     fraud_labels = topic(FRAUD_LABELS)
     reviews_requested, reviews_decisions = topic(REVIEWS_REQUESTED), topic(REVIEWS_DECISIONS)
     default_limits = settings.default_limits
@@ -301,11 +306,15 @@ def build_app(settings: StreamSettings) -> faust.App:
             save(credit.wallet_id, state)
         return []
 
+    def discard() -> None:
+        wallets.discard()
+        history.discard()
+
     async def serve(stream: faust.StreamT, handle: Any) -> None:
         """Decode → decide → send, one wallet's records in order. A record's table changes
         are written (its wallet once) before its outputs are sent; faust acknowledges it
         when the loop asks for the next. Handling and writing never await, so the agents
-        sharing the staged table never see each other's half-handled record. A record that
+        sharing the staged tables never see each other's half-handled record. A record that
         cannot be decoded or processed goes to the dead-letter topic; the agent carries on.
 
         One record at a time, on purpose: ``Stream.take_events`` batches measured no faster
@@ -315,15 +324,16 @@ def build_app(settings: StreamSettings) -> faust.App:
             try:
                 sends = handle(event)
             except (RecordDecodeError, StreamsError) as error:
-                wallets.discard()
+                discard()
                 await dead_letter(event, error.message)
                 continue
             except Exception as error:  # noqa: BLE001 - one bad record must not stop a wallet
-                wallets.discard()
+                discard()
                 log.exception("processing failed")
                 await dead_letter(event, f"processing failed: {error!r}")
                 continue
             wallets.flush()
+            history.flush()
             for topic, key, value in sends:
                 await topic.send(key=key, value=value)
 

@@ -421,7 +421,7 @@ def main() -> None:
             passthrough = run_passthrough(servers, prefix, items)
             show("faust pass-through (no state, no logic)", passthrough, raw)
             worker = run_worker(servers, prefix, items, wallets)
-            show("stream worker (faust, RocksDB table)", worker, raw)
+            show("stream worker (faust, RocksDB tables)", worker, raw)
             for label, value in (("wall", worker.per_s), ("CPU", worker.per_cpu_s)):
                 verdict = "met" if value >= TARGET_PER_S else "NOT met"
                 print(f"target >= {TARGET_PER_S:,} events/s on one worker ({label}): {verdict}")

@@ -1,6 +1,6 @@
 """Delayed fraud labels end to end: a label on ``fraud.labels`` reaches the stream, which
 learns from it with the features it scored the transaction with (seen in the ``scored``
-facet of the wallet in the ``wallets`` table's changelog); a label for a transaction the
+facet of the wallet in the ``wallet-history`` table's changelog); a label for a transaction the
 stream does not know, or keyed by another wallet, is dead-lettered with the reason; and ``walletpipe
 simulate`` sends fraud scenarios whose every label the stream knows."""
 
@@ -21,7 +21,7 @@ from models.scenarios import SCENARIOS
 from tests.helpers import accepted, new_wallet, wait_final
 from walletpipe.simulate import run_simulation
 
-CHANGELOG = "wallet-streams-wallets-changelog"  # facet "scored" of each wallet's value
+CHANGELOG = "wallet-streams-wallet-history-changelog"  # facet "scored" of a wallet's value
 
 
 def send_label(bootstrap: str, key: str, transaction_id: str, wallet_id: str) -> None:

@@ -19,9 +19,9 @@ def test_every_agent_runs_one_coroutine() -> None:
     assert {agent.concurrency for agent in agents} == {1}
 
 
-def test_one_wallet_table_with_the_wallet_partition_count() -> None:
+def test_the_wallet_tables_have_the_wallet_partition_count() -> None:
     tables = list(app().tables.values())
-    assert [table.name for table in tables] == ["wallets"]
+    assert sorted(table.name for table in tables) == ["wallet-history", "wallets"]
     assert {table.partitions for table in tables} == {WALLET_PARTITIONS}
 
 
