@@ -69,7 +69,8 @@ class ScoredTransactions:
     def from_json(cls, data: dict | None) -> ScoredTransactions:
         if not data:
             return cls()
-        return cls(data["names"], data["rows"][-SCORED_MAX:])
+        # Copies: a memory store (unit tests) hands out the stored lists themselves.
+        return cls(list(data["names"]), data["rows"][-SCORED_MAX:])
 
 
 @dataclass
