@@ -346,8 +346,9 @@ def summarize(
     outcomes: Outcomes, traffic: Traffic, send_s: float, labels: LateLabels | None = None
 ) -> dict:
     with outcomes.lock:
-        finished = dict(outcomes.finished)
         accepted = dict(outcomes.accepted_at)
+        # Only this run's: the topics also carry outcomes of earlier runs still settling.
+        finished = {t: f for t, f in outcomes.finished.items() if t in accepted}
         dead_labels = {t: r for t, r in outcomes.labels_dead_lettered.items() if t in accepted}
     latencies = sorted((finished[t][2] - accepted[t]) * 1000 for t in accepted if t in finished)
     reasons: dict[str, int] = {}

@@ -58,3 +58,18 @@ def test_a_label_record_round_trips() -> None:
     assert records.decode_fraud_labelled(records.encode(original)) == original
     with pytest.raises(RecordDecodeError):
         records.decode_fraud_labelled(b'{"kind": "FraudLabelled", "is_fraud": "maybe"}')
+
+
+def test_the_summary_counts_only_this_runs_transactions() -> None:
+    from types import SimpleNamespace
+
+    from walletpipe.simulate import Outcomes, summarize
+
+    outcomes = Outcomes()
+    outcomes.accepted("mine")
+    outcomes.finish("mine", "COMPLETED", "")
+    outcomes.finish("an-earlier-run's", "FAILED", "INSUFFICIENT_FUNDS")  # still settling
+    traffic = SimpleNamespace(sent=1, refused={}, scenario_of={})
+    summary = summarize(outcomes, traffic, 1.0)  # type: ignore[arg-type]
+    assert (summary["completed"], summary["failed"], summary["still_pending"]) == (1, 0, 0)
+    assert summary["failed_by_reason"] == {}
