@@ -4,7 +4,7 @@ A training period (default 7 days), then a delay period (7 days: labels of the n
 transactions are not known yet when a model is trained), then a test period (7 days).
 Customers known to be compromised by each test day (frauds seen up to the delay before it)
 drop out of that day's test set, as an investigator would already have blocked them.
-Features come from ``models.features.replay`` — the code the stream runs.
+Features come from ``models.features.replay``: each transaction's, from what was known then.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Fraud features, computed one event at a time from bounded per-entity state.
 
-The same code runs in the stream (state in the wallet's table, labels from ``fraud.labels``)
-and offline (``replay`` over a labelled file, labels released ``label_delay`` after each
-transaction), so training and serving cannot drift apart.
+Built to run one event at a time as a stream would (bounded state, labels applied as they
+arrive); offline, ``replay`` feeds it a labelled file with each label released
+``label_delay`` after its transaction. The running stream does not use it yet: it computes
+its own wallet features (``streams/decision.py``) for the scorers it runs.
 
 Customer (payer) windows are exact rolling windows over the payer's recent events, capped
 at ``CUSTOMER_EVENTS_MAX``. Terminal (counterparty) windows use daily buckets and end

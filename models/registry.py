@@ -121,7 +121,11 @@ class Registry:
         self.set_challengers(name, [v for v in self.challengers(name) if v != version])
 
     def set_challengers(self, name: str, versions: list[int]) -> None:
+        """Score ``versions`` in shadow beside the champion (which cannot be one of them)."""
+        champion = self.champion_version(name)
         for version in versions:
+            if version == champion:
+                raise ArtifactError(f"{name} v{version} is the champion, not a challenger")
             self.load(name, version)
         _write_atomically(self.root / name / "CHALLENGERS", "".join(f"v{v}\n" for v in versions))
 

@@ -109,6 +109,9 @@ def test_registry_versions_champion_and_challengers(tmp_path) -> None:
     registry.set_challengers("fraud", [2])
     registry.promote("fraud", 2)
     assert registry.champion("fraud").version == 2 and registry.challengers("fraud") == []
+    with pytest.raises(ArtifactError, match="is the champion"):
+        registry.set_challengers("fraud", [1, 2])
+    assert registry.challengers("fraud") == []  # a refused list changes nothing
     loaded = registry.load("fraud", 1)
     row = [0.5] * len(FEATURE_NAMES)
     assert loaded.model.score_row(row) == first.model.score_row(row)
