@@ -29,6 +29,7 @@ from analytics import reports, schema
 from analytics.clickhouse import EVENT_COLUMNS, Warehouse
 from analytics.mapping import event_row
 from analytics.ranges import report_range
+from analytics.settings import AnalyticsSettings
 from analytics.sink import store_new_events
 from domain import records
 from domain.transactions import TransactionType
@@ -36,7 +37,7 @@ from domain.transactions import TransactionType
 REPO = Path(__file__).resolve().parents[2]
 SPAN = timedelta(days=7)
 CHUNK_TRANSACTIONS = 1_000_000
-SINK_BATCH_ROWS = 10_000
+SINK_BATCH_ROWS = AnalyticsSettings.model_fields["batch_rows_max"].default
 FRAUD = {"fraud_codes": ("FRAUD_DECLINED",), "high_percent": 90}
 
 # One INSERT ... SELECT per chunk: 90 % approved and posted, 10 % declined, over SPAN.
