@@ -23,8 +23,9 @@ import pyarrow as pa
 
 from analytics import schema
 
-#: UUIDs travel as their 16 bytes (big-endian, as ``UUID.bytes``), which ClickHouse reads
-#: into a UUID column; pyarrow's own uuid type converts value by value in Python, 3x slower.
+#: UUIDs travel to the embedded engine as their 16 bytes (big-endian, ``UUID.bytes``), which
+#: it reads into a UUID column (pyarrow's own uuid type converts in Python, 3x slower). The
+#: Arrow input of older servers does not take that, so a server gets the UUIDs' text.
 _UUID, _TIME, _AMOUNT = pa.binary(16), pa.timestamp("ms", tz="UTC"), pa.decimal128(19, 4)
 _TEXT, _SCORE = pa.string(), pa.float32()
 #: The columns the sink writes, in row order, with the Arrow type each is sent as.
@@ -55,6 +56,9 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 EVENT_COLUMNS = tuple(EVENT_SCHEMA.names)
+EVENT_SCHEMA_UUID_TEXT = pa.schema(
+    [(f.name, pa.string() if f.type == _UUID else f.type) for f in EVENT_SCHEMA]
+)
 EVENT_ID, EVENT_KIND, EVENT_TIME = 0, 1, 2
 #: Rows of one insert are unique by event id (the sink drops repeats first) and the views
 #: group by their tables' keys, so merging each new part on insert finds nothing to merge:
@@ -89,6 +93,7 @@ def connect(target: str) -> Any:
 class Warehouse:
     def __init__(self, target: str) -> None:
         self._client = connect(target)
+        self._uuids_as_text = not target.startswith("chdb:")
         self._lock = threading.Lock()
         self.rebuilt_roll_ups = schema.apply(self)
 
@@ -104,7 +109,7 @@ class Warehouse:
         """Rows in ``EVENT_COLUMNS`` order, in one insert (one part per table and month)."""
         if not rows:
             return
-        table = events_table(rows)
+        table = events_table(rows, uuids_as_text=self._uuids_as_text)
         with self._lock:
             self._client.insert_arrow("pipeline_events", table, settings=INSERT_SETTINGS)
 
@@ -157,11 +162,14 @@ class Warehouse:
             self._client.close()
 
 
-def events_table(rows: Sequence[Sequence[Any]]) -> pa.Table:
+def events_table(rows: Sequence[Sequence[Any]], uuids_as_text: bool = False) -> pa.Table:
     """The rows as one Arrow table, column by column."""
+    schema = EVENT_SCHEMA_UUID_TEXT if uuids_as_text else EVENT_SCHEMA
     arrays = []
-    for column, field in zip(zip(*rows, strict=True), EVENT_SCHEMA, strict=True):
-        if field.type == _UUID:
+    for column, field, wire in zip(zip(*rows, strict=True), EVENT_SCHEMA, schema, strict=True):
+        if field.type == _UUID and uuids_as_text:
+            column = tuple(None if value is None else str(value) for value in column)
+        elif field.type == _UUID:
             column = tuple(None if value is None else value.bytes for value in column)
-        arrays.append(pa.array(column, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+        arrays.append(pa.array(column, type=wire.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

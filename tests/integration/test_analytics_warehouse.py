@@ -57,7 +57,12 @@ def event(n: int, at: datetime = T0, **overrides: Any) -> list[Any]:
     return [values[name] for name in EVENT_COLUMNS]
 
 
-def test_the_arrow_insert_lands_what_the_row_insert_landed(warehouse: Warehouse) -> None:
+@pytest.mark.parametrize("uuids_as_text", [False, True], ids=["uuid-bytes", "uuid-text-server"])
+def test_the_arrow_insert_lands_what_the_row_insert_landed(
+    warehouse: Warehouse, uuids_as_text: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The text form is what a server (CLICKHOUSE_URL) gets; the engine reads both.
+    monkeypatch.setattr(warehouse, "_uuids_as_text", uuids_as_text)
     rows = [
         event(0),
         event(1, amount=Decimal("999999999999999.9999"), total_amount=Decimal("0.0000")),
@@ -65,7 +70,7 @@ def test_the_arrow_insert_lands_what_the_row_insert_landed(warehouse: Warehouse)
         event(3, at=datetime(2026, 2, 28, 23, 59, 59, 999999, tzinfo=UTC), reason_code="X"),
         event(4, amount=Decimal("-0.0001"), channel="", terminal_id="ünïcode"),
     ]
-    warehouse.command("CREATE TABLE IF NOT EXISTS row_insert AS pipeline_events")
+    warehouse.command("CREATE TABLE IF NOT EXISTS row_insert AS pipeline_events")  # no views
     warehouse.insert_events(rows)
     warehouse._client.insert(  # the path the sink took before Arrow
         "row_insert",
