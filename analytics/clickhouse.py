@@ -167,9 +167,10 @@ def events_table(rows: Sequence[Sequence[Any]], uuids_as_text: bool = False) -> 
     schema = EVENT_SCHEMA_UUID_TEXT if uuids_as_text else EVENT_SCHEMA
     arrays = []
     for column, field, wire in zip(zip(*rows, strict=True), EVENT_SCHEMA, schema, strict=True):
+        values: Sequence[Any] = column
         if field.type == _UUID and uuids_as_text:
-            column = tuple(None if value is None else str(value) for value in column)
+            values = [None if value is None else str(value) for value in column]
         elif field.type == _UUID:
-            column = tuple(None if value is None else value.bytes for value in column)
-        arrays.append(pa.array(column, type=wire.type))
+            values = [None if value is None else value.bytes for value in column]
+        arrays.append(pa.array(values, type=wire.type))
     return pa.Table.from_arrays(arrays, schema=schema)

@@ -109,15 +109,18 @@ def timed(call: Callable[[], Any], runs: int) -> float:
 
 class Clock:
     """Wall and CPU seconds of a stretch of work (CPU: every thread of this process, the
-    engine's included), so a figure taken on a busy machine can be read for what it is."""
+    engine's included), so a figure taken on a busy machine can be read for what it is.
+    Entered again, it adds the new stretch to what it measured."""
+
+    wall = cpu = 0.0
 
     def __enter__(self) -> Clock:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self._started = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall
-        self.cpu = time.process_time() - self.cpu
+        self.wall += time.perf_counter() - self._started[0]
+        self.cpu += time.process_time() - self._started[1]
 
 
 def load() -> str:
@@ -239,17 +242,22 @@ def sink_figures(
             wh._client.insert(  # noqa: SLF001 - the baseline bypasses the sink on purpose
                 "bench_plain", columns, column_names=EVENT_COLUMNS, column_oriented=True
             )
+    # The two paths take turns, batch by batch: on a shared machine both see the same load
+    # (and the merges of each other's parts), where one after the other they would not.
     previous = PreviousSinkPath(wh)
-    settle(wh, 60.0)  # each path waits for the merges of the one before it
-    with Clock() as before:
-        before_written = sum(store_new_events(previous, b) for b in previous_rows)  # type: ignore[arg-type]
-    with Clock() as before_replay:
-        before_replayed = sum(store_new_events(previous, b) for b in previous_rows)  # type: ignore[arg-type]
     settle(wh, 60.0)
-    with Clock() as sink:
-        written = sum(store_new_events(wh, batch) for batch in batches)
-    with Clock() as replay:
-        replayed = sum(store_new_events(wh, batch) for batch in batches)
+    before, before_replay, sink, replay = Clock(), Clock(), Clock(), Clock()
+    written = replayed = before_written = before_replayed = 0
+    for mine, old in zip(batches, previous_rows, strict=True):
+        with before:
+            before_written += store_new_events(previous, old)  # type: ignore[arg-type]
+        with sink:
+            written += store_new_events(wh, mine)
+    for mine, old in zip(batches, previous_rows, strict=True):
+        with before_replay:
+            before_replayed += store_new_events(previous, old)  # type: ignore[arg-type]
+        with replay:
+            replayed += store_new_events(wh, mine)
     if (written, replayed, before_written, before_replayed) != (rows_total, 0, rows_total, 0):
         raise RuntimeError(
             f"sink wrote {written} of {rows_total}, then {replayed} on replay; "
