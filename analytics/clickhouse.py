@@ -62,7 +62,7 @@ EVENT_SCHEMA_UUID_TEXT = pa.schema(
 EVENT_ID, EVENT_KIND, EVENT_TIME = 0, 1, 2
 #: Rows of one insert are unique by event id (the sink drops repeats first) and the views
 #: group by their tables' keys, so merging each new part on insert finds nothing to merge:
-#: skip that pass (about a fifth of an insert's time with eight views).
+#: skip that pass (about a fifth of a small insert's time with eight views).
 INSERT_SETTINGS = {"optimize_on_insert": 0}
 REPORT_COLUMNS = (
     "report_id",
