@@ -17,16 +17,19 @@ import shutil
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from analytics import reports, schema
 from analytics.clickhouse import EVENT_COLUMNS, Warehouse
 from analytics.mapping import event_row
 from analytics.ranges import report_range
+from analytics.settings import AnalyticsSettings
 from analytics.sink import store_new_events
 from domain import records
 from domain.transactions import TransactionType
@@ -34,7 +37,7 @@ from domain.transactions import TransactionType
 REPO = Path(__file__).resolve().parents[2]
 SPAN = timedelta(days=7)
 CHUNK_TRANSACTIONS = 1_000_000
-SINK_BATCH_ROWS = 10_000
+SINK_BATCH_ROWS = AnalyticsSettings.model_fields["batch_rows_max"].default
 FRAUD = {"fraud_codes": ("FRAUD_DECLINED",), "high_percent": 90}
 
 # One INSERT ... SELECT per chunk: 90 % approved and posted, 10 % declined, over SPAN.
@@ -106,15 +109,18 @@ def timed(call: Callable[[], Any], runs: int) -> float:
 
 class Clock:
     """Wall and CPU seconds of a stretch of work (CPU: every thread of this process, the
-    engine's included), so a figure taken on a busy machine can be read for what it is."""
+    engine's included), so a figure taken on a busy machine can be read for what it is.
+    Entered again, it adds the new stretch to what it measured."""
+
+    wall = cpu = 0.0
 
     def __enter__(self) -> Clock:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self._started = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall
-        self.cpu = time.process_time() - self.cpu
+        self.wall += time.perf_counter() - self._started[0]
+        self.cpu += time.process_time() - self._started[1]
 
 
 def load() -> str:
@@ -171,43 +177,101 @@ def sample_records(count: int, now: datetime) -> list[records.TransactionPosted]
     return out
 
 
-def sink_figures(wh: Warehouse, rows_total: int) -> list[tuple[str, int, Clock, str]]:
+class PreviousSinkPath:
+    """The sink's warehouse calls as they were before Arrow (commit 3ec8e65), measured in
+    the same run: rows serialized by clickhouse-connect value by value, and every batch id
+    bound into the lookup query."""
+
+    def __init__(self, wh: Warehouse) -> None:
+        self.wh = wh
+
+    def insert_events(self, rows: Sequence[Sequence[Any]]) -> None:
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        self.wh._client.insert(  # noqa: SLF001 - the old path, on purpose
+            "pipeline_events", columns, column_names=EVENT_COLUMNS, column_oriented=True
+        )
+
+    def stored_event_ids(
+        self, kinds: Sequence[str], ids: Sequence[uuid.UUID], start: datetime, end: datetime
+    ) -> set[uuid.UUID]:
+        rows = self.wh.query(
+            """SELECT event_id FROM pipeline_events
+                WHERE event_kind IN {kinds:Array(String)}
+                  AND event_time >= {start:DateTime64(3)} AND event_time <= {end:DateTime64(3)}
+                  AND event_id IN {ids:Array(UUID)}""",
+            {"kinds": list(kinds), "start": start, "end": end, "ids": list(ids)},
+        )
+        return {row[0] for row in rows}
+
+
+def sink_rows(mapped: list[list[Any]], total: int, start: datetime) -> list[list[Any]]:
+    """``total`` rows cycling through ``mapped``, each with a new event id and time."""
+    rows = []
+    for i in range(total):
+        row = list(mapped[i % len(mapped)])
+        row[0] = uuid.uuid4()
+        row[2] = start + timedelta(microseconds=i)
+        rows.append(row)
+    return rows
+
+
+def batched(rows: list[list[Any]], size: int) -> list[list[list[Any]]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def sink_figures(
+    wh: Warehouse, rows_total: int, batch_rows: int
+) -> list[tuple[str, int, Clock, str]]:
     now = datetime.now(UTC)
     payloads = [records.encode(r) for r in sample_records(20_000, now)]
     with Clock() as decode:
         mapped = [event_row(records.decode_transaction_record(p)) for p in payloads]
+    with Clock() as parse:  # what any Python decoder pays before checking a single field
+        for payload in payloads:
+            orjson.loads(payload)
 
-    rows = []
-    for i in range(rows_total):
-        row = list(mapped[i % len(mapped)])
-        row[0] = uuid.uuid4()
-        row[2] = now + timedelta(microseconds=i)
-        rows.append(row)
-    batches = [rows[i : i + SINK_BATCH_ROWS] for i in range(0, len(rows), SINK_BATCH_ROWS)]
+    # Each path gets rows of its own (new ids, a time range of its own): none sees another's.
+    plain_rows = batched(sink_rows(mapped, rows_total, now), batch_rows)
+    previous_rows = batched(sink_rows(mapped, rows_total, now + timedelta(seconds=1)), batch_rows)
+    batches = batched(sink_rows(mapped, rows_total, now + timedelta(seconds=2)), batch_rows)
 
     wh.command("CREATE TABLE IF NOT EXISTS bench_plain AS pipeline_events")  # no views on it
     with Clock() as plain:
-        for batch in batches:
+        for batch in plain_rows:
             columns = [list(c) for c in zip(*batch, strict=True)]
             wh._client.insert(  # noqa: SLF001 - the baseline bypasses the sink on purpose
                 "bench_plain", columns, column_names=EVENT_COLUMNS, column_oriented=True
             )
-    with Clock() as sink:
-        written = sum(store_new_events(wh, batch) for batch in batches)
-    with Clock() as replay:
-        replayed = sum(store_new_events(wh, batch) for batch in batches)
-    if written != rows_total or replayed != 0:
-        raise RuntimeError(f"sink wrote {written} of {rows_total}, then {replayed} on replay")
+    # The two paths take turns, batch by batch: on a shared machine both see the same load
+    # (and the merges of each other's parts), where one after the other they would not.
+    previous = PreviousSinkPath(wh)
+    settle(wh, 60.0)
+    before, before_replay, sink, replay = Clock(), Clock(), Clock(), Clock()
+    written = replayed = before_written = before_replayed = 0
+    for mine, old in zip(batches, previous_rows, strict=True):
+        with before:
+            before_written += store_new_events(previous, old)  # type: ignore[arg-type]
+        with sink:
+            written += store_new_events(wh, mine)
+    for mine, old in zip(batches, previous_rows, strict=True):
+        with before_replay:
+            before_replayed += store_new_events(previous, old)  # type: ignore[arg-type]
+        with replay:
+            replayed += store_new_events(wh, mine)
+    if (written, replayed, before_written, before_replayed) != (rows_total, 0, rows_total, 0):
+        raise RuntimeError(
+            f"sink wrote {written} of {rows_total}, then {replayed} on replay; "
+            f"the previous path {before_written}, then {before_replayed}"
+        )
+    views = len(schema.ROLL_UPS)
     return [
-        (
-            f"sink: dedup lookup + insert, {len(schema.ROLL_UPS)} roll-up views",
-            rows_total,
-            sink,
-            ">= 100,000",
-        ),
-        ("baseline: plain insert, no lookup, no views", rows_total, plain, ""),
+        (f"sink: dedup lookup + Arrow insert, {views} views", rows_total, sink, ">= 100,000"),
         ("sink: the same rows replayed (all dropped)", rows_total, replay, ""),
+        (f"before: lookup + clickhouse-connect insert, {views} v.", rows_total, before, ""),
+        ("before: the same rows replayed (all dropped)", rows_total, before_replay, ""),
+        ("baseline: plain insert, no lookup, no views", rows_total, plain, ""),
         ("decode JSON + map (Python, per process)", len(payloads), decode, ""),
+        ("  floor: orjson.loads alone, no checks, no map", len(payloads), parse, ""),
     ]
 
 
@@ -255,6 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transactions", type=int, default=10_000_000)
     parser.add_argument("--sink-rows", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--sink-batch-rows", type=int, default=SINK_BATCH_ROWS, help="rows per sink insert"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the engine directory")
     args = parser.parse_args(argv)
 
@@ -277,15 +344,16 @@ def main(argv: list[str] | None = None) -> None:
             wh.command(f"OPTIMIZE TABLE {roll_up.name} FINAL")  # what background merges reach
         settle(wh)
 
-        print(f"\nsink into the embedded engine (batches of 10,000 rows); {load()}")
-        print(f"  {'path':<46} {'rows':>9} {'wall s':>7} {'rows/s':>9} {'rows/cpu-s':>11}  target")
-        sink = sink_figures(wh, args.sink_rows)
+        batch = args.sink_batch_rows
+        print(f"\nsink into the embedded engine (batches of {batch:,} rows); {load()}")
+        print(f"  {'path':<50} {'rows':>9} {'wall s':>7} {'rows/s':>9} {'rows/cpu-s':>11}  target")
+        sink = sink_figures(wh, args.sink_rows, batch)
         for name, rows, clock, note in sink:
             print(
-                f"  {name:<46} {rows:>9,} {clock.wall:>7.2f} {rows / clock.wall:>9,.0f} "
+                f"  {name:<50} {rows:>9,} {clock.wall:>7.2f} {rows / clock.wall:>9,.0f} "
                 f"{rows / clock.cpu:>11,.0f}  {note}"
             )
-        print(f"  ratio sink / plain insert (rows/s): {sink[1][2].wall / sink[0][2].wall:.2f}")
+        print(f"  sink now / before (rows/s): {sink[2][2].wall / sink[0][2].wall:.2f}x; {load()}")
 
         print(f"\ndashboard queries over {args.transactions:,} transactions ({events:,} events);")
         print(f"  {load()}")
