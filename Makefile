@@ -10,7 +10,7 @@ install:
 	bash infra/bootstrap.sh
 
 demo: install
-	$(WP) demo --tps 100 --seconds 20
+	$(WP) demo --tps 50 --seconds 20
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests
