@@ -62,6 +62,22 @@ def wait_final(api: httpx.Client, transaction_id: str, timeout_s: float = 60) ->
     raise AssertionError(f"transaction {transaction_id} still pending after {timeout_s}s")
 
 
+def funded_wallet(api: httpx.Client, amount: str = "100.00") -> str:
+    """A new USD wallet with a completed deposit of ``amount``."""
+    wallet = new_wallet(api)
+    deposit = accepted(
+        api,
+        {
+            "transaction_type": "DEPOSIT",
+            "destination_wallet_id": wallet,
+            "amount": amount,
+            "currency_code": "USD",
+        },
+    )
+    assert wait_final(api, deposit)["status"] == "COMPLETED"
+    return wallet
+
+
 def balance(api: httpx.Client, wallet_id: str) -> Decimal:
     answer = api.get(f"/v1/wallets/{wallet_id}/balance")
     assert answer.status_code == 200, answer.text

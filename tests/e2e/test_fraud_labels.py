@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 from domain import records
 from domain.topics import FRAUD_LABELS, WALLET_PARTITIONS
 from models.scenarios import SCENARIOS
-from tests.helpers import accepted, new_wallet, wait_final
+from tests.helpers import accepted, funded_wallet, new_wallet, wait_final
 from walletpipe.simulate import run_simulation
 
 CHANGELOG = "wallet-streams-wallet-history-changelog"  # facet "scored" of a wallet's value
@@ -63,17 +63,7 @@ def dead_letter(bootstrap: str, key: str, timeout_s: float = 30) -> dict[str, st
 
 
 def paid_wallet(api: httpx.Client) -> tuple[str, str]:
-    wallet, shop = new_wallet(api), new_wallet(api)
-    deposit = accepted(
-        api,
-        {
-            "transaction_type": "DEPOSIT",
-            "destination_wallet_id": wallet,
-            "amount": "50.00",
-            "currency_code": "USD",
-        },
-    )
-    assert wait_final(api, deposit)["status"] == "COMPLETED"
+    wallet, shop = funded_wallet(api, "50.00"), new_wallet(api)
     payment = accepted(
         api,
         {

@@ -9,8 +9,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.e2e.test_two_phase import funded_wallet, pay
-from tests.helpers import accepted, balance, new_wallet, sql, wait_final
+from tests.e2e.test_two_phase import pay
+from tests.helpers import accepted, balance, funded_wallet, new_wallet, sql, wait_final
 
 pytestmark = pytest.mark.e2e
 

@@ -13,24 +13,9 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import E2E_HOLD_TIMEOUT_MS
-from tests.helpers import accepted, balance, new_wallet, sql, wait_final
+from tests.helpers import accepted, balance, funded_wallet, new_wallet, sql, wait_final
 
 pytestmark = pytest.mark.e2e
-
-
-def funded_wallet(api: httpx.Client, amount: str = "100.00") -> str:
-    wallet = new_wallet(api)
-    deposit = accepted(
-        api,
-        {
-            "transaction_type": "DEPOSIT",
-            "destination_wallet_id": wallet,
-            "amount": amount,
-            "currency_code": "USD",
-        },
-    )
-    assert wait_final(api, deposit)["status"] == "COMPLETED"
-    return wallet
 
 
 def pay(api: httpx.Client, source: str, amount: str, outcome: str | None, **extra: Any) -> str:
