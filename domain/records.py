@@ -109,7 +109,30 @@ class TransactionRequested(TransactionFacts):
     kyc_status: KycStatus | None = None
 
 
-class PostTransaction(TransactionFacts):
+#: A model's name and version as records carry it: "<registry name> v<N>", or the name of
+#: the online scorer that stands in when the registry has no champion.
+ModelName = Annotated[str, Field(min_length=1, max_length=100)]
+#: A score as the records carry it: 0-100 with two decimals, like ``risk_score``.
+RiskScore = Annotated[Decimal, Field(ge=0, le=100)]
+SHADOW_SCORES_MAX = 8
+
+
+class ScoredFacts(TransactionFacts):
+    """The facts of a transaction the stream has scored and decided.
+
+    ``risk_score`` (on each subclass) is the champion's score, the one that decided;
+    ``scored_by`` names that model; ``shadow_scores`` are the challengers' scores of the
+    same features, kept for comparison and never decisive. Records from before models
+    were named have neither (None and {}).
+    """
+
+    scored_by: ModelName | None = None
+    shadow_scores: dict[ModelName, RiskScore] = Field(
+        default_factory=dict, max_length=SHADOW_SCORES_MAX
+    )
+
+
+class PostTransaction(ScoredFacts):
     """Command to the ledger: approved, funds reserved (topic ``ledger.commands``)."""
 
     kind: Literal["PostTransaction"] = "PostTransaction"
@@ -117,7 +140,7 @@ class PostTransaction(TransactionFacts):
     decided_at: datetime
 
 
-class TransactionRejected(TransactionFacts):
+class TransactionRejected(ScoredFacts):
     """The stream declined the request (topic ``transactions.rejected``); no money moved."""
 
     kind: Literal["TransactionRejected"] = "TransactionRejected"
@@ -217,7 +240,7 @@ class WalletCredited(Record):
     currency_code: str = Field(min_length=3, max_length=3)
 
 
-class ReviewRequested(TransactionFacts):
+class ReviewRequested(ScoredFacts):
     """The stream held the funds and wants an analyst's decision (topic
     ``reviews.requested``, keyed like the request). Without one by ``review_deadline`` the
     transaction is declined."""
