@@ -23,18 +23,19 @@ created with every migration and dropped afterwards. Not a test: it asserts noth
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import random
 import threading
-import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 
+from bench.ledger.cpu import CpuMeter, CpuSample, load_average, postmaster_pid
 from domain import records
 from domain.transactions import TransactionType
 from infra.migrate import apply_migrations
@@ -129,10 +130,13 @@ def workload(
     """Uniform: transfers between random customers. Hot: 80 % payments to 10 merchants,
     the rest transfers between random customers."""
     rng = random.Random(seed)
-    now = records.utc_now()
+    start = records.utc_now()
     client = uuid.uuid4()
     out = []
-    for _ in range(count):
+    for i in range(count):
+        # Each command its own times, as live traffic has: none is formatted once for all.
+        requested_at = start + timedelta(microseconds=37 * i)
+        decided_at = requested_at + timedelta(milliseconds=3)
         source = rng.choice(customers)
         if hot and rng.random() < HOT_SHARE:
             kind, destination = TransactionType.PAYMENT, rng.choice(merchants)
@@ -153,14 +157,54 @@ def workload(
                 currency_code="USD",
                 client_id=client,
                 idempotency_key=uuid.uuid4().hex,
-                requested_at=now,
-                decided_at=now,
+                requested_at=requested_at,
+                decided_at=decided_at,
             )
         )
     return out
 
 
-def run_ours(url: str, commands: list[records.PostTransaction], batch: int) -> tuple[float, int]:
+@dataclass(frozen=True)
+class RunResult:
+    posted: int
+    before: CpuSample
+    after: CpuSample
+
+    @property
+    def wall_s(self) -> float:
+        return self.after.wall_s - self.before.wall_s
+
+    @property
+    def process_s(self) -> float:
+        return self.after.process_s - self.before.process_s
+
+    @property
+    def postgres_s(self) -> float:
+        return self.after.postgres_s - self.before.postgres_s
+
+    @property
+    def per_s(self) -> float:
+        return self.posted / self.wall_s
+
+    @property
+    def per_cpu_s(self) -> float:
+        """Transfers per CPU-second of this process and PostgreSQL together."""
+        return self.posted / max(self.process_s + self.postgres_s, 1e-9)
+
+    def cpu_text(self) -> str:
+        return (
+            f"cpu: bench process {self.process_s:6.2f} s, postgres {self.postgres_s:6.2f} s"
+            f" = {self.per_cpu_s:>7,.0f} per CPU-second"
+        )
+
+
+def run_ours(
+    url: str,
+    commands: list[records.PostTransaction],
+    batch: int,
+    meter: CpuMeter,
+    profile: Path | None = None,
+) -> RunResult:
     writer = LedgerWriter(
         LedgerSettings(
             DATABASE_URL=url,
@@ -170,12 +214,19 @@ def run_ours(url: str, commands: list[records.PostTransaction], batch: int) -> t
         )
     )
     messages = [Message(records.encode(c), i) for i, c in enumerate(commands)]
+    profiler = cProfile.Profile() if profile is not None else None
     with psycopg.connect(url, autocommit=True) as conn:
-        started = time.perf_counter()
+        before = meter.sample()
+        if profiler is not None:
+            profiler.enable()
         for start in range(0, len(messages), batch):
             writer.process(conn, None, messages[start : start + batch])  # type: ignore[arg-type]
-        elapsed = time.perf_counter() - started
-    return elapsed, writer.totals["posted"]
+        if profiler is not None:
+            profiler.disable()
+        after = meter.sample()
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(str(profile))
+    return RunResult(writer.totals["posted"], before, after)
 
 
 def seed_request(conn: psycopg.Connection, command: records.PostTransaction) -> bool:
@@ -258,7 +309,9 @@ def seed_request(conn: psycopg.Connection, command: records.PostTransaction) -> 
     return True
 
 
-def run_seed(url: str, commands: list[records.PostTransaction], clients: int) -> tuple[float, int]:
+def run_seed(
+    url: str, commands: list[records.PostTransaction], clients: int, meter: CpuMeter
+) -> RunResult:
     """``clients`` threads, one connection each, take requests from a shared cursor."""
     lock = threading.Lock()
     cursor = iter(commands)
@@ -278,15 +331,15 @@ def run_seed(url: str, commands: list[records.PostTransaction], clients: int) ->
             errors.append(error)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
+    before = meter.sample()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
+    after = meter.sample()
     if errors:
         raise errors[0]
-    return elapsed, sum(posted)
+    return RunResult(sum(posted), before, after)
 
 
 def database_url() -> str:
@@ -297,21 +350,55 @@ def database_url() -> str:
     return read_env(local)["DATABASE_URL"]
 
 
+def server_postmaster(conn: psycopg.Connection) -> int | None:
+    """The cluster's postmaster when its data directory is readable here (a local server)."""
+    row = conn.execute("SELECT current_setting('data_directory')").fetchone()
+    return postmaster_pid(Path(row[0])) if row else None
+
+
+def server_settings(conn: psycopg.Connection) -> str:
+    """The durability settings both designs run under (the same server for both)."""
+    names = ("fsync", "synchronous_commit", "full_page_writes", "wal_compression")
+    values = [
+        f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}"  # type: ignore[index]
+        for name in names
+    ]
+    return ", ".join(values)
+
+
+def report(who: str, label: str, result: RunResult, how: str) -> None:
+    print(
+        f"({who}) {label:13s} {result.posted:>8,} posted in {result.wall_s:6.2f} s "
+        f"= {result.per_s:>9,.0f} transfers/s  ({how})"
+    )
+    print(f"       {'':13s} {result.cpu_text()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ours", type=int, default=100_000, help="commands per workload")
-    parser.add_argument("--seed", type=int, default=10_000, help="requests per workload")
+    parser.add_argument(
+        "--seed", type=int, default=10_000, help="requests per workload (0: skip the seed)"
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--wallets", type=int, default=10_000)
+    parser.add_argument(
+        "--workloads", default="uniform,hot-merchant", help="comma-separated subset to run"
+    )
+    parser.add_argument("--profile", type=Path, help="cProfile our writer's runs into this file")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args()
+    workloads = [w for w in ("uniform", "hot-merchant") if w in args.workloads.split(",")]
 
     admin_url = database_url()
     name = f"bench_ledger_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
+        meter = CpuMeter(server_postmaster(admin))
+        print(f"postgres: {server_settings(admin)} (the same server for both designs)")
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    print(f"load average at start: {load_average()}")
     try:
         apply_migrations(url)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -319,33 +406,39 @@ def main() -> None:
             customers = make_wallets(conn, args.wallets, "PRIMARY")
             merchants = make_wallets(conn, MERCHANTS, "BUSINESS")
             conn.execute("ANALYZE")
-        results: dict[str, float] = {}
-        for label, hot in (("uniform", False), ("hot-merchant", True)):
+        results: dict[str, RunResult] = {}
+        for label in workloads:
+            hot = label == "hot-merchant"
             ours = workload(customers, merchants, args.ours, hot, seed=1)
-            elapsed, posted = run_ours(url, ours, args.batch)
-            results[f"ours/{label}"] = posted / elapsed
-            print(
-                f"(ours) {label:13s} {posted:>8,} posted in {elapsed:6.2f} s "
-                f"= {posted / elapsed:>9,.0f} transfers/s  (batches of {args.batch:,})"
-            )
-            seed = workload(customers, merchants, args.seed, hot, seed=2)
-            elapsed, posted = run_seed(url, seed, args.clients)
-            results[f"seed/{label}"] = posted / elapsed
-            print(
-                f"(seed) {label:13s} {posted:>8,} posted in {elapsed:6.2f} s "
-                f"= {posted / elapsed:>9,.0f} transfers/s  ({args.clients} clients,"
-                " FOR UPDATE per request)"
-            )
+            profile = args.profile.with_suffix(f".{label}.prof") if args.profile else None
+            results[f"ours/{label}"] = run_ours(url, ours, args.batch, meter, profile)
+            report("ours", label, results[f"ours/{label}"], f"batches of {args.batch:,}")
+            if args.seed:
+                seed = workload(customers, merchants, args.seed, hot, seed=2)
+                results[f"seed/{label}"] = run_seed(url, seed, args.clients, meter)
+                report(
+                    "seed",
+                    label,
+                    results[f"seed/{label}"],
+                    f"{args.clients} clients, FOR UPDATE per request",
+                )
         print()
-        for label in ("uniform", "hot-merchant"):
-            ratio = results[f"ours/{label}"] / results[f"seed/{label}"]
-            print(f"ratio ours/seed {label:13s} {ratio:6.1f}x")
-        fast = min(results["ours/uniform"], results["ours/hot-merchant"]) >= 10_000
-        hot = results["ours/hot-merchant"] >= 20 * results["seed/hot-merchant"]
-        print(
-            f"targets: ours >= 10,000/s: {'met' if fast else 'NOT met'}; "
-            f"hot-merchant >= 20x seed: {'met' if hot else 'NOT met'}"
-        )
+        for label in workloads:
+            if f"seed/{label}" not in results:
+                continue
+            ours, seed = results[f"ours/{label}"], results[f"seed/{label}"]
+            print(
+                f"ratio ours/seed {label:13s} {ours.per_s / seed.per_s:6.1f}x wall,"
+                f" {ours.per_cpu_s / seed.per_cpu_s:6.1f}x per CPU-second"
+            )
+        print(f"load average at end: {load_average()}")
+        if len(workloads) == 2 and args.seed:
+            fast = min(results["ours/uniform"].per_s, results["ours/hot-merchant"].per_s)
+            hot_ratio = results["ours/hot-merchant"].per_s / results["seed/hot-merchant"].per_s
+            print(
+                f"targets: ours >= 10,000/s: {'met' if fast >= 10_000 else 'NOT met'}; "
+                f"hot-merchant >= 20x seed: {'met' if hot_ratio >= 20 else 'NOT met'}"
+            )
     finally:
         if not args.keep:
             with psycopg.connect(admin_url, autocommit=True) as admin:
