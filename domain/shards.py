@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from domain.exceptions import DomainError
+from domain.ids import with_text
 
 BUCKETS = 16
 
@@ -83,7 +84,7 @@ def clearing_wallet_id(shard: int, peer: int, currency_code: str) -> uuid.UUID:
     Derived (uuid5), so both sides and verify name it without a lookup."""
     if shard == peer:
         raise ShardConfigError(f"shard {shard} keeps no clearing account for itself")
-    return uuid.uuid5(_CLEARING_NAMESPACE, f"{shard}->{peer}:{currency_code}")
+    return with_text(uuid.uuid5(_CLEARING_NAMESPACE, f"{shard}->{peer}:{currency_code}"))
 
 
 def split_database_urls(text: str) -> list[str]:
