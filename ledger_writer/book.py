@@ -8,16 +8,15 @@ gateway answers) and ``reversal`` build on them.
 
 from __future__ import annotations
 
-import itertools
-import secrets
-import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from domain.exceptions import LedgerInvariantError
+from domain.fast_records import trusted
+from domain.ids import next_row_id
 from domain.records import (
     AuthorizePayment,
     CreditFromShard,
@@ -79,11 +78,13 @@ class Hold:
     open: bool = True
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(NamedTuple):
     """A wallet's ledger state. System accounts carry a signed ``available`` and no checks.
     A wallet of another shard has ``remote_shard`` set: its status and currency are known
-    (checked like any wallet's), its balance is that shard's, never written here."""
+    (checked like any wallet's), its balance is that shard's, never written here.
+
+    Immutable, and a named tuple rather than a frozen dataclass: every posting makes new
+    ones, and a named tuple is several times cheaper to build."""
 
     wallet_id: uuid.UUID
     currency_code: str
@@ -153,47 +154,44 @@ def checked_account(
     return account
 
 
-_FACT_NAMES = frozenset(PostTransaction.model_fields) - {
-    "kind",
-    "event_id",
+#: TransactionPosted's fields in order, and which of them come from the command's facts.
+_POSTED_FIELDS = tuple(TransactionPosted.model_fields)
+_POSTED_FROM_COMMAND = frozenset(_POSTED_FIELDS) - {
     "schema_version",
+    "event_id",
+    "kind",
+    "transaction_status",
     "risk_score",
-    "decided_at",
+    "completed_at",
+    "captured_amount",
 }
 
 
-def posted_event(command: PostTransaction, now: datetime, **extra: object) -> TransactionPosted:
+def posted_event(
+    command: PostTransaction, now: datetime, captured_amount: Decimal | None = None
+) -> TransactionPosted:
     """The TransactionPosted of a validated command, built without validating it again (the
-    hot path: one per posting)."""
-    facts = {k: v for k, v in command.__dict__.items() if k in _FACT_NAMES}
-    return TransactionPosted.model_construct(
-        **facts,
-        event_id=uuid.uuid4(),
-        risk_score=command.risk_score,
-        completed_at=now,
-        **extra,
-    )
-
-
-def _row_ids() -> Iterator[uuid.UUID]:
-    """Ids of the rows a batch creates (entries, events): UUIDv7-shaped, a millisecond clock
-    then random bits then a counter, so each batch appends to the primary-key indexes
-    instead of touching random pages, and no id costs a call to the OS's random source."""
-    millis = time.time_ns() // 1_000_000
-    base = (millis & (2**48 - 1)) << 80 | 0x7 << 76 | secrets.randbits(12) << 64
-    base |= 0b10 << 62 | secrets.randbits(38) << 24
-    return (uuid.UUID(int=base | n) for n in itertools.count())
-
-
-_ids = _row_ids()
+    hot path: one per posting). Its event id is a fresh row id: unique, and time-ordered."""
+    facts = command.__dict__
+    values = {
+        "schema_version": 1,
+        "event_id": next_row_id(),
+        **{name: facts[name] for name in _POSTED_FIELDS if name in _POSTED_FROM_COMMAND},
+        "kind": "TransactionPosted",
+        "transaction_status": TransactionStatus.COMPLETED,
+        "risk_score": command.risk_score,
+        "completed_at": now,
+        "captured_amount": captured_amount,
+    }
+    # What model_construct would record as set: every field passed, not the defaults.
+    fields_set = set(_POSTED_FROM_COMMAND)
+    fields_set.update(("event_id", "risk_score", "completed_at", "captured_amount"))
+    return trusted(TransactionPosted, values, fields_set)
 
 
 def next_id() -> uuid.UUID:
-    global _ids
-    new = next(_ids)
-    if new.int & 0xFFFFFF == 0xFFFFFF:  # 16 M ids from one base: start a fresh one
-        _ids = _row_ids()
-    return new
+    """The id of a row this batch creates (an entry, an event): see ``domain.ids``."""
+    return next_row_id()
 
 
 def check_amounts(command: PostTransaction) -> None:
@@ -246,44 +244,56 @@ def apply_postings(
 ) -> None:
     """Entries and balances of balanced ``postings`` on this shard's accounts, or
     ``Refused`` with nothing changed; ``active=False`` skips the wallet status check."""
-    if sum(p.signed for p in postings) != 0:
+    total = Decimal(0)
+    for posting in postings:
+        total += posting.signed
+    if total != 0:
         raise LedgerInvariantError(f"transaction {transaction_id}: entries do not sum to zero")
     # Every wallet must exist, be active and hold the currency before any balance is judged.
     updated = {
         p.wallet_id: checked_account(plan, p.wallet_id, currency_code, active=active)
         for p in postings
     }
-    for posting in postings:
-        account = updated[posting.wallet_id]
+    entries = []
+    for wallet_id, entry_type, amount in postings:
+        account = updated[wallet_id]
         if account.remote_shard is not None:
             raise LedgerInvariantError(
-                f"transaction {transaction_id}: wallet {posting.wallet_id} belongs to shard "
+                f"transaction {transaction_id}: wallet {wallet_id} belongs to shard "
                 f"{account.remote_shard}; shard {plan.shard} cannot post to it"
             )
-        account = replace(account, available=account.available + posting.signed)
-        if not account.is_system and account.available < 0:
+        if entry_type is EntryType.CREDIT:
+            available, entry_text = account.available + amount, "CREDIT"
+        else:
+            available, entry_text = account.available - amount, "DEBIT"
+        if available < 0 and not account.is_system:
             raise Refused(
                 RejectReason.INSUFFICIENT_FUNDS,
-                f"wallet {posting.wallet_id} lacks {-account.available} {currency_code}",
+                f"wallet {wallet_id} lacks {-available} {currency_code}",
             )
-        updated[posting.wallet_id] = account
-    # Every check passed: now, and only now, the batch state changes.
-    running: dict[uuid.UUID, Account] = {}
-    for posting in postings:
-        before = running.get(posting.wallet_id) or plan.accounts[posting.wallet_id]
-        after = replace(before, available=before.available + posting.signed)
-        running[posting.wallet_id] = after
-        plan.entries.append(
+        updated[wallet_id] = Account(
+            account.wallet_id,
+            account.currency_code,
+            account.status,
+            account.is_system,
+            available,
+            account.reserved,
+            account.remote_shard,
+        )
+        # balance_after: the wallet's posted balance (available + reserved) after this entry.
+        entries.append(
             (
                 next_id(),
                 transaction_id,
-                posting.wallet_id,
-                posting.entry_type.value,
-                posting.amount,
-                after.posted,
+                wallet_id,
+                entry_text,
+                amount,
+                available + account.reserved,
                 now,
             )
         )
+    # Every check passed: now, and only now, the batch state changes.
+    plan.entries.extend(entries)
     plan.accounts.update(updated)
     plan.changed.update(updated)
 

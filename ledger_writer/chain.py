@@ -19,27 +19,41 @@ from domain.money import wire
 #: prev_hash of the first entry of a chain.
 GENESIS = bytes(32)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_sha256 = hashlib.sha256
 
 
-def canonical(seq: int, entry: tuple) -> bytes:
-    """One entry as hashed: the same text the migration's backfill builds in SQL."""
+def micros_since_epoch(at: datetime) -> int:
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def canonical(seq: int, entry: tuple, micros: int | None = None) -> bytes:
+    """One entry as hashed: the same text the migration's backfill builds in SQL.
+    ``micros`` is the entry's time in microseconds since the epoch, when the caller has it."""
     entry_id, transaction_id, wallet_id, entry_type, amount, balance_after, created_at = entry[:7]
-    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    if micros is None:
+        micros = micros_since_epoch(created_at)
     return (
         f"{seq}|{entry_id}|{transaction_id}|{wallet_id}|{entry_type}|"
         f"{wire(Decimal(amount))}|{wire(Decimal(balance_after))}|{micros}"
     ).encode()
 
 
-def entry_hash(prev_hash: bytes, seq: int, entry: tuple) -> bytes:
-    return hashlib.sha256(prev_hash + canonical(seq, entry)).digest()
+def entry_hash(prev_hash: bytes, seq: int, entry: tuple, micros: int | None = None) -> bytes:
+    return _sha256(prev_hash + canonical(seq, entry, micros)).digest()
 
 
 def link(head_seq: int, head_hash: bytes, entries: Iterable[tuple]) -> Iterator[tuple]:
     """The entries with ``(chain_seq, prev_hash, entry_hash)`` appended, after the head."""
     seq, prev = head_seq, head_hash
+    # A batch's entries share one time: convert it once.
+    last_at: datetime | None = None
+    last_micros = 0
     for entry in entries:
         seq += 1
-        digest = entry_hash(prev, seq, entry)
+        at = entry[6]
+        if at is not last_at:
+            last_at, last_micros = at, micros_since_epoch(at)
+        digest = entry_hash(prev, seq, entry, last_micros)
         yield (*entry, seq, prev, digest)
         prev = digest

@@ -6,20 +6,21 @@ the outbox in the same transaction, so a crash either keeps the whole batch or n
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 
+import orjson
 import psycopg
 
-from domain import records
+from domain import fast_records, records
 from domain.exceptions import LedgerInvariantError
+from domain.ids import uuid_array
 from domain.money import CURRENCY_EXPONENTS
 from domain.shards import clearing_account_name, clearing_wallet_id
 from domain.transactions import SYSTEM_USER_ID, SystemAccount, TransactionType, system_wallet_id
-from ledger_writer import chain
+from ledger_writer import chain, references
 from ledger_writer.planning import Account, BatchPlan, Hold, Original, check_entries_balanced
 
 _TRANSACTION_COLUMNS = (
@@ -95,8 +96,8 @@ def already_posted(
     """The ids the ledger recorded already, with their status."""
     rows = conn.execute(
         "SELECT transaction_id, transaction_status FROM transactions"
-        " WHERE transaction_id = ANY(%s)",
-        (transaction_ids,),
+        " WHERE transaction_id = ANY(%s::uuid[])",
+        (uuid_array(transaction_ids),),
     ).fetchall()
     return dict(rows)
 
@@ -104,18 +105,19 @@ def already_posted(
 def load_accounts(
     conn: psycopg.Connection, wallet_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, Account]:
-    ids = list(wallet_ids)
+    ids = uuid_array(wallet_ids)
     accounts: dict[uuid.UUID, Account] = {}
     customer = conn.execute(
         """SELECT w.wallet_id, w.currency_code, w.status, b.available_balance, b.reserved_balance
              FROM wallets w JOIN wallet_balances b USING (wallet_id)
-            WHERE w.wallet_id = ANY(%s)""",
+            WHERE w.wallet_id = ANY(%s::uuid[])""",
         (ids,),
     ).fetchall()
     for wallet_id, currency, status, available, reserved in customer:
         accounts[wallet_id] = Account(wallet_id, currency, status, False, available, reserved)
     system = conn.execute(
-        "SELECT wallet_id, currency_code, balance FROM system_balances WHERE wallet_id = ANY(%s)",
+        "SELECT wallet_id, currency_code, balance FROM system_balances"
+        " WHERE wallet_id = ANY(%s::uuid[])",
         (ids,),
     ).fetchall()
     for wallet_id, currency, balance in system:
@@ -258,7 +260,7 @@ def load_originals(
 
 def _hold(row: tuple) -> Hold:
     wallet_id, amount, command, expires_at, is_open = row
-    decoded = records.decode_ledger_input(bytes(command))
+    decoded = fast_records.decode_ledger_input(bytes(command))
     if not isinstance(decoded, records.PostTransaction):
         raise LedgerInvariantError(f"hold on {wallet_id} does not store a PostTransaction")
     return Hold(decoded, wallet_id, amount, expires_at, is_open)
@@ -277,8 +279,16 @@ def write_plan(
     """Write everything of one batch atomically; the caller's connection is in autocommit."""
     check_entries_balanced(plan.entries)
     with conn.transaction(), conn.cursor() as cur:
+        if references.skip_row_triggers(conn, cur):
+            references.check_references(cur, plan)
+        time_text = _time_text(now)
         if plan.transactions:
-            _copy_text(cur, "transactions", _TRANSACTION_COLUMNS, map(_tx_line, plan.transactions))
+            _copy_text(
+                cur,
+                "transactions",
+                _TRANSACTION_COLUMNS,
+                (_tx_line(row, time_text) for row in plan.transactions),
+            )
         if plan.holds_opened:
             with cur.copy(f"COPY ledger_holds ({_HOLD_COLUMNS}) FROM STDIN") as copy:
                 for row in plan.holds_opened:
@@ -310,7 +320,12 @@ def write_plan(
                 tuple(map(list, zip(*plan.holds_closed, strict=True))),
             )
         if plan.events:
-            _copy_text(cur, "transaction_events", _EVENT_COLUMNS, map(_event_line, plan.events))
+            _copy_text(
+                cur,
+                "transaction_events",
+                _EVENT_COLUMNS,
+                (_event_line(row, time_text) for row in plan.events),
+            )
         if plan.entries:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
             head = cur.execute(
@@ -319,7 +334,9 @@ def write_plan(
             ).fetchone()
             head_seq, head_hash = (head[0], bytes(head[1])) if head else (0, chain.GENESIS)
             linked = chain.link(head_seq, head_hash, plan.entries)
-            _copy_text(cur, "ledger_entries", _ENTRY_COLUMNS, map(_entry_line, linked))
+            _copy_text(
+                cur, "ledger_entries", _ENTRY_COLUMNS, (_entry_line(r, time_text) for r in linked)
+            )
         _write_balances(cur, plan, now)
         outgoing = [(outbox_topic, e) for e in plan.ledger_events]
         outgoing += [(gateway_topic, r) for r in plan.gateway_requests]
@@ -332,7 +349,7 @@ def write_plan(
                 "topic, message_key, payload, created_at",
                 (
                     f"{topic}\t{record.partition_key.decode()}\t"
-                    f"\\\\x{records.encode(record).hex()}\t{at}\n"
+                    f"\\\\x{fast_records.encode(record).hex()}\t{at}\n"
                     for topic, record in outgoing
                 ),
             )
@@ -354,41 +371,68 @@ def write_plan(
 # the writer's hottest path. Only free text can hold the characters COPY escapes.
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_CHUNK_CHARS = 1 << 20
+_NULL = "\\N"
 
 
 def _free(value: object) -> str:
-    return "\\N" if value is None else str(value).translate(_ESCAPES)
+    return _NULL if value is None else str(value).translate(_ESCAPES)
 
 
 def _opt(value: object) -> str:
-    return "\\N" if value is None else str(value)
+    return _NULL if value is None else str(value)
+
+
+#: What json.dumps(default=str) wrote before, through orjson: times and dataclasses as their
+#: str(), keys that are not strings as their text. Non-ASCII stays UTF-8 (the same JSONB).
+_JSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str).translate(_ESCAPES)
+    if type(value) is dict and not value:
+        return "{}"
+    return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode().translate(_ESCAPES)
 
 
-def _tx_line(r: tuple) -> str:
+def _time_text(now: datetime) -> Callable[[datetime], str]:
+    """isoformat, each time formatted once per batch: the batch's own time is on most rows,
+    and a command's request time is on its transaction row and its INITIATED event."""
+    texts = {now: now.isoformat()}
+
+    def text(value: datetime) -> str:
+        found = texts.get(value)
+        if found is None:
+            found = texts[value] = value.isoformat()
+        return found
+
+    return text
+
+
+def _tx_line(r: tuple, t: Callable[[datetime], str]) -> str:
     return (
         f"{r[0]}\t{r[1]}\t{r[2]}\t{_opt(r[3])}\t{_opt(r[4])}\t{_free(r[5])}\t{r[6]}\t{r[7]}\t"
-        f"{r[8]}\t{r[9]}\t{_free(r[10])}\t{_json(r[11])}\t{r[12].isoformat()}\t"
-        f"{r[13].isoformat()}\t{_opt(r[14] and r[14].isoformat())}\t{_free(r[15])}\t"
+        f"{r[8]}\t{r[9]}\t{_free(r[10])}\t{_json(r[11])}\t{t(r[12])}\t"
+        f"{t(r[13])}\t{_NULL if r[14] is None else t(r[14])}\t{_free(r[15])}\t"
         f"{_free(r[16])}\t{_free(r[17])}\t{_opt(r[18])}\n"
     )
 
 
-def _event_line(r: tuple) -> str:
+def _event_line(r: tuple, t: Callable[[datetime], str]) -> str:
     return (
-        f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{_json(r[4])}\t{_opt(r[5])}\t{_free(r[6])}\t"
-        f"{r[7].isoformat()}\n"
+        f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{_json(r[4])}\t{_opt(r[5])}\t{_free(r[6])}\t{t(r[7])}\n"
     )
 
 
-def _entry_line(r: tuple) -> str:
+def _entry_line(r: tuple, t: Callable[[datetime], str]) -> str:
     return (
-        f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{r[4]}\t{r[5]}\t{r[6].isoformat()}\t{r[7]}\t"
+        f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{r[4]}\t{r[5]}\t{t(r[6])}\t{r[7]}\t"
         f"\\\\x{r[8].hex()}\t\\\\x{r[9].hex()}\n"
     )
+
+
+def _numeric_array(values: Iterable[Decimal]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _copy_text(cur: psycopg.Cursor, table: str, columns: str, lines: Iterable[str]) -> None:
@@ -419,9 +463,9 @@ def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None
                 WHERE b.wallet_id = v.wallet_id""",
             (
                 now,
-                [a.wallet_id for a in customers],
-                [a.available for a in customers],
-                [a.reserved for a in customers],
+                uuid_array(a.wallet_id for a in customers),
+                _numeric_array(a.available for a in customers),
+                _numeric_array(a.reserved for a in customers),
             ),
         )
     if systems:
@@ -429,7 +473,11 @@ def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None
             """UPDATE system_balances s SET balance = v.balance, last_updated_at = %s
                  FROM unnest(%s::uuid[], %s::numeric[]) AS v(wallet_id, balance)
                 WHERE s.wallet_id = v.wallet_id""",
-            (now, [a.wallet_id for a in systems], [a.available for a in systems]),
+            (
+                now,
+                uuid_array(a.wallet_id for a in systems),
+                _numeric_array(a.available for a in systems),
+            ),
         )
 
 

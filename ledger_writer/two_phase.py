@@ -71,8 +71,7 @@ def open_hold(
             f"wallet {payer_id} lacks {command.total_amount - payer.available} "
             f"{command.currency_code}",
         )
-    plan.accounts[payer_id] = replace(
-        payer,
+    plan.accounts[payer_id] = payer._replace(
         available=payer.available - command.total_amount,
         reserved=payer.reserved + command.total_amount,
     )
@@ -135,8 +134,8 @@ def unhold(plan: BatchPlan, hold: Hold) -> None:
     account = plan.accounts.get(hold.wallet_id)
     if account is None or account.reserved < hold.amount:
         raise LedgerInvariantError(f"hold {hold.command.transaction_id} exceeds reserved")
-    plan.accounts[hold.wallet_id] = replace(
-        account, available=account.available + hold.amount, reserved=account.reserved - hold.amount
+    plan.accounts[hold.wallet_id] = account._replace(
+        available=account.available + hold.amount, reserved=account.reserved - hold.amount
     )
     plan.changed.add(hold.wallet_id)
     plan.holds[hold.command.transaction_id] = replace(hold, open=False)

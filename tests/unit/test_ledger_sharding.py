@@ -5,7 +5,6 @@ clearing account for the payer's shard and credits the payee. Each shard balance
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -137,7 +136,7 @@ def test_a_payer_on_another_shard_is_never_debited_here() -> None:
         plan_batch(
             [command(TRANSFER, A, B, "5")],
             set(),
-            shard0(replace(remote(A, 1), available=D("100")), customer(B, "0")),
+            shard0(remote(A, 1)._replace(available=D("100")), customer(B, "0")),
             NOW,
         )
 
@@ -209,7 +208,7 @@ def test_a_hold_on_another_shards_payer_is_an_invariant_error() -> None:
         plan_batch(
             [command(PAYMENT, A, None, "5")],
             set(),
-            shard0(replace(remote(A, 1), available=D("100"))),
+            shard0(remote(A, 1)._replace(available=D("100"))),
             NOW,
             two_phase=TwoPhase(),
         )
