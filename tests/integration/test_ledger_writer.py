@@ -7,7 +7,7 @@ a batch holds; the full consume loop runs in the end-to-end suite.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -16,8 +16,9 @@ import pytest
 from confluent_kafka import Producer
 
 from domain import records
+from domain.exceptions import LedgerInvariantError
 from domain.transactions import TransactionType
-from ledger_writer import store
+from ledger_writer import planning, store
 from ledger_writer.settings import LedgerSettings
 from ledger_writer.verify import verify
 from ledger_writer.writer import LedgerWriter
@@ -256,3 +257,37 @@ def test_unknown_wallet_is_dead_lettered_and_the_batch_still_posts(writer, conn,
     ).fetchone()
     assert rows == (0,)
     assert store.load_offsets(conn, writer.settings.consumer_group, "ledger.commands") == {4: 9}
+
+
+def test_rows_naming_a_missing_wallet_or_transaction_roll_the_batch_back(conn) -> None:
+    """The writer checks its rows' foreign keys once per batch (ledger_writer/references.py)
+    instead of by PostgreSQL's per-row triggers: a plan that names a wallet or a transaction
+    that does not exist must still fail before anything of it is committed."""
+    payer, payee = wallet(conn, "50"), wallet(conn)
+    now = datetime.now(UTC)
+    good = planning.plan_batch(
+        [command(TransactionType.TRANSFER, payer, payee, "5")],
+        {},
+        store.load_accounts(conn, [payer, payee]),
+        now,
+    )
+    ghost_wallet, ghost_transaction = uuid.uuid4(), uuid.uuid4()
+    broken_entries = [
+        (e[0], e[1], ghost_wallet if e[2] == payee else e[2], *e[3:]) for e in good.entries
+    ]
+    broken_events = [*good.events, (uuid.uuid4(), ghost_transaction, *good.events[0][2:])]
+    for plan in (
+        replace(good, entries=broken_entries),
+        replace(good, events=broken_events),
+    ):
+        with pytest.raises((LedgerInvariantError, psycopg.errors.ForeignKeyViolation)):
+            store.write_plan(conn, plan, {}, "test-references", "ledger.events", now)
+        [transaction_id] = [row[0] for row in plan.transactions]
+        stored = conn.execute(
+            "SELECT count(*) FROM transactions WHERE transaction_id = %s", (transaction_id,)
+        ).fetchone()
+        assert stored == (0,)
+        assert available(conn, payer) == Decimal("50")
+    store.write_plan(conn, good, {}, "test-references", "ledger.events", now)
+    assert available(conn, payer) == Decimal("45")
+    assert all(result.passed for result in verify(conn.info.dsn)), "the books still balance"
