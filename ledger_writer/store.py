@@ -282,6 +282,7 @@ def write_plan(
         if references.skip_row_triggers(conn, cur):
             references.check_references(cur, plan)
         time_text = _time_text(now)
+        event_json = _json_memo()
         if plan.transactions:
             _copy_text(
                 cur,
@@ -324,7 +325,7 @@ def write_plan(
                 cur,
                 "transaction_events",
                 _EVENT_COLUMNS,
-                (_event_line(row, time_text) for row in plan.events),
+                (_event_line(row, time_text, event_json) for row in plan.events),
             )
         if plan.entries:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
@@ -418,9 +419,28 @@ def _tx_line(r: tuple, t: Callable[[datetime], str]) -> str:
     )
 
 
-def _event_line(r: tuple, t: Callable[[datetime], str]) -> str:
+def _json_memo() -> Callable[[dict], str]:
+    """``_json`` of dicts of strings, each distinct one written once per batch: a transfer's
+    three events carry the same ``{"client_id": ...}``. Only strings: 1 and True, or
+    Decimal("1.0") and Decimal("1.00"), are equal keys with different JSON."""
+    texts: dict[tuple, str] = {}
+
+    def text(value: dict) -> str:
+        if type(value) is not dict or set(map(type, value.values())) - {str}:
+            return _json(value)
+        key = tuple(value.items())
+        found = texts.get(key)
+        if found is None:
+            found = texts[key] = _json(value)
+        return found
+
+    return text
+
+
+def _event_line(r: tuple, t: Callable[[datetime], str], json_text: Callable[[dict], str]) -> str:
     return (
-        f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{_json(r[4])}\t{_opt(r[5])}\t{_free(r[6])}\t{t(r[7])}\n"
+        f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{json_text(r[4])}\t{_opt(r[5])}\t{_free(r[6])}\t"
+        f"{t(r[7])}\n"
     )
 
 
