@@ -115,7 +115,9 @@ def build_app(settings: StreamSettings) -> faust.App:
     # every worker ("terminal-days", a GlobalTable the decision agent only reads); see
     # streams/features.py for why a copy seconds old is exact. One changelog partition
     # written through the producer's partitioner: faust's advice for a GlobalTable with
-    # several workers (more partitions can leave a worker stuck recovering it).
+    # several workers (more partitions can leave a worker stuck recovering it). Their keys
+    # are the terminal as a str, JSON-encoded in the changelogs: a worker replaying them
+    # (the GlobalTable's standby copy on every worker, a recovery) decodes keys as JSON.
     terminals = app.Table("terminals", default=None, partitions=WALLET_PARTITIONS)
     terminal_days = app.GlobalTable(
         "terminal-days",
@@ -226,7 +228,7 @@ def build_app(settings: StreamSettings) -> faust.App:
         fraud_event = event_of(request)
         stored = customer_features.get(key)
         customer = None if stored is None else CustomerState.from_json(stored)
-        published = terminal_days.get(fraud_event.terminal.encode())
+        published = terminal_days.get(fraud_event.terminal)
         terminal = None if published is None else TerminalState.from_json(published)
         x = stream_features.features(fraud_event, customer, terminal)
         assessment = assess(request, x, models.score(x), policies.policy)
@@ -356,14 +358,15 @@ def build_app(settings: StreamSettings) -> faust.App:
         activity = records.decode_terminal_activity(event.value)
         if event.key != activity.terminal.encode():
             raise RecordDecodeError("record key is not the terminal it is about")
-        state = TerminalState.from_json(terminals.get(event.key))
+        terminal = activity.terminal
+        state = TerminalState.from_json(terminals.get(terminal))
         if activity.fraud:
-            stream_features.label_terminal(activity.terminal, activity.time_s, state)
+            stream_features.label_terminal(terminal, activity.time_s, state)
         else:
-            stream_features.observe_terminal(activity.terminal, activity.time_s, state)
+            stream_features.observe_terminal(terminal, activity.time_s, state)
         value = state.to_json()
-        terminals[event.key] = value
-        terminal_days[event.key] = value
+        terminals[terminal] = value
+        terminal_days[terminal] = value
         return []
 
     def on_credit(event: Any) -> list[Send]:

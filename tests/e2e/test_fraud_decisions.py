@@ -28,18 +28,36 @@ def pay(api: httpx.Client, source: str, to: str, amount: str) -> str:
 
 
 def habitual_wallet(api: httpx.Client) -> str:
-    """Funded with 1000.00, then three 5.00 payments to one shop: a habit of 5.00."""
-    wallet, shop = new_wallet(api), new_wallet(api)
+    """Funded with 1000.00, then three 5.00 payments to one shop: a habit of 5.00.
+
+    The money comes as a transfer from another wallet: a deposit would be the wallet's own
+    transaction, in its 30-day mean amount (the feature engine counts every transaction of
+    the wallet that pays, and a deposit is paid into it), and hide the habit."""
+    wallet, shop, funder = new_wallet(api), new_wallet(api), new_wallet(api)
     deposit = accepted(
         api,
         {
             "transaction_type": "DEPOSIT",
-            "destination_wallet_id": wallet,
+            "destination_wallet_id": funder,
             "amount": "1000.00",
             "currency_code": "USD",
         },
     )
     assert wait_final(api, deposit)["status"] == "COMPLETED"
+    transfer = {
+        "transaction_type": "TRANSFER",
+        "source_wallet_id": funder,
+        "destination_wallet_id": wallet,
+        "amount": "1000.00",
+        "currency_code": "USD",
+    }
+    deadline = time.monotonic() + 15
+    while True:  # the stream credits the deposit once the ledger's event reaches it
+        funded = wait_final(api, accepted(api, transfer))
+        if funded.get("failure_code") != "INSUFFICIENT_FUNDS" or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert funded["status"] == "COMPLETED", funded
     for _ in range(3):
         assert wait_final(api, pay(api, wallet, shop, "5.00"))["status"] == "COMPLETED"
     return wallet
