@@ -20,7 +20,15 @@ from models.policy import Action, FraudPolicy
 from models.protocol import Features
 from streams.models_watch import Scores, to_risk_score
 
-__all__ = ["FEATURE_NAMES", "APPROVED", "Assessment", "Decision", "Policy", "assess"]
+__all__ = [
+    "FEATURE_NAMES",
+    "APPROVED",
+    "Assessment",
+    "Decision",
+    "Policy",
+    "assess",
+    "policy_values",
+]
 
 
 class Decision(StrEnum):

@@ -226,3 +226,19 @@ def test_unknown_decisions_are_refused(decision: str) -> None:
             decided_by="x",
             decided_at=AT,
         )
+
+
+def test_every_decision_names_its_model_and_carries_the_shadow_scores() -> None:
+    named = {"scored_by": "fraud v3", "shadow_scores": {"fraud v4": D("12.50")}}
+    approved = screen(request("4"), funded(), assessment=Assessment(0.1, Decision.APPROVE, **named))
+    declined = screen(request("4"), funded(), assessment=Assessment(0.9, Decision.DECLINE, **named))
+    state, usage, reviews = funded(), LimitUsage(), PendingReviews()
+    item = request("100")
+    review = Assessment(0.65, Decision.REVIEW, **named)
+    held = screen(item, state, [DAILY], usage, review, reviews).command
+    for command in (approved.command, declined.command, held):
+        assert (command.scored_by, command.shadow_scores) == ("fraud v3", {"fraud v4": D("12.50")})
+    # Through the wallet's table and the analyst's decision, they stay.
+    reviews = PendingReviews.from_json(reviews.to_json())
+    after = decide_review(decided(item, "APPROVE"), state, usage, reviews).command
+    assert (after.scored_by, after.shadow_scores) == ("fraud v3", {"fraud v4": D("12.50")})
