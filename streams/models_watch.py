@@ -108,7 +108,12 @@ class ModelWatcher:
         else:
             self.champion = self._load(champion)  # refused: the worker does not start
         challengers = []
-        for version in self._challenger_versions(champion):
+        try:
+            versions = self._challenger_versions(champion)
+        except ArtifactError as error:
+            log.error("no challenger scores in shadow: %s", error)
+            versions = []
+        for version in versions:
             try:
                 challengers.append(self._load(version))
             except ArtifactError as error:

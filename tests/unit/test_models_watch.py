@@ -138,3 +138,21 @@ def test_scores_become_0_to_100_and_a_broken_one_the_riskiest() -> None:
     assert to_risk_score(0.123456) == Decimal("12.35")
     assert to_risk_score(1.7) == Decimal("100.00") == to_risk_score(float("nan"))
     assert to_risk_score(-1.0) == Decimal("0.00")
+
+
+def test_a_bad_challenger_is_left_out_at_start_and_too_many_are_refused(
+    registry: Registry,
+) -> None:
+    train(registry, 1)
+    good, bad = train(registry, 2), train(registry, 3)
+    registry.set_challengers(NAME, [good, bad])
+    (registry.root / NAME / f"v{bad}" / "forest.npz").write_bytes(b"broken")
+    clock = Clock()
+    models = watcher(registry, clock)  # starts: the champion decides, the good one shadows
+    assert models.scored_by == "fraud v1"
+    assert [c.name for c in models.challengers] == ["fraud v2"]
+    many = " ".join(f"v{good}" for _ in range(9))
+    (registry.root / NAME / "CHALLENGERS").write_text(many)
+    clock.now += 1.5
+    assert not models.poll() and "at most 8 score in shadow" in (models.refused or "")
+    assert [c.name for c in models.challengers] == ["fraud v2"]
