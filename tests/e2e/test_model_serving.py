@@ -1,11 +1,11 @@
 """The registry's models in the running stream, with the offline feature code.
 
 A champion and a challenger are trained (``walletpipe simulate --out`` then ``walletpipe
-models train`` twice, ``models challengers``) into a temporary registry, and a stream
-worker is started with it (``STREAMS_MODELS_DIR``; its own app id and topic prefix on the
-test stack's Kafka, so the shared services are not disturbed and the requests can carry
-times weeks in the past). Requests spread over 40 days go in one at a time, with the
-fraud labels of two of them released 7 days after their transaction:
+models train`` twice, ``models challengers``) into a temporary registry, and two stream
+workers of one app are started with it (``STREAMS_MODELS_DIR``; their own app id and topic
+prefix on the test stack's Kafka, so the shared services are not disturbed and the
+requests can carry times weeks in the past). Requests spread over 40 days go in one at a
+time, with the fraud labels of two of them released 7 days after their transaction:
 
 * every decision carries ``scored_by`` = the champion and a shadow score of the
   challenger, and its ``risk_score`` is the champion's score of the offline features;
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -38,6 +39,7 @@ from domain.topics import (
     FRAUD_LABELS,
     LEDGER_COMMANDS,
     REVIEWS_REQUESTED,
+    TERMINAL_ACTIVITY,
     TOPICS,
     TRANSACTIONS_REJECTED,
     TRANSACTIONS_REQUESTED,
@@ -79,7 +81,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 def worker(
     registry: Registry, running: dict[str, str], stack_dir: Path
 ) -> Iterator[dict[str, str]]:
-    """A stream worker started with the registry, on private topics."""
+    """Two stream workers (one app, each with its own data) started with the registry, on
+    private topics: a wallet's requests and its terminal's counts may live on different
+    workers, as they do in production."""
     name = f"e2e-models-{uuid.uuid4().hex[:8]}"
     prefix = f"{name}-"
     bootstrap = running["KAFKA_BOOTSTRAP"]
@@ -100,14 +104,25 @@ def worker(
         "STREAMS_DECLINE_THRESHOLD": "1",
         "STREAMS_LOG_LEVEL": "warn",
     }
-    service = Service(
-        name, [sys.executable, "-m", "streams.app"], consumer_group=name, env=settings
-    )
+    services = [
+        Service(
+            f"{name}-{worker}",
+            [sys.executable, "-m", "streams.app"],
+            consumer_group=name,
+            env={**settings, "STREAMS_DATA_DIR": str(stack_dir / name / worker)},
+        )
+        for worker in ("a", "b")
+    ]
     supervisor = Supervisor(env, stack_dir / "logs" / name, Path(__file__).resolve().parents[2])
-    supervisor.start([service])
+    supervisor.start(services)
     try:
-        supervisor.wait_ready([service])
-        yield {"bootstrap": bootstrap, "prefix": prefix, "app_id": name, "log": name}
+        supervisor.wait_ready(services)
+        deadline = time.monotonic() + WAIT_S
+        while len(owners(admin, name, prefix + TRANSACTIONS_REQUESTED.name)) < 2:
+            assert time.monotonic() < deadline, "the two workers did not share the partitions"
+            supervisor.check_alive()
+            time.sleep(0.5)
+        yield {"bootstrap": bootstrap, "prefix": prefix, "app_id": name, "admin": admin}
         supervisor.check_alive()
     finally:
         supervisor.stop()
@@ -118,6 +133,26 @@ def worker(
                 future.result(30)
             except Exception:  # noqa: BLE001 - best effort clean-up
                 pass
+
+
+def owners(admin: AdminClient, group: str, topic: str) -> dict[str, set[int]]:
+    """Which member of a stable consumer group holds which partitions of ``topic``."""
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=5)
+    except Exception:  # noqa: BLE001 - not yet known to the coordinator
+        return {}
+    if not str(description.state).endswith("STABLE"):
+        return {}
+    held = {
+        m.member_id: {tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic}
+        for m in description.members
+    }
+    return {member: partitions for member, partitions in held.items() if partitions}
+
+
+def partition(key: str, partitions: int = WALLET_PARTITIONS) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives a key: faust's and ours."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class Kafka:
@@ -219,10 +254,21 @@ def kafka(worker: dict[str, str]) -> Iterator[Kafka]:
 
 
 def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
-    kafka: Kafka, registry: Registry
+    kafka: Kafka, registry: Registry, worker: dict[str, Any]
 ) -> None:
-    ann, bob, shop = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    # Ann's requests go to one worker, Bob's to the other: whichever counts the POS
+    # terminal, one of them reads its counts from the other worker's GlobalTable copy.
+    wallets_by = owners(
+        worker["admin"], worker["app_id"], kafka.prefix + TRANSACTIONS_REQUESTED.name
+    )
+    owner = {p: member for member, held in wallets_by.items() for p in held}
+    ann, bob = uuid.uuid4(), uuid.uuid4()
+    while owner[partition(str(ann))] == owner[partition(str(bob))]:
+        bob = uuid.uuid4()
+    shop = uuid.uuid4()
     pos, web = f"POS-{uuid.uuid4().hex[:6]}", f"WEB-{uuid.uuid4().hex[:6]}"
+    counting = owners(worker["admin"], worker["app_id"], kafka.prefix + TERMINAL_ACTIVITY.name)
+    assert len(counting) == 2 and len(wallets_by) == 2  # both workers count terminals too
     for wallet in (ann, bob):
         credit = records.WalletCredited(
             wallet_id=wallet,
