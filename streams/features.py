@@ -70,14 +70,16 @@ def event_of(request: TransactionRequested) -> Event:
 
 @dataclass
 class StreamFeatures:
-    """One ``FeatureEngine`` whose customer and terminal are swapped in per request from
-    the tables, so every feature is the engine's own code. Not shared between requests:
-    each call is handed the states it may use and gives back the ones it changed."""
+    """The engine's own code on states from the tables: each call builds a
+    ``FeatureEngine`` holding just the customer and terminal it is handed (a few
+    microseconds), so nothing an engine keeps between events (a cache of terminal sums,
+    say) outlives the request or goes stale when another worker's count arrives."""
 
     label_delay_days: int = 7
 
-    def __post_init__(self) -> None:
-        self.engine = FeatureEngine(self.label_delay_days)
+    @property
+    def engine(self) -> FeatureEngine:
+        return FeatureEngine(self.label_delay_days)
 
     def features(
         self, event: Event, customer: CustomerState | None, terminal: TerminalState | None
