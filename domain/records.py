@@ -307,6 +307,18 @@ class FraudLabelled(Record):
     labelled_at: datetime
 
 
+class TerminalActivity(Record):
+    """Internal to the stream (topic ``streams.terminal-activity``, keyed by ``terminal``):
+    what a terminal's fraud features count. ``fraud`` false: a transaction at the terminal
+    at ``time_s`` that the stream approved or held for review; true: that transaction was
+    labelled fraud. ``time_s`` is the request's time in epoch seconds."""
+
+    kind: Literal["TerminalActivity"] = "TerminalActivity"
+    terminal: str = Field(min_length=1, max_length=200)
+    time_s: int = Field(ge=0, lt=2**40)
+    fraud: bool = False
+
+
 LedgerCommand = PostTransaction | TransactionRejected
 LedgerEvent = TransactionPosted | TransactionFailed | DuplicateDiscarded
 
@@ -376,6 +388,10 @@ def decode_fraud_labelled(payload: bytes | None) -> FraudLabelled:
 
 def decode_wallet_credited(payload: bytes | None) -> WalletCredited:
     return _decode(WalletCredited, payload)  # type: ignore[return-value]
+
+
+def decode_terminal_activity(payload: bytes | None) -> TerminalActivity:
+    return _decode(TerminalActivity, payload)  # type: ignore[return-value]
 
 
 TransactionRecord = (

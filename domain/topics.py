@@ -93,6 +93,12 @@ FRAUD_LABELS = TopicSpec(
     "FraudLabelled: a transaction's ground truth (fraud or not, and the scenario), known days "
     "later; keyed like the transaction's request. The stream's online classifier learns from it.",
 )
+TERMINAL_ACTIVITY = TopicSpec(
+    "streams.terminal-activity",
+    WALLET_PARTITIONS,
+    "TerminalActivity (internal): a transaction the stream approved or held at a terminal, "
+    "or a fraud label for one; keyed by the terminal, so one agent counts each terminal.",
+)
 REGULATORY_REPORTS = TopicSpec(
     "regulatory.reports",
     3,
@@ -113,6 +119,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     REVIEWS_REQUESTED,
     REVIEWS_DECISIONS,
     FRAUD_LABELS,
+    TERMINAL_ACTIVITY,
     REGULATORY_REPORTS,
 )
 

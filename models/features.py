@@ -2,8 +2,10 @@
 
 Built to run one event at a time as a stream would (bounded state, labels applied as they
 arrive); offline, ``replay`` feeds it a labelled file with each label released
-``label_delay`` after its transaction. The running stream does not use it yet: it computes
-its own wallet features (``streams/decision.py``) for the scorers it runs.
+``label_delay`` after its transaction. The running stream computes the same features with
+this engine (``streams/features.py``): a customer's and a terminal's state live in faust
+tables between requests, as JSON (``CustomerState.to_json`` / ``TerminalState.to_json``),
+and a state restored from its JSON gives exactly the features the live one gives.
 
 Customer (payer) windows are exact rolling windows over the payer's recent events, capped
 at ``CUSTOMER_EVENTS_MAX``. Terminal (counterparty) windows use daily buckets and end
@@ -18,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any
 
 SECONDS_PER_DAY = 86_400
 CUSTOMER_WINDOWS_DAYS = (1, 7, 30)
@@ -81,11 +84,70 @@ class CustomerState:
         if len(self.terminals) > CUSTOMER_EVENTS_MAX:
             self.terminals = {t: s for t, s in self.terminals.items() if now_s - s < longest}
 
+    def to_json(self) -> dict[str, Any]:
+        """A compact JSON form (a faust table value): the events of the widest window once
+        (times as gaps from the one before), each window as its span, how many of the
+        newest events it holds and its running total (kept, not summed again, so a restored
+        mean is the live one to the last bit), the running maxima, and the terminals.
+
+        Terminals last used more than the longest window plus ``STALE_SLACK_S`` before the
+        newest event are left out: they can no longer make ``new_terminal`` 0 (which looks
+        back the longest window) even for a request that comes a little out of time order.
+        Bounded: at most ``CUSTOMER_EVENTS_MAX`` events and as many terminals, the most
+        recently used (the one way a restored state can differ from the live one: a
+        customer with more distinct terminals than that in 31 days, returning to one of
+        the oldest, sees it as new)."""
+        widest = max(self.windows, key=lambda window: len(window.events))
+        times = [time_s for time_s, _ in widest.events]
+        newest = max([*times[-1:], *self.terminals.values()], default=0)
+        stale_before = newest - max(CUSTOMER_WINDOWS_DAYS) * SECONDS_PER_DAY - STALE_SLACK_S
+        terminals = {t: s for t, s in self.terminals.items() if s > stale_before}
+        if len(terminals) > CUSTOMER_EVENTS_MAX:
+            recent = sorted(terminals.items(), key=lambda item: item[1])[-CUSTOMER_EVENTS_MAX:]
+            terminals = dict(recent)
+        return {
+            "gaps": [b - a for a, b in zip([0, *times], times, strict=False)],
+            "amounts": [amount for _, amount in widest.events],
+            "windows": [[w.span_s, len(w.events), w.total] for w in self.windows],
+            "maxima": [list(pair) for pair in self.maxima],
+            "terminals": terminals,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> CustomerState:
+        """The state ``to_json`` wrote; an empty one for None (a customer never seen)."""
+        if not data:
+            return cls()
+        times = list(accumulate(data["gaps"]))[-CUSTOMER_EVENTS_MAX:]
+        events = list(zip(times, data["amounts"][-CUSTOMER_EVENTS_MAX:], strict=True))
+        windows = []
+        for span_s, count, total in data["windows"]:
+            kept = events[len(events) - count :] if count else []
+            windows.append(Window(span_s, deque(kept), total))
+        return cls(
+            windows=windows,
+            maxima=deque((time_s, amount) for time_s, amount in data["maxima"]),
+            terminals=dict(data["terminals"]),
+        )
+
+
+#: How far out of time order a customer's request may come and still see a terminal it used
+#: just over the longest window ago as used (see ``CustomerState.to_json``).
+STALE_SLACK_S = SECONDS_PER_DAY
+
 
 @dataclass
 class TerminalState:
     #: day -> [transactions, known frauds]; at most the longest window plus the delay.
     days: dict[int, list[int]] = field(default_factory=dict)
+
+    def to_json(self) -> list[list[int]]:
+        """``[[day, transactions, known frauds], ...]``: a few dozen days at most."""
+        return [[day, count, frauds] for day, (count, frauds) in self.days.items()]
+
+    @classmethod
+    def from_json(cls, data: list[list[int]] | None) -> TerminalState:
+        return cls({int(day): [int(count), int(frauds)] for day, count, frauds in data or ()})
 
 
 FEATURE_NAMES: tuple[str, ...] = (

@@ -6,8 +6,8 @@ replays it over history first. The file is JSON (docs/models.md)::
 
     {"version": 3, "review_threshold": 60, "decline_threshold": 85,
      "rules": [{"name": "big-first-payment",
-                "when": "amount >= 5000 and history_n < 3", "action": "review"},
-               {"name": "night-burst", "when": "hour < 5 and count_1h >= 20",
+                "when": "amount >= 5000 and customer_nb_30d < 4", "action": "review"},
+               {"name": "night-burst", "when": "hour < 5 and customer_nb_1h >= 21",
                 "action": "decline"}]}
 
 Rules run in order and the first that matches decides (``approve`` too: an allow-list

@@ -2,15 +2,17 @@
 
 Good enough to exercise the decision step end to end; a later model replaces it behind the
 same face (``models.protocol.Scorer``). The rules carry the decision; the trees add a
-small anomaly bonus that grows as a wallet behaves unlike the others seen so far.
+small anomaly bonus that grows as a wallet behaves unlike the others seen so far. It reads
+``models.features``' names (the stream's features): the stream falls back on it when the
+model registry has no champion.
 
 >>> scorer = RulesAndTrees(seed=1)
->>> x = {"amount_ratio": 1.0, "count_1h": 1.0, "new_counterparty": 0.0, "hour": 12.0,
-...      "history_n": 10.0, "log_amount": 3.0}
+>>> x = {"customer_amount_ratio_30d": 1.0, "customer_nb_1h": 1.0, "new_terminal": 0.0,
+...      "hour": 12.0, "customer_nb_30d": 10.0, "log_amount": 3.0}
 >>> 0.0 <= scorer.score_one(x) <= 1.0
 True
 >>> scorer.learn_one(x)
->>> scorer.score_one({**x, "amount_ratio": 60.0, "new_counterparty": 1.0}) >= 0.9
+>>> scorer.score_one({**x, "customer_amount_ratio_30d": 60.0, "new_terminal": 1.0}) >= 0.9
 True
 """
 
@@ -22,22 +24,25 @@ from models.protocol import Features
 
 #: The trees' share of the score: at most this much on top of the rules.
 TREES_WEIGHT = 0.1
-#: Rules need this much history before an amount can look unusual.
+#: Rules need this many earlier transactions in 30 days before an amount can look unusual.
 HISTORY_MIN = 3
+#: Earlier transactions within the hour that make a burst.
+BURST_MIN = 30
 
 
 def rules_score(x: Features) -> float:
-    """Points for what analysts look at first; at most 1."""
+    """Points for what analysts look at first; at most 1. The engine's counts include the
+    transaction itself, hence the ``+ 1``s."""
     score = 0.0
-    seasoned = x.get("history_n", 0.0) >= HISTORY_MIN
-    ratio = x.get("amount_ratio", 1.0)
+    seasoned = x.get("customer_nb_30d", 1.0) >= HISTORY_MIN + 1
+    ratio = x.get("customer_amount_ratio_30d", 1.0)
     if seasoned and ratio >= 10:
         score += 0.45
     if seasoned and ratio >= 50:
         score += 0.3
-    if x.get("new_counterparty", 0.0) >= 1 and seasoned and ratio >= 3:
+    if x.get("new_terminal", 0.0) >= 1 and seasoned and ratio >= 3:
         score += 0.15
-    if x.get("count_1h", 0.0) >= 30:
+    if x.get("customer_nb_1h", 1.0) >= BURST_MIN + 1:
         score += 0.3
     if x.get("hour", 12.0) < 5:
         score += 0.03

@@ -30,6 +30,7 @@ from domain.topics import (
     LIMITS_CHANGES,
     REVIEWS_DECISIONS,
     REVIEWS_REQUESTED,
+    TERMINAL_ACTIVITY,
     TRANSACTIONS_REJECTED,
     TRANSACTIONS_REQUESTED,
     WALLET_CREDITS,
@@ -37,13 +38,16 @@ from domain.topics import (
     TopicSpec,
     dead_letter_headers,
 )
+from models.features import CustomerState, TerminalState
 from models.online import OnlineClassifier
 from models.policy import default_policy
 from models.simple import RulesAndTrees
-from streams.decision import FEATURE_NAMES, FeatureState, assess, observe
+from streams.decision import FEATURE_NAMES, assess
 from streams.exceptions import StreamsError
+from streams.features import StreamFeatures, event_of
 from streams.labels import LabelLearning, ScoredTransactions
 from streams.limits import LimitSet, LimitUsage, applicable
+from streams.models_watch import ModelWatcher
 from streams.policy_watch import PolicyWatcher
 from streams.recent import RecentDecisions
 from streams.reviews import PendingReviews
@@ -57,6 +61,8 @@ log = logging.getLogger("streams")
 #: of a record another coroutine is still processing (faust-streaming issue #606), and a
 #: crash then loses it. tests/unit/test_stream_app.py keeps it at 1.
 AGENT_CONCURRENCY = 1
+#: The published terminal day counts: one changelog partition (see ``build_app``).
+TERMINAL_DAYS_PARTITIONS = 1
 #: How often (in labels) the worker logs how its label-learnt classifier is doing.
 LABELS_LOG_EVERY = 500
 Send = tuple[Any, bytes, bytes]
@@ -86,6 +92,7 @@ def build_app(settings: StreamSettings) -> faust.App:
         )
 
     requested, commands = topic(TRANSACTIONS_REQUESTED), topic(LEDGER_COMMANDS)
+    terminal_activity = topic(TERMINAL_ACTIVITY)
     rejected, ledger_events = topic(TRANSACTIONS_REJECTED), topic(LEDGER_EVENTS)
     wallet_credits, limits_changes = topic(WALLET_CREDITS), topic(LIMITS_CHANGES)
 
@@ -93,22 +100,47 @@ def build_app(settings: StreamSettings) -> faust.App:
     # partition. Each value holds several kinds of state (facets), read once and written at
     # most once per record (streams/staging.py): "wallets" the small state every agent
     # needs (balance and holds, limits, counters, held reviews); "wallet-history" the
-    # larger state only screening and labels need (fraud features, recent decisions, the
-    # features recent requests were scored with until their labels arrive).
+    # larger state only screening and labels need (the customer's feature state, recent
+    # decisions, the features recent requests were scored with until their labels arrive).
     def staged(name: str) -> StagedWallets:
         return StagedWallets(app.Table(name, default=None, partitions=WALLET_PARTITIONS))
 
     wallets, history = staged("wallets"), staged("wallet-history")
     wallet_state, wallet_limits = wallets.facet("state"), wallets.facet("limits")
     limit_usage, pending_reviews = wallets.facet("usage"), wallets.facet("reviews")
-    wallet_features, recent_decisions = history.facet("features"), history.facet("decided")
+    customer_features, recent_decisions = history.facet("customer"), history.facet("decided")
     scored_transactions = history.facet("scored")
+    # A terminal is shared by wallets of every partition: its day counts are kept by one
+    # agent per terminal partition ("terminals", keyed by terminal) and published whole to
+    # every worker ("terminal-days", a GlobalTable the decision agent only reads); see
+    # streams/features.py for why a copy seconds old is exact. One changelog partition
+    # written through the producer's partitioner: faust's advice for a GlobalTable with
+    # several workers (more partitions can leave a worker stuck recovering it). Their keys
+    # are the terminal as a str, JSON-encoded in the changelogs: a worker replaying them
+    # (the GlobalTable's standby copy on every worker, a recovery) decodes keys as JSON.
+    terminals = app.Table("terminals", default=None, partitions=WALLET_PARTITIONS)
+    terminal_days = app.GlobalTable(
+        "terminal-days",
+        default=None,
+        partitions=TERMINAL_DAYS_PARTITIONS,
+        use_partitioner=True,
+        recovery_buffer_size=1,
+    )
+    stream_features = StreamFeatures(settings.label_delay_days)
     fraud_labels = topic(FRAUD_LABELS)
     reviews_requested, reviews_decisions = topic(REVIEWS_REQUESTED), topic(REVIEWS_DECISIONS)
     default_limits = settings.default_limits
-    # One scorer per worker, learning online from what it scores (not from table state:
-    # after a restart it learns again; the rules carry the decisions meanwhile).
-    scorer = RulesAndTrees(seed=settings.scorer_seed)
+    # The registry's champion decides and its challengers score in shadow; without a
+    # champion the online scorer does, one per worker, learning online from what it scores
+    # (not from table state: after a restart it learns again; its rules carry meanwhile).
+    # A champion that cannot be loaded stops the start (ArtifactError names it).
+    models = ModelWatcher(
+        settings.models_dir,
+        settings.model_name,
+        RulesAndTrees(seed=settings.scorer_seed),
+        settings.label_delay_days,
+        settings.models_check_interval_s,
+    )
     # The analysts' policy file if one is set (refused at start-up if malformed), else
     # today's thresholds; a timer below swaps in a changed file's policy.
     policies = PolicyWatcher(
@@ -153,6 +185,7 @@ def build_app(settings: StreamSettings) -> faust.App:
             LIMITS_CHANGES,
             REVIEWS_DECISIONS,
             FRAUD_LABELS,
+            TERMINAL_ACTIVITY,
         )
     }
 
@@ -192,20 +225,37 @@ def build_app(settings: StreamSettings) -> faust.App:
         decided = RecentDecisions.from_json(recent_decisions.get(key))
         if str(request.transaction_id) in state.holds or str(request.transaction_id) in decided:
             return []  # a replay (redelivery after a crash, or a retried publish): decided
-        history = FeatureState.from_json(wallet_features.get(key))
-        assessment = assess(request, history, scorer, policies.policy)
+        fraud_event = event_of(request)
+        stored = customer_features.get(key)
+        customer = None if stored is None else CustomerState.from_json(stored)
+        published = terminal_days.get(fraud_event.terminal)
+        terminal = None if published is None else TerminalState.from_json(published)
+        x = stream_features.features(fraud_event, customer, terminal)
+        assessment = assess(request, x, models.score(x), policies.policy)
         failed_rules.update(assessment.failed_rules)
-        scored = ScoredTransactions.from_json(scored_transactions.get(key))
-        scored.remember(str(request.transaction_id), assessment.features)
-        scored_transactions[key] = scored.to_json()
         reviews = load_reviews(wallet_id)
         outcome = screen(request, state, limits, usage, assessment, reviews, review_timeout)
-        if isinstance(outcome.command, records.PostTransaction | records.ReviewRequested):
-            observe(request, history)
-            wallet_features[key] = history.to_json()
+        counted = isinstance(outcome.command, records.PostTransaction | records.ReviewRequested)
+        scored = ScoredTransactions.from_json(scored_transactions.get(key))
+        if counted:  # it moves money: it enters the customer's and the terminal's history
+            customer = stream_features.observe(fraud_event, customer)
+            customer_features[key] = customer.to_json()
+            scored.remember(
+                str(request.transaction_id), x, fraud_event.terminal, fraud_event.time_s
+            )
+        else:
+            scored.remember(str(request.transaction_id), x)
+        scored_transactions[key] = scored.to_json()
         decided.remember(str(request.transaction_id))
         recent_decisions[key] = decided.to_json()
-        return finish(wallet_id, outcome, state, usage, reviews, event.key)
+        sends = finish(wallet_id, outcome, state, usage, reviews, event.key)
+        if counted:
+            sends.append(terminal_send(fraud_event.terminal, fraud_event.time_s, fraud=False))
+        return sends
+
+    def terminal_send(terminal: str, time_s: int, fraud: bool) -> Send:
+        activity = records.TerminalActivity(terminal=terminal, time_s=time_s, fraud=fraud)
+        return (terminal_activity, terminal.encode(), records.encode(activity))
 
     def finish(
         wallet_id: uuid.UUID,
@@ -289,13 +339,34 @@ def build_app(settings: StreamSettings) -> faust.App:
         label = records.decode_fraud_labelled(event.value)
         check_key(event, label.wallet_id)
         scored = ScoredTransactions.from_json(scored_transactions.get(event.key))
-        features = scored.label(str(label.transaction_id), label.is_fraud)
+        transaction_id = str(label.transaction_id)
+        features = scored.label(transaction_id, label.is_fraud)
         if features is None:
             return []  # labelled already: a redelivery
         label_learning.learn(features, label.is_fraud)
         scored_transactions[event.key] = scored.to_json()
         if label_learning.labels % LABELS_LOG_EVERY == 0:
             log.info("label learning: %s", label_learning.summary())
+        counted_at = scored.counted_at(transaction_id) if label.is_fraud else None
+        if counted_at is None:
+            return []  # only a known fraud changes a terminal's features
+        return [terminal_send(*counted_at, fraud=True)]
+
+    def on_terminal_activity(event: Any) -> list[Send]:
+        """Count a transaction (or a known fraud) at its terminal, with the engine's code,
+        and publish the terminal's days to every worker. The one writer of its terminal."""
+        activity = records.decode_terminal_activity(event.value)
+        if event.key != activity.terminal.encode():
+            raise RecordDecodeError("record key is not the terminal it is about")
+        terminal = activity.terminal
+        state = TerminalState.from_json(terminals.get(terminal))
+        if activity.fraud:
+            stream_features.label_terminal(terminal, activity.time_s, state)
+        else:
+            stream_features.observe_terminal(terminal, activity.time_s, state)
+        value = state.to_json()
+        terminals[terminal] = value
+        terminal_days[terminal] = value
         return []
 
     def on_credit(event: Any) -> list[Send]:
@@ -337,6 +408,10 @@ def build_app(settings: StreamSettings) -> faust.App:
             for topic, key, value in sends:
                 await topic.send(key=key, value=value)
 
+    @app.timer(interval=settings.models_check_interval_s)
+    async def reload_models() -> None:
+        models.poll()
+
     @app.timer(interval=settings.policy_check_interval_s)
     async def reload_policy() -> None:
         policies.poll()
@@ -364,6 +439,10 @@ def build_app(settings: StreamSettings) -> faust.App:
     async def learn_fraud_labels(stream: faust.StreamT) -> None:
         await serve(stream, on_label)
 
+    @app.agent(terminal_activity, name="count-terminals", concurrency=AGENT_CONCURRENCY)
+    async def count_terminals(stream: faust.StreamT) -> None:
+        await serve(stream, on_terminal_activity)
+
     @app.agent(wallet_credits, name="apply-credits", concurrency=AGENT_CONCURRENCY)
     async def apply_credits(stream: faust.StreamT) -> None:
         await serve(stream, on_credit)
@@ -383,7 +462,7 @@ def create_changelog_topics(app: faust.App, bootstrap: str, timeout_s: float = 3
     missing = [
         NewTopic(
             table.changelog_topic.get_topic_name(),
-            num_partitions=WALLET_PARTITIONS,
+            num_partitions=table.partitions or WALLET_PARTITIONS,
             replication_factor=1,
             config={"cleanup.policy": "compact"},
         )

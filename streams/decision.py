@@ -1,93 +1,34 @@
-"""Fraud features from the wallet's own history, the score, and the policy's decision.
+"""The policy's decision on one request, given its features and its scores.
 
-Pure apart from the scorer it is handed (``models.protocol.Scorer``). The features come
-from a small bounded per-wallet state (a faust table value): recent amounts, recent request
-times and recent counterparties. The score (in [0, 1]) becomes ``risk_score`` on the
-records, scaled to 0-100 with two decimals (``transactions.risk_score`` is DECIMAL(5,2)).
+Pure. The features are ``models.features``' (computed by ``streams/features.py`` from the
+wallet's and the terminal's state), the scores come from the models in force
+(``streams/models_watch.py``: the registry's champion and challengers, or the online
+scorer). The deciding score (in [0, 1]) becomes ``risk_score`` on the records, scaled to
+0-100 with two decimals (``transactions.risk_score`` is DECIMAL(5,2)).
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 
 from domain.records import TransactionRequested
 from models.expression import Env
+from models.features import FEATURE_NAMES
 from models.policy import Action, FraudPolicy
-from models.protocol import Features, Scorer
+from models.protocol import Features
+from streams.models_watch import Scores, to_risk_score
 
-AMOUNTS_MAX = 50
-TIMES_MAX = 64
-COUNTERPARTIES_MAX = 64
-HOUR_S = 3600
-#: What ``features`` computes: the names a policy's rules may read besides the request's.
-FEATURE_NAMES = (
-    "log_amount",
-    "amount_ratio",
-    "history_n",
-    "count_1h",
-    "new_counterparty",
-    "hour",
-)
-
-
-@dataclass
-class FeatureState:
-    amounts: deque[Decimal] = field(default_factory=lambda: deque(maxlen=AMOUNTS_MAX))
-    times_s: deque[float] = field(default_factory=lambda: deque(maxlen=TIMES_MAX))
-    counterparties: deque[str] = field(default_factory=lambda: deque(maxlen=COUNTERPARTIES_MAX))
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "amounts": [str(a) for a in self.amounts],
-            "times_s": list(self.times_s),
-            "counterparties": list(self.counterparties),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict | None) -> FeatureState:
-        if not data:
-            return cls()
-        return cls(
-            amounts=deque((Decimal(a) for a in data["amounts"]), maxlen=AMOUNTS_MAX),
-            times_s=deque((float(t) for t in data["times_s"]), maxlen=TIMES_MAX),
-            counterparties=deque(data["counterparties"], maxlen=COUNTERPARTIES_MAX),
-        )
-
-
-def features(request: TransactionRequested, state: FeatureState) -> Features:
-    """Amount against the wallet's spending history, requests in the last hour, a new counterparty,
-    the hour of day (UTC). Floats: features feed models, money stays Decimal elsewhere."""
-    now_s = request.requested_at.timestamp()
-    amount = float(request.amount)
-    mean = float(sum(state.amounts) / len(state.amounts)) if state.amounts else amount
-    counterparty = request.destination_wallet_id if request.source_wallet_id else None
-    return {
-        "log_amount": math.log1p(amount),
-        "amount_ratio": amount / mean if mean > 0 else 1.0,
-        "history_n": float(len(state.amounts)),
-        "count_1h": float(sum(1 for t in state.times_s if now_s - HOUR_S <= t <= now_s)),
-        "new_counterparty": float(
-            counterparty is not None and str(counterparty) not in state.counterparties
-        ),
-        "hour": float(request.requested_at.hour),
-    }
-
-
-def observe(request: TransactionRequested, state: FeatureState) -> None:
-    """Remember an approved (or held for review) request in the wallet's history: every
-    request's time; a spend's amount and counterparty (a deposit is no spending habit)."""
-    state.times_s.append(request.requested_at.timestamp())
-    if request.source_wallet_id is None:
-        return
-    state.amounts.append(request.amount)
-    if request.destination_wallet_id:
-        counterparty = str(request.destination_wallet_id)
-        if counterparty not in state.counterparties:
-            state.counterparties.append(counterparty)
+__all__ = [
+    "FEATURE_NAMES",
+    "APPROVED",
+    "Assessment",
+    "Decision",
+    "Policy",
+    "assess",
+    "policy_values",
+]
 
 
 class Decision(StrEnum):
@@ -121,12 +62,15 @@ class Assessment:
     failed_rules: tuple[str, ...] = ()  # rules whose arithmetic failed on this request
     #: What the score was computed from, kept until the transaction's label arrives.
     features: Features = field(default_factory=dict, compare=False, repr=False)
+    #: The model whose score decided ("<name> v<N>"), None before any scored.
+    scored_by: str | None = None
+    #: The challengers' scores of the same features (0-100), by model: never decisive.
+    shadow_scores: dict[str, Decimal] = field(default_factory=dict, compare=False)
 
     @property
     def risk_score(self) -> Decimal:
         """0-100 with two decimals, for DECIMAL(5,2)."""
-        bounded = min(max(self.score, 0.0), 1.0)
-        return (Decimal(str(bounded)) * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        return to_risk_score(self.score)
 
 
 APPROVED = Assessment(0.0, Decision.APPROVE)
@@ -134,23 +78,19 @@ APPROVED = Assessment(0.0, Decision.APPROVE)
 
 def assess(
     request: TransactionRequested,
-    state: FeatureState,
-    scorer: Scorer,
+    x: Features,
+    scores: Scores,
     policy: Policy | FraudPolicy,
 ) -> Assessment:
-    """Score first, then learn from the same features (test-then-train); then the policy:
-    an analyst's ``FraudPolicy`` (rules, then thresholds) or plain thresholds."""
-    x = features(request, state)
-    score = scorer.score_one(x)
-    if not math.isfinite(score):
-        score = 1.0  # a broken model must not wave money through
-    scorer.learn_one(x)
+    """The policy on the deciding score: an analyst's ``FraudPolicy`` (rules over the
+    features and the request, then thresholds) or plain thresholds."""
+    score = scores.score
+    named = {"scored_by": scores.scored_by, "shadow_scores": scores.shadow_scores}
     if isinstance(policy, Policy):
-        return Assessment(score, policy.decide(score), features=x)
+        return Assessment(score, policy.decide(score), features=x, **named)
     values = None
     if policy.names:
-        risk_score = Assessment(score, Decision.APPROVE).risk_score
-        values = policy_values(request, x, risk_score, policy.names)
+        values = policy_values(request, x, to_risk_score(score), policy.names)
     verdict = policy.decide(score, values)
     return Assessment(
         score,
@@ -159,6 +99,7 @@ def assess(
         policy.version,
         verdict.failed_rules,
         features=x,
+        **named,
     )
 
 

@@ -2,11 +2,16 @@
 
 Pure. ClickHouse keeps each request and the stream's first decision on it (its
 ``risk_score``, 0-100), but not the features, so they are recomputed here with the
-stream's own code (``streams.decision.features`` and ``observe``), wallet by wallet in time
-order, from a warm-up stretch of history before the range: a wallet's feature state holds
-its last 50 spends, 64 request times and 64 counterparties, so a few days of warm-up give
-the live values for all but the quietest wallets. As in the stream, a request enters its
-wallet's history when it was approved or held for review (as recorded).
+stream's own code (``models.features.FeatureEngine`` through ``streams.features.event_of``),
+in time order, from a warm-up stretch of history before the range: customer windows look
+back 30 days, so the longer the warm-up, the closer to the live values. As in the stream, a
+request enters its wallet's and its terminal's history when it was approved or held for
+review (as recorded).
+
+Not the live values, knowingly: the history gives no fraud labels to the engine, so the
+terminal fraud features (``terminal_risk_*``, ``terminal_frauds_30d``, ...) are those of a
+terminal without known frauds, and the rows carry no ``terminal_id`` yet (the terminal is
+the payee, else the channel) unless the caller sets it.
 
 The score is the recorded one, not a new one: the live model learns online, and the score
 it gave then is the one a policy would have seen.
@@ -22,8 +27,10 @@ from decimal import Decimal
 
 from domain.records import TransactionRequested
 from domain.transactions import TransactionType
+from models.features import FeatureEngine
 from models.policy import FraudPolicy, Verdict
-from streams.decision import FeatureState, features, observe, policy_values
+from streams.decision import policy_values
+from streams.features import event_of
 
 HUNDRED = Decimal(100)
 #: Recorded decisions after which the stream added a request to its wallet's history.
@@ -45,6 +52,7 @@ class HistoricalRequest:
     channel: str
     decision: str
     risk_score: Decimal | None
+    terminal_id: str = ""  # the request's metadata terminal_id, '' when unknown
 
 
 @dataclass(frozen=True)
@@ -54,25 +62,27 @@ class Replayed:
 
 
 def replay(
-    history: Iterable[HistoricalRequest], policies: Sequence[FraudPolicy], start: datetime
+    history: Iterable[HistoricalRequest],
+    policies: Sequence[FraudPolicy],
+    start: datetime,
+    label_delay_days: int = 7,
 ) -> Iterator[Replayed]:
     """``history`` in time order; requests before ``start`` only warm the features up, and
     unscored ones are not decided (the stream decided each request it scored)."""
-    states: dict[uuid.UUID, FeatureState] = {}
+    engine = FeatureEngine(label_delay_days)
     names = frozenset().union(*(policy.names for policy in policies))
     for row in history:
-        wallet = row.source_wallet_id or row.destination_wallet_id
-        if wallet is None:
+        if (row.source_wallet_id or row.destination_wallet_id) is None:
             continue
         request = _request(row)
-        state = states.setdefault(wallet, FeatureState())
+        event = event_of(request)
         if row.requested_at >= start and row.risk_score is not None:
-            x = features(request, state)
+            x = engine.features(event)
             values = policy_values(request, x, row.risk_score, names) if names else None
             score = float(row.risk_score / HUNDRED)
             yield Replayed(row, tuple(policy.decide(score, values) for policy in policies))
         if row.decision in OBSERVED:
-            observe(request, state)
+            engine.observe(event)
 
 
 def _request(row: HistoricalRequest) -> TransactionRequested:
@@ -84,6 +94,10 @@ def _request(row: HistoricalRequest) -> TransactionRequested:
         destination_wallet_id=row.destination_wallet_id,
         amount=row.amount,
         currency_code=row.currency_code,
-        metadata={"channel": row.channel} if row.channel else {},
+        metadata={
+            key: value
+            for key, value in (("channel", row.channel), ("terminal_id", row.terminal_id))
+            if value
+        },
         requested_at=row.requested_at,
     )

@@ -22,6 +22,9 @@ class PendingReview:
     request: TransactionRequested
     risk_score: Decimal
     deadline: datetime
+    #: The model that scored it and the challengers' scores, carried to the decision.
+    scored_by: str | None = None
+    shadow_scores: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,6 +48,8 @@ class PendingReviews:
                 "request": r.request.model_dump(mode="json"),
                 "risk_score": str(r.risk_score),
                 "deadline": r.deadline.isoformat(),
+                "scored_by": r.scored_by,
+                "shadow_scores": {name: str(score) for name, score in r.shadow_scores.items()},
             }
             for t, r in self.items.items()
         }
@@ -59,6 +64,8 @@ class PendingReviews:
                     TransactionRequested.model_validate(r["request"]),
                     Decimal(r["risk_score"]),
                     datetime.fromisoformat(r["deadline"]),
+                    r.get("scored_by"),  # absent on reviews held before models were named
+                    {name: Decimal(v) for name, v in (r.get("shadow_scores") or {}).items()},
                 )
                 for t, r in data.items()
             }

@@ -50,7 +50,13 @@ def _reject(
         reason_message=message[:1000],
         risk_score=None if assessment is None else assessment.risk_score,
         decided_at=utc_now(),
+        **({} if assessment is None else _scored(assessment)),
     )
+
+
+def _scored(assessment: Assessment) -> dict[str, object]:
+    """Which model decided and what the challengers said, for the records."""
+    return {"scored_by": assessment.scored_by, "shadow_scores": assessment.shadow_scores}
 
 
 def _fraud_message(assessment: Assessment) -> str:
@@ -116,8 +122,17 @@ def screen(
             risk_score=assessment.risk_score,
             decided_at=decided_at,
             review_deadline=decided_at + review_timeout,
+            **_scored(assessment),
         )
-        reviews.hold(PendingReview(request, assessment.risk_score, held.review_deadline))
+        reviews.hold(
+            PendingReview(
+                request,
+                assessment.risk_score,
+                held.review_deadline,
+                assessment.scored_by,
+                assessment.shadow_scores,
+            )
+        )
         return Outcome(held, True, usage_changed=bool(limits), reviews_changed=True)
     return _approve(request, True, limits, usage, assessment)
 
@@ -137,6 +152,7 @@ def _approve(
         risk_score=assessment.risk_score,
         decided_at=utc_now(),
         event_id=uuid.uuid4(),  # given, not defaulted: pydantic inspects a default factory
+        **_scored(assessment),
     )
     return Outcome(command, held, usage_changed=bool(limits))
 
@@ -149,9 +165,10 @@ def decide_review(
     if review is None:
         return Outcome(None, False)  # decided already: the first decision won
     request = review.request
+    scored = {"scored_by": review.scored_by, "shadow_scores": review.shadow_scores}
     if decided.decision == "APPROVE":
         command = PostTransaction(
-            **request.facts(), risk_score=review.risk_score, decided_at=utc_now()
+            **request.facts(), risk_score=review.risk_score, decided_at=utc_now(), **scored
         )
         return Outcome(command, False, reviews_changed=True)
     transaction_id = str(request.transaction_id)
@@ -164,5 +181,6 @@ def decide_review(
         reason_message=f"declined on review by {decided.decided_by}{note}"[:1000],
         risk_score=review.risk_score,
         decided_at=utc_now(),
+        **scored,
     )
     return Outcome(rejection, True, usage_changed=True, reviews_changed=True)

@@ -64,8 +64,18 @@ class StreamSettings(BaseSettings):
     policy_check_interval_s: float = Field(default=1.0, ge=0.1, le=60)
     #: A held review without an analyst's decision is declined after this long.
     review_timeout_s: int = Field(default=300, ge=1, le=7 * 86_400)
-    #: The scorer's random seed (HalfSpaceTrees), so a run can be repeated.
+    #: The online scorer's random seed (HalfSpaceTrees), so a run can be repeated.
     scorer_seed: int = 42
+    #: The model registry (``walletpipe models train`` writes it; WALLETPIPE_MODELS_DIR
+    #: there): its champion decides, its challengers score in shadow. Unset, or without a
+    #: champion: the online scorer decides. Checked for changes every interval below.
+    models_dir: Path | None = None
+    #: Which model of the registry (``--name`` of ``walletpipe models train``).
+    model_name: str = Field(default="fraud", min_length=1, max_length=80, pattern=r"^[\w.-]+$")
+    models_check_interval_s: float = Field(default=1.0, ge=0.1, le=60)
+    #: Terminal fraud features count labels known this many days after a transaction; a
+    #: model must have been trained with the same delay (``--delay-days``) to be loaded.
+    label_delay_days: int = Field(default=7, ge=1, le=60)
 
     @field_validator("default_limits_json")
     @classmethod

@@ -12,8 +12,12 @@ at the end, so a running pipeline on the same broker is not disturbed.
 * **worker**: the real stream worker (``python -m streams.app`` on the private topics, its
   RocksDB tables, changelogs and commits), one process. Its wallets are funded first through
   its own credit topic; then the requests are produced and the clock runs until every one
-  has come out as a ledger command, a rejection or a review. Scoring is on (river
-  HalfSpaceTrees plus rules), and so are the default KYC limits for half the requests.
+  has come out as a ledger command, a rejection or a review. Features are the offline
+  engine's (``models.features``); scoring is the online scorer (river HalfSpaceTrees plus
+  rules), or with ``--models-dir`` the registry's champion forest; the default KYC limits
+  apply to half the requests. Each approved request also sends its terminal's activity to
+  the terminal agent in the same worker, whose table work counts in the worker's CPU while
+  it keeps up.
 * **faust pass-through**: the smallest faust worker (``bench/streams/passthrough.py``), one
   agent forwarding every record unchanged: what faust-streaming itself costs per record
   here, the ceiling of any faust worker on this machine.
@@ -51,14 +55,18 @@ from domain.topics import (
     LIMITS_CHANGES,
     REVIEWS_DECISIONS,
     REVIEWS_REQUESTED,
+    TERMINAL_ACTIVITY,
     TRANSACTIONS_REJECTED,
     TRANSACTIONS_REQUESTED,
     WALLET_CREDITS,
 )
 from domain.transactions import TransactionType
+from models.features import CustomerState, TerminalState
 from models.simple import RulesAndTrees
-from streams.decision import FeatureState, Policy, assess, observe
+from streams.decision import Policy, assess
+from streams.features import StreamFeatures, event_of
 from streams.limits import DefaultLimits, LimitSet, LimitUsage, applicable
+from streams.models_watch import ModelWatcher
 from streams.screening import screen
 from streams.settings import DEFAULT_LIMITS_JSON
 from streams.wallet_state import WalletState
@@ -76,6 +84,7 @@ WORKER_TOPICS = (
     LIMITS_CHANGES,
     REVIEWS_REQUESTED,
     REVIEWS_DECISIONS,
+    TERMINAL_ACTIVITY,
 )
 #: Every request leaves the screening stage on one of these.
 WORKER_OUTPUTS = (LEDGER_COMMANDS, TRANSACTIONS_REJECTED, REVIEWS_REQUESTED)
@@ -212,12 +221,16 @@ def run_raw(servers: str, source: str, target: str, total: int) -> Rate:
     return consume_all(servers, source, total, handle)
 
 
-def run_screening(servers: str, source: str, target: str, total: int, wallets: int) -> Rate:
+def run_screening(
+    servers: str, source: str, target: str, total: int, wallets: int, models_dir: Path | None
+) -> Rate:
     out = producer(servers)
     states: dict[bytes, WalletState] = {}
     usage: dict[bytes, LimitUsage] = defaultdict(LimitUsage)
-    history: dict[bytes, FeatureState] = defaultdict(FeatureState)
-    scorer, policy = RulesAndTrees(seed=1), Policy()
+    customers: dict[bytes, CustomerState] = {}
+    terminals: dict[str, TerminalState] = defaultdict(TerminalState)
+    features = StreamFeatures()
+    scorer, policy = ModelWatcher(models_dir, "fraud", RulesAndTrees(seed=1), 7), Policy()
     defaults, no_limits = DefaultLimits.from_json(DEFAULT_LIMITS_JSON), LimitSet()
 
     def state_of(key: bytes) -> WalletState:
@@ -238,12 +251,17 @@ def run_screening(servers: str, source: str, target: str, total: int, wallets: i
             for message in messages:
                 key = message.key()
                 request = records.decode_requested(message.value())
-                features = history[key]
-                assessment = assess(request, features, scorer, policy)
+                event = event_of(request)
+                customer = customers.get(key)
+                x = features.features(event, customer, terminals.get(event.terminal))
+                assessment = assess(request, x, scorer.score(x), policy)
                 limits = applicable(request, no_limits, defaults)
                 outcome = screen(request, state_of(key), limits, usage[key], assessment)
                 if isinstance(outcome.command, records.PostTransaction):
-                    observe(request, features)
+                    customers[key] = features.observe(event, customer)
+                    # The terminal agent's part, inline here.
+                    terminal = terminals[event.terminal]
+                    features.observe_terminal(event.terminal, event.time_s, terminal)
                 if outcome.command is not None:
                     out.produce(target, key=key, value=records.encode(outcome.command))
             out.poll(0)
@@ -301,7 +319,11 @@ def count_outputs(servers: str, topics: list[str], total: int, timeout_s: float)
 
 
 def run_worker(
-    servers: str, prefix: str, items: list[records.TransactionRequested], wallets: list
+    servers: str,
+    prefix: str,
+    items: list[records.TransactionRequested],
+    wallets: list,
+    models_dir: Path | None = None,
 ) -> Rate:
     """The real worker process on the private topics: from the first request produced to
     the last decision out, with the worker process's CPU time."""
@@ -315,6 +337,7 @@ def run_worker(
         "STREAMS_APP_ID": app_id,
         "STREAMS_DATA_DIR": str(workdir / "data"),
         "STREAMS_LOG_LEVEL": "warn",
+        **({} if models_dir is None else {"STREAMS_MODELS_DIR": str(models_dir.resolve())}),
     }
     fund(servers, name(WALLET_CREDITS.name), wallets)
     log = (workdir / "worker.log").open("wb")
@@ -399,6 +422,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--wallets", type=int, default=1_000)
     parser.add_argument("--skip-worker", action="store_true", help="raw and handlers only")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        help="a model registry (STREAMS_MODELS_DIR): its champion scores (default: the online "
+        "scorer, as without a registry)",
+    )
     args = parser.parse_args()
     servers = bootstrap()
     prefix = f"bench-streams-{uuid.uuid4().hex[:8]}"
@@ -415,12 +444,14 @@ def main() -> None:
         fill(servers, names[0], items)
         raw = run_raw(servers, names[0], names[1], args.events)
         show("raw confluent-kafka consume+produce", raw, raw)
-        handlers = run_screening(servers, names[0], names[2], args.events, args.wallets)
+        handlers = run_screening(
+            servers, names[0], names[2], args.events, args.wallets, args.models_dir
+        )
         show("handlers in a plain loop (no faust)", handlers, raw)
         if not args.skip_worker:
             passthrough = run_passthrough(servers, prefix, items)
             show("faust pass-through (no state, no logic)", passthrough, raw)
-            worker = run_worker(servers, prefix, items, wallets)
+            worker = run_worker(servers, prefix, items, wallets, args.models_dir)
             show("stream worker (faust, RocksDB tables)", worker, raw)
             for label, value in (("wall", worker.per_s), ("CPU", worker.per_cpu_s)):
                 verdict = "met" if value >= TARGET_PER_S else "NOT met"

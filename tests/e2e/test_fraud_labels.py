@@ -98,12 +98,12 @@ def test_a_label_reaches_the_stream_and_is_learnt_with_the_scored_features(
                 value = (json.loads(message.value()) or {}).get("scored") or {}
                 names = value.get("names", [])
                 rows = value.get("rows", [])
-                scored = {t: (dict(zip(names, x, strict=True)), y) for t, x, y in rows}
+                scored = {t: (dict(zip(names, x, strict=True)), y) for t, x, y, *_ in rows}
                 features, label = scored.get(payment, ({}, None))
                 if label is None:
                     continue  # another change of the wallet (a settlement), not the label's
                 assert label is True  # learnt from, once
-                assert features["log_amount"] > 0 and "amount_ratio" in features
+                assert features["log_amount"] > 0 and "customer_amount_ratio_30d" in features
                 return
     finally:
         changes.close()

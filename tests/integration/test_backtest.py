@@ -95,7 +95,8 @@ def lifecycle(
 def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One wallet with a habit of 10 USD spends before T1 (the warm-up), then in the range:
 
-    - spike: 250 to a new payee, score 30 (amount_ratio 25, history 4) — approved then
+    - spike: 250 to a new payee, score 30 (customer_amount_ratio_30d 25, 4 spends before) —
+      approved then
     - big: 2,000, score 70 — held for review then (and approved by an analyst later)
     - hot: 50, score 90 — declined then
     - small: 10, score 5 — approved
@@ -193,6 +194,9 @@ def figures(history: dict[str, Any], *args: str, **env: str) -> dict[str, Any]:
 
 
 RANGE = ("--from", T1.isoformat(), "--to", T2.isoformat())
+#: 25 times the habit, to a new payee, after 4 earlier spends (the engine's 30-day count
+#: includes the request itself).
+SPIKE = "customer_amount_ratio_30d >= 20 and customer_nb_30d >= 5 and new_terminal == 1"
 
 
 def test_backtest_replays_a_policy_over_stored_history(history: dict, tmp_path: Path) -> None:
@@ -202,7 +206,7 @@ def test_backtest_replays_a_policy_over_stored_history(history: dict, tmp_path: 
         4,
         60,
         95,
-        ("spike", "amount_ratio >= 20 and history_n >= 4 and new_counterparty == 1", "decline"),
+        ("spike", SPIKE, "decline"),
         ("big", "amount >= 1000 and transaction_type == 'PAYMENT'", "decline"),
         ("deposits", "transaction_type == 'DEPOSIT'", "approve"),
     )
@@ -247,7 +251,7 @@ def test_features_need_the_warm_up(history: dict, tmp_path: Path) -> None:
         2,
         60,
         85,
-        ("spike", "amount_ratio >= 20 and history_n >= 4 and new_counterparty == 1", "decline"),
+        ("spike", SPIKE, "decline"),
     )
     warm = figures(history, "--policy", str(policy), *RANGE)
     cold = figures(history, "--policy", str(policy), "--warmup-days", "0", *RANGE)

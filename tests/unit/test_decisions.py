@@ -1,5 +1,5 @@
-"""Fraud decisions: features from the wallet's history, the simple scorer, the policy, and
-reviews held, approved, declined (once)."""
+"""Fraud decisions: the engine's features from the wallet's history, the simple scorer, the
+policy, and reviews held, approved, declined (once), carrying which model scored them."""
 
 from __future__ import annotations
 
@@ -19,10 +19,13 @@ from domain.records import (
     TransactionRequested,
 )
 from domain.transactions import TransactionType
+from models.features import CustomerState
 from models.protocol import Scorer
 from models.simple import RulesAndTrees, rules_score
-from streams.decision import Assessment, Decision, FeatureState, Policy, assess, features, observe
+from streams.decision import Assessment, Decision, Policy, assess
+from streams.features import StreamFeatures, event_of
 from streams.limits import Limit, LimitUsage
+from streams.models_watch import ModelWatcher
 from streams.reviews import PENDING_REVIEWS_MAX, PendingReviews
 from streams.screening import decide_review, screen
 from streams.wallet_state import WalletState
@@ -49,29 +52,33 @@ def request(amount: str, to: uuid.UUID | None = SHOP, at: datetime = AT) -> Tran
     )
 
 
-def habit(n: int = 3, amount: str = "5") -> FeatureState:
-    state = FeatureState()
+ENGINE = StreamFeatures()
+
+
+def habit(n: int = 3, amount: str = "5") -> CustomerState | None:
+    """``n`` spends at SHOP in the half hour before AT, oldest first."""
+    state = None
     for i in range(n):
-        observe(request(amount, at=AT - timedelta(minutes=10 * (i + 1))), state)
+        state = ENGINE.observe(
+            event_of(request(amount, at=AT - timedelta(minutes=10 * (n - i)))), state
+        )
     return state
+
+
+def features(item: TransactionRequested, state: CustomerState | None) -> dict[str, float]:
+    return ENGINE.features(event_of(item), state, None)
 
 
 def test_features_compare_the_amount_with_the_wallet_habit() -> None:
     state = habit()
     x = features(request("100", to=uuid.uuid4()), state)
-    assert x["amount_ratio"] == 20.0
-    assert x["history_n"] == 3.0
-    assert x["new_counterparty"] == 1.0
-    assert x["count_1h"] == 3.0
+    assert x["customer_amount_ratio_30d"] == 20.0
+    assert x["customer_nb_30d"] == 4.0  # the engine's counts include the transaction
+    assert x["new_terminal"] == 1.0
+    assert x["customer_nb_1h"] == 4.0
     assert x["hour"] == 12.0
-    assert features(request("5"), state)["new_counterparty"] == 0.0
-    assert features(request("5", at=AT + timedelta(hours=2)), state)["count_1h"] == 0.0
-
-
-def test_feature_state_is_bounded_and_round_trips() -> None:
-    state = habit(500)
-    assert len(state.amounts) <= 50 and len(state.times_s) <= 64
-    assert FeatureState.from_json(state.to_json()) == state
+    assert features(request("5"), state)["new_terminal"] == 0.0
+    assert features(request("5", at=AT + timedelta(hours=2)), state)["customer_nb_1h"] == 1.0
 
 
 def test_rules_and_policy_give_review_and_decline() -> None:
@@ -82,7 +89,7 @@ def test_rules_and_policy_give_review_and_decline() -> None:
     decline = rules_score(features(request("400", to=uuid.uuid4()), habit()))
     assert policy.decide(decline) is Decision.DECLINE
     # No history: nothing to compare with, no amount rule.
-    assert policy.decide(rules_score(features(request("400"), FeatureState()))) is Decision.APPROVE
+    assert policy.decide(rules_score(features(request("400"), None))) is Decision.APPROVE
 
 
 def test_simple_scorer_follows_the_protocol_and_stays_in_0_1() -> None:
@@ -111,7 +118,10 @@ class Broken:
 
 
 def test_a_broken_score_declines_rather_than_approves() -> None:
-    assert assess(request("5"), habit(), Broken(), Policy()).decision is Decision.DECLINE
+    item = request("5")
+    x = features(item, habit())
+    scores = ModelWatcher(None, "fraud", Broken(), 7).score(x)
+    assert assess(item, x, scores, Policy()).decision is Decision.DECLINE
 
 
 def funded() -> WalletState:
@@ -216,3 +226,19 @@ def test_unknown_decisions_are_refused(decision: str) -> None:
             decided_by="x",
             decided_at=AT,
         )
+
+
+def test_every_decision_names_its_model_and_carries_the_shadow_scores() -> None:
+    named = {"scored_by": "fraud v3", "shadow_scores": {"fraud v4": D("12.50")}}
+    approved = screen(request("4"), funded(), assessment=Assessment(0.1, Decision.APPROVE, **named))
+    declined = screen(request("4"), funded(), assessment=Assessment(0.9, Decision.DECLINE, **named))
+    state, usage, reviews = funded(), LimitUsage(), PendingReviews()
+    item = request("100")
+    review = Assessment(0.65, Decision.REVIEW, **named)
+    held = screen(item, state, [DAILY], usage, review, reviews).command
+    for command in (approved.command, declined.command, held):
+        assert (command.scored_by, command.shadow_scores) == ("fraud v3", {"fraud v4": D("12.50")})
+    # Through the wallet's table and the analyst's decision, they stay.
+    reviews = PendingReviews.from_json(reviews.to_json())
+    after = decide_review(decided(item, "APPROVE"), state, usage, reviews).command
+    assert (after.scored_by, after.shadow_scores) == ("fraud v3", {"fraud v4": D("12.50")})

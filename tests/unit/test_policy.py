@@ -18,6 +18,7 @@ from models.expression import (
     EvaluationError,
     compile_condition,
 )
+from models.features import FEATURE_NAMES
 from models.policy import (
     POLICY_BYTES_MAX,
     RULES_MAX,
@@ -37,7 +38,7 @@ NAMES = {
     "transaction_type": STRING,
     "transaction_type:values": "DEPOSIT,WITHDRAWAL,TRANSFER,PAYMENT",
 }
-FEATURES = ["hour", "count_1h", "amount_ratio", "history_n", "new_counterparty", "log_amount"]
+FEATURES = list(FEATURE_NAMES)  # the feature engine's: what the stream's policies read
 
 
 def run(text: str, **values: object) -> object:
@@ -202,40 +203,40 @@ def test_rules_come_first_and_the_first_match_wins() -> None:
         policy_text(
             rules=[
                 rule("trusted-small", "amount < 10 and transaction_type == 'PAYMENT'", "approve"),
-                rule("burst", "count_1h >= 20", "decline"),
-                rule("big-new-payee", "amount >= 5000 and new_counterparty == 1", "review"),
-                rule("burst-again", "count_1h >= 10", "approve"),
+                rule("burst", "customer_nb_1h >= 20", "decline"),
+                rule("big-new-payee", "amount >= 5000 and new_terminal == 1", "review"),
+                rule("burst-again", "customer_nb_1h >= 10", "approve"),
             ]
         ),
         FEATURES,
     )
 
     def decide(score: float, **values: object) -> tuple[Action, str | None]:
-        env = {"amount": D("100"), "transaction_type": "PAYMENT", "count_1h": D(0)}
-        env["new_counterparty"] = D(0)
+        env = {"amount": D("100"), "transaction_type": "PAYMENT", "customer_nb_1h": D(0)}
+        env["new_terminal"] = D(0)
         env.update(values)
         verdict = policy.decide(score, env)
         return verdict.action, verdict.rule
 
     assert decide(0.99, amount=D("5")) == (Action.APPROVE, "trusted-small")  # beats the score
-    assert decide(0.0, count_1h=D(25)) == (Action.DECLINE, "burst")  # not burst-again
-    assert decide(0.0, amount=D("5000"), new_counterparty=D(1)) == (Action.REVIEW, "big-new-payee")
-    assert decide(0.0, count_1h=D(12)) == (Action.APPROVE, "burst-again")
+    assert decide(0.0, customer_nb_1h=D(25)) == (Action.DECLINE, "burst")  # not burst-again
+    assert decide(0.0, amount=D("5000"), new_terminal=D(1)) == (Action.REVIEW, "big-new-payee")
+    assert decide(0.0, customer_nb_1h=D(12)) == (Action.APPROVE, "burst-again")
     assert decide(0.86) == (Action.DECLINE, None)  # no rule: the thresholds
     assert decide(0.85) == (Action.DECLINE, None)
     assert decide(0.6) == (Action.REVIEW, None)
     assert decide(0.5999) == (Action.APPROVE, None)
-    assert policy.names == {"amount", "transaction_type", "count_1h", "new_counterparty"}
+    assert policy.names == {"amount", "transaction_type", "customer_nb_1h", "new_terminal"}
     assert policy.version == 1 and len(policy.sha256) == 64
 
 
 def test_a_rule_whose_arithmetic_fails_does_not_match() -> None:
     policy = load_policy(
-        policy_text(rules=[rule("ratio", "amount / history_n > 100", "decline")]), FEATURES
+        policy_text(rules=[rule("ratio", "amount / customer_nb_30d > 100", "decline")]), FEATURES
     )
-    verdict = policy.decide(0.1, {"amount": D("500"), "history_n": D(0)})
+    verdict = policy.decide(0.1, {"amount": D("500"), "customer_nb_30d": D(0)})
     assert verdict == (verdict.__class__(Action.APPROVE, None, ("ratio",)))
-    assert policy.decide(0.1, {"amount": D("500"), "history_n": D(2)}).rule == "ratio"
+    assert policy.decide(0.1, {"amount": D("500"), "customer_nb_30d": D(2)}).rule == "ratio"
 
 
 def test_the_default_policy_cuts_exactly_where_the_old_thresholds_did() -> None:

@@ -22,12 +22,12 @@ from streams.decision import (
     FEATURE_NAMES,
     Assessment,
     Decision,
-    FeatureState,
     Policy,
     assess,
-    features,
     policy_values,
 )
+from streams.features import StreamFeatures, event_of
+from streams.models_watch import Scores
 from streams.policy_watch import PolicyWatcher
 from streams.reviews import PendingReview, PendingReviews
 from streams.screening import screen
@@ -39,15 +39,13 @@ W = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000001")
 AT = datetime(2026, 3, 5, 3, 0, tzinfo=UTC)
 
 
-class Constant:
-    def __init__(self, score: float) -> None:
-        self.score = score
+def features(item: TransactionRequested) -> dict[str, float]:
+    """The engine's features of a first request (no history)."""
+    return StreamFeatures().features(event_of(item), None, None)
 
-    def learn_one(self, x: dict, y: bool | None = None) -> None:
-        pass
 
-    def score_one(self, x: dict) -> float:
-        return self.score
+def scored(score: float) -> Scores:
+    return Scores(score, "test v1")
 
 
 def request(amount: str = "50", kind: TransactionType = TransactionType.PAYMENT, **more: object):
@@ -88,15 +86,15 @@ def policy(*rules: tuple[str, str, str], version: int = 1, review: int = 60, dec
 def test_the_default_policy_decides_like_the_old_thresholds() -> None:
     old, new = Policy(0.6, 0.85), default_policy(0.6, 0.85)
     for score in (0.0, 0.3, 0.5999999, 0.6, 0.7, 0.8499999, 0.85, 0.9, 1.0):
-        before = assess(request(), FeatureState(), Constant(score), old)
-        after = assess(request(), FeatureState(), Constant(score), new)
+        before = assess(request(), features(request()), scored(score), old)
+        after = assess(request(), features(request()), scored(score), new)
         assert (after.decision, after.risk_score) == (before.decision, before.risk_score)
         assert after.rule is None and after.policy_version == 0
 
 
 def test_a_rule_declines_and_is_named_in_the_reason() -> None:
     rules = policy(("night-big", "hour < 5 and amount >= 1000", "decline"))
-    assessment = assess(request("1500"), FeatureState(), Constant(0.1), rules)
+    assessment = assess(request("1500"), features(request("1500")), scored(0.1), rules)
     assert (assessment.decision, assessment.rule, assessment.policy_version) == (
         Decision.DECLINE,
         "night-big",
@@ -106,7 +104,7 @@ def test_a_rule_declines_and_is_named_in_the_reason() -> None:
     assert isinstance(outcome.command, TransactionRejected)
     assert outcome.command.reason_code == RejectReason.FRAUD_DECLINED.value
     assert outcome.command.reason_message == "policy v1 rule 'night-big' (risk score 10.00)"
-    assert assess(request("999"), FeatureState(), Constant(0.1), rules).decision is (
+    assert assess(request("999"), features(request("999")), scored(0.1), rules).decision is (
         Decision.APPROVE
     )
 
@@ -117,13 +115,13 @@ def test_an_approve_rule_overrides_the_score_and_a_review_rule_holds() -> None:
         ("web-payments", "channel == 'web' and risk_score >= 20", "review"),
     )
     deposit = request("50", TransactionType.DEPOSIT)
-    assert assess(deposit, FeatureState(), Constant(0.99), rules).decision is Decision.APPROVE
+    assert assess(deposit, features(deposit), scored(0.99), rules).decision is Decision.APPROVE
     web = request("50", metadata={"channel": "web"})
-    assessment = assess(web, FeatureState(), Constant(0.2), rules)
+    assessment = assess(web, features(web), scored(0.2), rules)
     assert (assessment.decision, assessment.rule) == (Decision.REVIEW, "web-payments")
     assert isinstance(screen(web, funded(), assessment=assessment).command, ReviewRequested)
     pos = request("50", metadata={"channel": "pos"})
-    assert assess(pos, FeatureState(), Constant(0.2), rules).decision is Decision.APPROVE
+    assert assess(pos, features(pos), scored(0.2), rules).decision is Decision.APPROVE
 
 
 def test_a_rule_review_with_a_full_queue_declines_and_says_why() -> None:
@@ -141,19 +139,19 @@ def test_a_rule_review_with_a_full_queue_declines_and_says_why() -> None:
 
 def test_a_rule_reading_no_name_decides_too() -> None:
     everything = policy(("freeze", "true", "review"))
-    assessment = assess(request(), FeatureState(), Constant(0.0), everything)
+    assessment = assess(request(), features(request()), scored(0.0), everything)
     assert (assessment.decision, assessment.rule) == (Decision.REVIEW, "freeze")
 
 
 def test_a_failing_rule_does_not_match_and_is_reported() -> None:
-    rules = policy(("ratio", "amount / history_n > 10", "decline"))
-    assessment = assess(request(), FeatureState(), Constant(0.1), rules)
+    rules = policy(("ratio", "amount / terminal_nb_30d > 10", "decline"))
+    assessment = assess(request(), features(request()), scored(0.1), rules)
     assert (assessment.decision, assessment.failed_rules) == (Decision.APPROVE, ("ratio",))
 
 
 def test_policy_values_are_exact_and_only_the_names_read() -> None:
     r = request("12.34", metadata={"channel": "pos"})
-    x = features(r, FeatureState())
+    x = features(r)
     names = frozenset({"amount", "log_amount", "channel", "transaction_type", "risk_score"})
     values = policy_values(r, x, D("87.50"), names)
     assert values == {

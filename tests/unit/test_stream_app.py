@@ -3,8 +3,8 @@ table keyed like its co-partitioned topics, and replays recognised."""
 
 from __future__ import annotations
 
-from domain.topics import WALLET_PARTITIONS
-from streams.app import build_app
+from domain.topics import TERMINAL_ACTIVITY, WALLET_PARTITIONS
+from streams.app import TERMINAL_DAYS_PARTITIONS, build_app
 from streams.recent import RECENT_DECISIONS_MAX, RecentDecisions
 from streams.settings import StreamSettings
 
@@ -19,10 +19,16 @@ def test_every_agent_runs_one_coroutine() -> None:
     assert {agent.concurrency for agent in agents} == {1}
 
 
-def test_the_wallet_tables_have_the_wallet_partition_count() -> None:
+def test_the_tables_have_the_partition_count_of_their_topics() -> None:
     tables = list(app().tables.values())
-    assert sorted(table.name for table in tables) == ["wallet-history", "wallets"]
-    assert {table.partitions for table in tables} == {WALLET_PARTITIONS}
+    names = ["terminal-days", "terminals", "wallet-history", "wallets"]
+    assert sorted(table.name for table in tables) == names
+    partitioned = [table for table in tables if table.name != "terminal-days"]
+    assert {table.partitions for table in partitioned} == {WALLET_PARTITIONS}
+    (published,) = [table for table in tables if table.name == "terminal-days"]
+    assert type(published).__name__ == "GlobalTable" and published.use_partitioner
+    assert published.partitions == TERMINAL_DAYS_PARTITIONS == 1
+    assert TERMINAL_ACTIVITY.partitions == WALLET_PARTITIONS  # the terminals' own topic
 
 
 def test_recent_decisions_are_bounded_and_round_trip() -> None:
