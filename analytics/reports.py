@@ -300,3 +300,84 @@ def dashboard(wh: Warehouse, rr: ReportRange, **fraud: Any) -> dict[str, Any]:
         "fraud_scores": fraud_scores(wh, rr),
         "decline_reasons": decline_reasons(wh, rr, limit=8),
     }
+
+
+#: The decisions' scores, one row per model that scored a decision: the champion's (the one
+#: that decided, ``scored_by`` with ``risk_score``) and each challenger's (``shadow_scores``),
+#: each beside the champion's score of the same decision. Decisions are read from the raw
+#: table (its key starts with the kind and the time, so only the range's decisions are read).
+_MODEL_SCORES = """
+    SELECT score.1 AS model, score.2 AS role, decision, score.3 AS value, champion
+      FROM (
+        SELECT decision, toFloat64(assumeNotNull(risk_score)) AS champion,
+               arrayConcat([(scored_by, 'champion', champion)],
+                           arrayMap((name, value) -> (name, 'challenger', toFloat64(value)),
+                                    mapKeys(shadow_scores), mapValues(shadow_scores))) AS scores
+          FROM pipeline_events
+         WHERE event_kind IN ('approved', 'rejected', 'review')
+           AND event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)}
+           AND scored_by != '' AND risk_score IS NOT NULL)
+     ARRAY JOIN scores AS score"""
+
+
+def model_scores(wh: Warehouse, rr: ReportRange, *, bin_percent: int = 10) -> dict[str, Any]:
+    """Champion against challengers over the range: per model, how many decisions it scored,
+    the mean, median and p90 of its scores, overall and per decision (approve / review /
+    decline), how far it was from the champion on the same decisions (mean absolute
+    difference, and the mean of challenger minus champion), and the distribution of its
+    scores in bins ``bin_percent`` wide (the last bin takes the rest up to 100 inclusive).
+    Scores are 0-100 as on the records; decisions with no named model are left out."""
+    last_bin = 100 // bin_percent - 1
+    params = _params(rr, width=bin_percent, last=last_bin)
+    summary = wh.query(
+        f"""SELECT model, role, decision, count(), avg(value), quantiles(0.5, 0.9)(value),
+                   avg(abs(value - champion)), avg(value - champion)
+              FROM ({_MODEL_SCORES})
+             GROUP BY GROUPING SETS ((model, role), (model, role, decision))
+             ORDER BY role = 'challenger', model, decision""",
+        params,
+    )
+    histogram = wh.query(
+        f"""SELECT model, role,
+                   least(intDiv(toUInt32(greatest(value, 0)), {{width:UInt8}}), {{last:UInt8}}),
+                   count()
+              FROM ({_MODEL_SCORES}) GROUP BY ALL""",
+        params,
+    )
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for model, role, decision, scored, mean, (p50, p90), gap, lead in summary:
+        figures = {
+            "scored": scored,
+            "mean": round(mean, 2),
+            "p50": round(p50, 2),
+            "p90": round(p90, 2),
+        }
+        entry = models.setdefault(
+            (model, role),
+            {
+                "model": model,
+                "role": role,
+                "by_decision": {},
+                "bins": [
+                    {
+                        "from": i * bin_percent,
+                        "to": 100 if i == last_bin else (i + 1) * bin_percent,
+                        "scored": 0,
+                    }  # fmt: skip
+                    for i in range(last_bin + 1)
+                ],
+            },
+        )
+        if decision == "":  # the (model, role) grouping set: all of its decisions
+            entry.update(figures)
+            if role == "challenger":
+                entry["mean_abs_diff_to_champion"] = round(gap, 2)
+                entry["mean_diff_to_champion"] = round(lead, 2)
+        else:
+            entry["by_decision"][decision] = figures
+    for model, role, index, scored in histogram:
+        if (model, role) in models:
+            models[(model, role)]["bins"][index]["scored"] = scored
+    ordered = sorted(models.values(), key=lambda m: (m["role"] != "champion", m["model"]))
+    decisions = sum(m["scored"] for m in ordered if m["role"] == "champion")
+    return {**header(rr), "decisions": decisions, "models": ordered}
