@@ -302,56 +302,34 @@ def dashboard(wh: Warehouse, rr: ReportRange, **fraud: Any) -> dict[str, Any]:
     }
 
 
-#: The decisions' scores, one row per model that scored a decision: the champion's (the one
-#: that decided, ``scored_by`` with ``risk_score``) and each challenger's (``shadow_scores``),
-#: each beside the champion's score of the same decision. Decisions are read from the raw
-#: table (its key starts with the kind and the time, so only the range's decisions are read).
-_MODEL_SCORES = """
-    SELECT score.1 AS model, score.2 AS role, decision, score.3 AS value, champion
-      FROM (
-        SELECT decision, toFloat64(assumeNotNull(risk_score)) AS champion,
-               arrayConcat([(scored_by, 'champion', champion)],
-                           arrayMap((name, value) -> (name, 'challenger', toFloat64(value)),
-                                    mapKeys(shadow_scores), mapValues(shadow_scores))) AS scores
-          FROM pipeline_events
-         WHERE event_kind IN ('approved', 'rejected', 'review')
-           AND event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)}
-           AND scored_by != '' AND risk_score IS NOT NULL)
-     ARRAY JOIN scores AS score"""
-
-
 def model_scores(wh: Warehouse, rr: ReportRange, *, bin_percent: int = 10) -> dict[str, Any]:
-    """Champion against challengers over the range: per model, how many decisions it scored,
-    the mean, median and p90 of its scores, overall and per decision (approve / review /
-    decline), how far it was from the champion on the same decisions (mean absolute
-    difference, and the mean of challenger minus champion), and the distribution of its
-    scores in bins ``bin_percent`` wide (the last bin takes the rest up to 100 inclusive).
-    Scores are 0-100 as on the records; decisions with no named model are left out."""
+    """Champion against challengers over the range: per model (the champion is the one that
+    decided, ``scored_by`` with ``risk_score``; a challenger scored in ``shadow_scores``) how
+    many decisions it scored, the mean of its scores, their median and p90 (in whole points,
+    from the roll-up's histogram), the same per decision (approve / review / decline), how far
+    it was from the champion on the same decisions (mean absolute difference, and the mean
+    of challenger minus champion), and the distribution in bins ``bin_percent`` wide (the
+    last takes the rest up to 100 inclusive). Decisions with no named model are left out."""
     last_bin = 100 // bin_percent - 1
     params = _params(rr, width=bin_percent, last=last_bin)
     summary = wh.query(
-        f"""SELECT model, role, decision, count(), avg(value), quantiles(0.5, 0.9)(value),
-                   avg(abs(value - champion)), avg(value - champion)
-              FROM ({_MODEL_SCORES})
+        f"""SELECT model, role, decision, sum(events) AS scored, sum(score_sum) / scored,
+                   quantilesExactWeighted(0.5, 0.9)(score_percent, events),
+                   sum(diff_abs_sum) / scored, sum(diff_sum) / scored
+              FROM model_scores_by_{rr.grain} WHERE {_in_range(rr)}
              GROUP BY GROUPING SETS ((model, role), (model, role, decision))
              ORDER BY role = 'challenger', model, decision""",
         params,
     )
     histogram = wh.query(
-        f"""SELECT model, role,
-                   least(intDiv(toUInt32(greatest(value, 0)), {{width:UInt8}}), {{last:UInt8}}),
-                   count()
-              FROM ({_MODEL_SCORES}) GROUP BY ALL""",
+        f"""SELECT model, role, least(intDiv(score_percent, {{width:UInt8}}), {{last:UInt8}}),
+                   sum(events)
+              FROM model_scores_by_{rr.grain} WHERE {_in_range(rr)} GROUP BY ALL""",
         params,
     )
     models: dict[tuple[str, str], dict[str, Any]] = {}
     for model, role, decision, scored, mean, (p50, p90), gap, lead in summary:
-        figures = {
-            "scored": scored,
-            "mean": round(mean, 2),
-            "p50": round(p50, 2),
-            "p90": round(p90, 2),
-        }
+        figures = {"scored": scored, "mean": round(mean, 2), "p50": p50, "p90": p90}
         entry = models.setdefault(
             (model, role),
             {

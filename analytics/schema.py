@@ -159,7 +159,26 @@ _TABLES = {
         ) ENGINE = AggregatingMergeTree
         PARTITION BY toYYYYMM(@grain@)
         ORDER BY (@grain@, transaction_type)""",
+    "model_scores": """CREATE TABLE IF NOT EXISTS model_scores_by_@grain@ (
+            @grain@ DateTime('UTC'),
+            model LowCardinality(String),
+            role LowCardinality(String),
+            decision LowCardinality(String),
+            score_percent UInt8,
+            events UInt64,
+            score_sum Float64,
+            diff_sum Float64,
+            diff_abs_sum Float64
+        ) ENGINE = SummingMergeTree((events, score_sum, diff_sum, diff_abs_sum))
+        PARTITION BY toYYYYMM(@grain@)
+        ORDER BY (@grain@, model, role, decision, score_percent)""",
 }
+#: A decision's scores, one per model: the champion's (``scored_by``, ``risk_score``) and each
+#: challenger's (``shadow_scores``), as (model, role, score) beside the champion's score.
+_MODEL_SCORE = """arrayConcat(
+                [(toString(scored_by), 'champion', toFloat64(assumeNotNull(risk_score)))],
+                arrayMap((name, value) -> (toString(name), 'challenger', toFloat64(value)),
+                         mapKeys(shadow_scores), mapValues(shadow_scores)))"""
 #: Each roll-up by minute, from the raw events.
 _BY_MINUTE = {
     "events": f"""SELECT toStartOfMinute(event_time) AS minute, {_KEYS}, count() AS events,
@@ -185,6 +204,17 @@ _BY_MINUTE = {
              FROM {source}
             WHERE event_kind = 'posted'
             GROUP BY minute, transaction_type""",
+    "model_scores": f"""SELECT toStartOfMinute(event_time) AS minute, score.1 AS model,
+                  score.2 AS role, decision,
+                  intDiv(toUInt32(least(greatest(round(score.3 * 100), 0), 10000)), 100)
+                      AS score_percent,
+                  count() AS events, sum(score.3) AS score_sum,
+                  sum(score.3 - toFloat64(assumeNotNull(risk_score))) AS diff_sum,
+                  sum(abs(score.3 - toFloat64(assumeNotNull(risk_score)))) AS diff_abs_sum
+             FROM {{source}}
+            ARRAY JOIN {_MODEL_SCORE} AS score
+            WHERE decision != '' AND scored_by != '' AND risk_score IS NOT NULL
+            GROUP BY minute, model, role, decision, score_percent""",
 }
 #: Each roll-up by hour, from its minute twin (partial sums and states merge exactly).
 _BY_HOUR = {
@@ -207,6 +237,11 @@ _BY_HOUR = {
                       AS latency_ms_quantiles
              FROM {source}
             GROUP BY hour, transaction_type""",
+    "model_scores": """SELECT toStartOfHour(minute) AS hour, model, role, decision, score_percent,
+                  sum(events) AS events, sum(score_sum) AS score_sum, sum(diff_sum) AS diff_sum,
+                  sum(diff_abs_sum) AS diff_abs_sum
+             FROM {source}
+            GROUP BY hour, model, role, decision, score_percent""",
 }
 
 #: The grains, minute first: an hourly roll-up is rebuilt from its minute twin.
@@ -226,7 +261,9 @@ ROLL_UPS = tuple(
     for shape in _TABLES
 )
 #: Views of earlier releases that read ``pipeline_events`` directly, replaced by the above.
-RETIRED_VIEWS = tuple(f"{shape}_by_hour_mv" for shape in _TABLES)
+RETIRED_VIEWS = tuple(
+    f"{shape}_by_hour_mv" for shape in ("events", "decline_reasons", "risk_scores", "latency")
+)
 
 
 class Executor(Protocol):

@@ -36,6 +36,10 @@ def test_an_older_table_gains_the_model_columns_and_the_hourly_views_are_replace
             .replace("BY minute", "BY hour")
         )
         assert retired.view_name != f"{shape}_by_hour_mv"
+    old.command("DROP VIEW model_scores_by_hour_from_minute_mv")  # not in that release
+    old.command("DROP VIEW model_scores_by_minute_mv")
+    old.command("DROP TABLE model_scores_by_hour")
+    old.command("DROP TABLE model_scores_by_minute")
     old.command("ALTER TABLE pipeline_events DROP COLUMN shadow_scores")
     old.command("ALTER TABLE pipeline_events DROP COLUMN scored_by")
     old.close()
@@ -43,7 +47,8 @@ def test_an_older_table_gains_the_model_columns_and_the_hourly_views_are_replace
     upgraded = Warehouse(f"chdb://{tmp_path / 'engine'}")
     try:
         assert sorted(upgraded.rebuilt_roll_ups) == sorted(
-            f"{shape}_by_hour" for shape in ("events", "decline_reasons", "risk_scores", "latency")
+            [f"{s}_by_hour" for s in ("events", "decline_reasons", "risk_scores", "latency")]
+            + ["model_scores_by_minute", "model_scores_by_hour"]  # new: built from the events
         )
         views = {row[0] for row in upgraded.query("SELECT name FROM system.tables")}
         assert not {f"{s}_by_hour_mv" for s in ("events", "latency")} & views

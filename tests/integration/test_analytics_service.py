@@ -316,6 +316,10 @@ def test_replayed_records_are_counted_once(
     ]
 
 
+def challenger_of(answer: dict[str, Any]) -> dict[str, Any]:
+    return next(m for m in answer["models"] if m["role"] == "challenger")
+
+
 def test_champion_and_challenger_scores_are_compared_per_decision(
     service: Service, stack: dict[str, str], keys: dict[str, str]
 ) -> None:
@@ -354,8 +358,8 @@ def test_champion_and_challenger_scores_are_compared_per_decision(
         4,
     )
     assert (champion["mean"], champion["by_decision"]["approve"]["mean"]) == (37.5, 20.0)
-    assert champion["by_decision"]["decline"] == {"scored": 1, "mean": 90.0, "p50": 90.0,
-                                                  "p90": 90.0}  # fmt: skip
+    assert champion["by_decision"]["decline"] == {"scored": 1, "mean": 90.0, "p50": 90, "p90": 90}
+    assert (champion["p50"], challenger_of(report())["p90"]) == (20, 80)
     assert (challenger["model"], challenger["role"], challenger["mean"]) == (
         "fraud-gbm v4",
         "challenger",
