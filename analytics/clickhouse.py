@@ -95,7 +95,10 @@ def _currency(values: pa.Array) -> pa.Array:
 
 def _reason(values: pa.Array) -> pa.Array:
     _present(values)
-    _all(pc.less_equal(pc.utf8_length(values), REASON_CODE_MAX), "longer than 50 characters")
+    _all(
+        pc.less_equal(pc.utf8_length(values), REASON_CODE_MAX),
+        f"longer than {REASON_CODE_MAX} characters",
+    )
     return values
 
 
@@ -133,7 +136,6 @@ EVENT_SCHEMA = pa.schema(
 #: pass in C, and that splits into the columns: twice as fast as transposing the rows in
 #: Python and converting each column.
 _ROW = pa.struct([(name, read_as) for name, read_as, _ in _EVENT_FIELDS])
-EVENT_ID, EVENT_KIND, EVENT_TIME = 0, 1, 2
 #: Rows of one insert are unique by event id (the sink drops repeats first) and the views
 #: group by their tables' keys, so merging each new part on insert finds nothing to merge:
 #: skip that pass (about a fifth of a small insert's time with eight views).
