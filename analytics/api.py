@@ -143,6 +143,19 @@ def decline_reasons(
     return reports.decline_reasons(request.app.state.warehouse, rr, limit=limit)
 
 
+@router.get("/v1/reports/model-scores", dependencies=[reader("model-scores")])
+def model_scores(
+    request: Request,
+    start: Start = None,
+    end: End = None,
+    bin_percent: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> dict[str, Any]:
+    """Champion against challengers: each model's scores of the decisions (count, mean,
+    median, p90, per decision, distance to the champion's score, distribution)."""
+    rr = _range(request, start, end, "day")  # the range on whole hours, as fraud-scores
+    return reports.model_scores(request.app.state.warehouse, rr, bin_percent=bin_percent)
+
+
 @router.get("/v1/reports/dashboard", dependencies=[reader("dashboard")])
 def dashboard(
     request: Request, minutes: Annotated[int, Query(ge=5, le=1440)] = 60

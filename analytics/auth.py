@@ -33,6 +33,7 @@ REPORTS: dict[str, Audience] = {
     "fraud-rates": Audience.ANALYTICS,
     "fraud-scores": Audience.ANALYTICS,
     "decline-reasons": Audience.ANALYTICS,
+    "model-scores": Audience.ANALYTICS,
     "dashboard": Audience.ANALYTICS,
     "transactions": Audience.ANALYTICS,
     "backtest/history": Audience.ANALYTICS,

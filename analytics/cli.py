@@ -32,6 +32,7 @@ ANALYST_REPORTS = (
     "fraud-rates",
     "fraud-scores",
     "decline-reasons",
+    "model-scores",
 )
 REGULATORY_REPORTS = ("currency-transactions", "suspicious-activity")
 

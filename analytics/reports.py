@@ -300,3 +300,62 @@ def dashboard(wh: Warehouse, rr: ReportRange, **fraud: Any) -> dict[str, Any]:
         "fraud_scores": fraud_scores(wh, rr),
         "decline_reasons": decline_reasons(wh, rr, limit=8),
     }
+
+
+def model_scores(wh: Warehouse, rr: ReportRange, *, bin_percent: int = 10) -> dict[str, Any]:
+    """Champion against challengers over the range: per model (the champion is the one that
+    decided, ``scored_by`` with ``risk_score``; a challenger scored in ``shadow_scores``) how
+    many decisions it scored, the mean of its scores, their median and p90 (in whole points,
+    from the roll-up's histogram), the same per decision (approve / review / decline), how far
+    it was from the champion on the same decisions (mean absolute difference, and the mean
+    of challenger minus champion), and the distribution in bins ``bin_percent`` wide (the
+    last takes the rest up to 100 inclusive). Decisions with no named model are left out."""
+    last_bin = 100 // bin_percent - 1
+    params = _params(rr, width=bin_percent, last=last_bin)
+    summary = wh.query(
+        f"""SELECT model, role, decision, sum(events) AS scored, sum(score_sum) / scored,
+                   quantilesExactWeighted(0.5, 0.9)(score_percent, events),
+                   sum(diff_abs_sum) / scored, sum(diff_sum) / scored
+              FROM model_scores_by_{rr.grain} WHERE {_in_range(rr)}
+             GROUP BY GROUPING SETS ((model, role), (model, role, decision))
+             ORDER BY role = 'challenger', model, decision""",
+        params,
+    )
+    histogram = wh.query(
+        f"""SELECT model, role, least(intDiv(score_percent, {{width:UInt8}}), {{last:UInt8}}),
+                   sum(events)
+              FROM model_scores_by_{rr.grain} WHERE {_in_range(rr)} GROUP BY ALL""",
+        params,
+    )
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for model, role, decision, scored, mean, (p50, p90), gap, lead in summary:
+        figures = {"scored": scored, "mean": round(mean, 2), "p50": p50, "p90": p90}
+        entry = models.setdefault(
+            (model, role),
+            {
+                "model": model,
+                "role": role,
+                "by_decision": {},
+                "bins": [
+                    {
+                        "from": i * bin_percent,
+                        "to": 100 if i == last_bin else (i + 1) * bin_percent,
+                        "scored": 0,
+                    }  # fmt: skip
+                    for i in range(last_bin + 1)
+                ],
+            },
+        )
+        if decision == "":  # the (model, role) grouping set: all of its decisions
+            entry.update(figures)
+            if role == "challenger":
+                entry["mean_abs_diff_to_champion"] = round(gap, 2)
+                entry["mean_diff_to_champion"] = round(lead, 2)
+        else:
+            entry["by_decision"][decision] = figures
+    for model, role, index, scored in histogram:
+        if (model, role) in models:
+            models[(model, role)]["bins"][index]["scored"] = scored
+    ordered = sorted(models.values(), key=lambda m: (m["role"] != "champion", m["model"]))
+    decisions = sum(m["scored"] for m in ordered if m["role"] == "champion")
+    return {**header(rr), "decisions": decisions, "models": ordered}

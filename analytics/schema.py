@@ -5,8 +5,9 @@ materialized views on it, so they see every inserted row: the sink inserts an ev
 most once (it drops ids already stored), which keeps their sums free of replays, and the
 ReplacingMergeTree of the raw table is the second line.
 
-Applying the schema is idempotent. A roll-up whose view is missing is (re)built from the raw
-table before its view is created; the sink is not running then.
+Applying the schema is idempotent. A roll-up whose view is missing is (re)built from its
+source before its view is created; the sink is not running then. The hourly roll-ups are fed
+by their minute twins (a cascade of views), not by the raw table.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ EVENTS_UPGRADES = (
        TYPE bloom_filter(0.01) GRANULARITY 4""",
     """ALTER TABLE pipeline_events ADD INDEX IF NOT EXISTS idx_event_id event_id
        TYPE bloom_filter(0.01) GRANULARITY 4""",
+    # Which model decided (ScoredFacts.scored_by, "<model> v<N>"; '' when the record does not
+    # say), and the challengers' scores of the same features, 0-100 like risk_score.
+    """ALTER TABLE pipeline_events ADD COLUMN IF NOT EXISTS scored_by LowCardinality(String)
+       DEFAULT ''""",
+    """ALTER TABLE pipeline_events ADD COLUMN IF NOT EXISTS
+       shadow_scores Map(LowCardinality(String), Float32)""",
 )
 
 REPORTS_DDL = """CREATE TABLE IF NOT EXISTS regulatory_reports (
@@ -80,22 +87,36 @@ SCORE_PERCENT = (
 class RollUp:
     name: str
     table: str
-    select: str  # over {source}: the raw table for the view, its FINAL for a rebuild
+    select: str  # over {source}
+    #: The table the view reads: ``pipeline_events`` for the minute roll-ups; an hourly
+    #: roll-up reads its minute twin, so its view sees the few rows the minute view wrote
+    #: for an insert, not every event again (half the views' cost per inserted row).
+    source: str = "pipeline_events"
+    #: The view's name. Hourly views were once fed by ``pipeline_events`` under
+    #: ``<table>_mv``; the cascaded ones have a name of their own, so ``apply`` can tell an
+    #: old view (dropped) from the current one.
+    view: str = ""
+
+    @property
+    def view_name(self) -> str:
+        return self.view or f"{self.name}_mv"
 
     def view_ddl(self) -> str:
         return (
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.name}_mv TO {self.name} AS "
-            + self.select.format(source="pipeline_events")
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.view_name} TO {self.name} AS "
+            + self.select.format(source=self.source)
         )
 
     def rebuild_sql(self) -> str:
-        return f"INSERT INTO {self.name} " + self.select.format(source="pipeline_events FINAL")
+        # FINAL: replays may not have merged away in the raw table yet. The minute roll-ups
+        # hold partial sums that any further sum reads right.
+        source = f"{self.source} FINAL" if self.source == "pipeline_events" else self.source
+        return f"INSERT INTO {self.name} " + self.select.format(source=source)
 
 
-_SHAPES = (
-    RollUp(
-        "events_by_@grain@",
-        """CREATE TABLE IF NOT EXISTS events_by_@grain@ (
+_KEYS = "event_kind, decision, transaction_type, currency_code, transaction_status"
+_TABLES = {
+    "events": """CREATE TABLE IF NOT EXISTS events_by_@grain@ (
             @grain@ DateTime('UTC'),
             event_kind LowCardinality(String),
             decision LowCardinality(String),
@@ -109,16 +130,7 @@ _SHAPES = (
         PARTITION BY toYYYYMM(@grain@)
         ORDER BY (@grain@, event_kind, decision, transaction_type, currency_code,
                   transaction_status)""",
-        """SELECT @floor@(event_time) AS @grain@, event_kind, decision, transaction_type,
-                  currency_code, transaction_status, count() AS events, sum(amount) AS amount,
-                  sum(fee_amount) AS fee_amount
-             FROM {source}
-            GROUP BY @grain@, event_kind, decision, transaction_type, currency_code,
-                     transaction_status""",
-    ),
-    RollUp(
-        "decline_reasons_by_@grain@",
-        """CREATE TABLE IF NOT EXISTS decline_reasons_by_@grain@ (
+    "decline_reasons": """CREATE TABLE IF NOT EXISTS decline_reasons_by_@grain@ (
             @grain@ DateTime('UTC'),
             reason_code LowCardinality(String),
             event_kind LowCardinality(String),
@@ -129,15 +141,7 @@ _SHAPES = (
         ) ENGINE = SummingMergeTree((events, amount))
         PARTITION BY toYYYYMM(@grain@)
         ORDER BY (@grain@, reason_code, event_kind, transaction_type, currency_code)""",
-        """SELECT @floor@(event_time) AS @grain@, reason_code, event_kind,
-                  transaction_type, currency_code, count() AS events, sum(amount) AS amount
-             FROM {source}
-            WHERE reason_code != ''
-            GROUP BY @grain@, reason_code, event_kind, transaction_type, currency_code""",
-    ),
-    RollUp(
-        "risk_scores_by_@grain@",
-        """CREATE TABLE IF NOT EXISTS risk_scores_by_@grain@ (
+    "risk_scores": """CREATE TABLE IF NOT EXISTS risk_scores_by_@grain@ (
             @grain@ DateTime('UTC'),
             decision LowCardinality(String),
             score_percent UInt8,
@@ -145,15 +149,7 @@ _SHAPES = (
         ) ENGINE = SummingMergeTree(events)
         PARTITION BY toYYYYMM(@grain@)
         ORDER BY (@grain@, decision, score_percent)""",
-        f"""SELECT @floor@(event_time) AS @grain@, decision,
-                  {SCORE_PERCENT} AS score_percent, count() AS events
-             FROM {{source}}
-            WHERE decision != '' AND risk_score IS NOT NULL
-            GROUP BY @grain@, decision, score_percent""",
-    ),
-    RollUp(
-        "latency_by_@grain@",
-        """CREATE TABLE IF NOT EXISTS latency_by_@grain@ (
+    "latency": """CREATE TABLE IF NOT EXISTS latency_by_@grain@ (
             @grain@ DateTime('UTC'),
             transaction_type LowCardinality(String),
             completed SimpleAggregateFunction(sum, UInt64),
@@ -163,7 +159,43 @@ _SHAPES = (
         ) ENGINE = AggregatingMergeTree
         PARTITION BY toYYYYMM(@grain@)
         ORDER BY (@grain@, transaction_type)""",
-        """SELECT @floor@(event_time) AS @grain@, transaction_type,
+    "model_scores": """CREATE TABLE IF NOT EXISTS model_scores_by_@grain@ (
+            @grain@ DateTime('UTC'),
+            model LowCardinality(String),
+            role LowCardinality(String),
+            decision LowCardinality(String),
+            score_percent UInt8,
+            events UInt64,
+            score_sum Float64,
+            diff_sum Float64,
+            diff_abs_sum Float64
+        ) ENGINE = SummingMergeTree((events, score_sum, diff_sum, diff_abs_sum))
+        PARTITION BY toYYYYMM(@grain@)
+        ORDER BY (@grain@, model, role, decision, score_percent)""",
+}
+#: A decision's scores, one per model: the champion's (``scored_by``, ``risk_score``) and each
+#: challenger's (``shadow_scores``), as (model, role, score) beside the champion's score.
+_MODEL_SCORE = """arrayConcat(
+                [(toString(scored_by), 'champion', toFloat64(assumeNotNull(risk_score)))],
+                arrayMap((name, value) -> (toString(name), 'challenger', toFloat64(value)),
+                         mapKeys(shadow_scores), mapValues(shadow_scores)))"""
+#: Each roll-up by minute, from the raw events.
+_BY_MINUTE = {
+    "events": f"""SELECT toStartOfMinute(event_time) AS minute, {_KEYS}, count() AS events,
+                  sum(amount) AS amount, sum(fee_amount) AS fee_amount
+             FROM {{source}}
+            GROUP BY minute, {_KEYS}""",
+    "decline_reasons": """SELECT toStartOfMinute(event_time) AS minute, reason_code, event_kind,
+                  transaction_type, currency_code, count() AS events, sum(amount) AS amount
+             FROM {source}
+            WHERE reason_code != ''
+            GROUP BY minute, reason_code, event_kind, transaction_type, currency_code""",
+    "risk_scores": f"""SELECT toStartOfMinute(event_time) AS minute, decision,
+                  {SCORE_PERCENT} AS score_percent, count() AS events
+             FROM {{source}}
+            WHERE decision != '' AND risk_score IS NOT NULL
+            GROUP BY minute, decision, score_percent""",
+    "latency": """SELECT toStartOfMinute(event_time) AS minute, transaction_type,
                   toUInt64(count()) AS completed,
                   sum(dateDiff('millisecond', requested_at, event_time)) AS latency_ms_sum,
                   max(dateDiff('millisecond', requested_at, event_time)) AS latency_ms_max,
@@ -171,22 +203,66 @@ _SHAPES = (
                       dateDiff('millisecond', requested_at, event_time)) AS latency_ms_quantiles
              FROM {source}
             WHERE event_kind = 'posted'
-            GROUP BY @grain@, transaction_type""",
-    ),
-)
+            GROUP BY minute, transaction_type""",
+    "model_scores": f"""SELECT toStartOfMinute(event_time) AS minute, score.1 AS model,
+                  score.2 AS role, decision,
+                  intDiv(toUInt32(least(greatest(round(score.3 * 100), 0), 10000)), 100)
+                      AS score_percent,
+                  count() AS events, sum(score.3) AS score_sum,
+                  sum(score.3 - toFloat64(assumeNotNull(risk_score))) AS diff_sum,
+                  sum(abs(score.3 - toFloat64(assumeNotNull(risk_score)))) AS diff_abs_sum
+             FROM {{source}}
+            ARRAY JOIN {_MODEL_SCORE} AS score
+            WHERE decision != '' AND scored_by != '' AND risk_score IS NOT NULL
+            GROUP BY minute, model, role, decision, score_percent""",
+}
+#: Each roll-up by hour, from its minute twin (partial sums and states merge exactly).
+_BY_HOUR = {
+    "events": f"""SELECT toStartOfHour(minute) AS hour, {_KEYS}, sum(events) AS events,
+                  sum(amount) AS amount, sum(fee_amount) AS fee_amount
+             FROM {{source}}
+            GROUP BY hour, {_KEYS}""",
+    "decline_reasons": """SELECT toStartOfHour(minute) AS hour, reason_code, event_kind,
+                  transaction_type, currency_code, sum(events) AS events, sum(amount) AS amount
+             FROM {source}
+            GROUP BY hour, reason_code, event_kind, transaction_type, currency_code""",
+    "risk_scores": """SELECT toStartOfHour(minute) AS hour, decision, score_percent,
+                  sum(events) AS events
+             FROM {source}
+            GROUP BY hour, decision, score_percent""",
+    "latency": """SELECT toStartOfHour(minute) AS hour, transaction_type,
+                  sum(completed) AS completed, sum(latency_ms_sum) AS latency_ms_sum,
+                  max(latency_ms_max) AS latency_ms_max,
+                  quantilesTimingMergeState(0.5, 0.9, 0.99)(latency_ms_quantiles)
+                      AS latency_ms_quantiles
+             FROM {source}
+            GROUP BY hour, transaction_type""",
+    "model_scores": """SELECT toStartOfHour(minute) AS hour, model, role, decision, score_percent,
+                  sum(events) AS events, sum(score_sum) AS score_sum, sum(diff_sum) AS diff_sum,
+                  sum(diff_abs_sum) AS diff_abs_sum
+             FROM {source}
+            GROUP BY hour, model, role, decision, score_percent""",
+}
 
-
-#: (time column, flooring function): minutes for short ranges, hours for long ones.
-GRAINS = (("minute", "toStartOfMinute"), ("hour", "toStartOfHour"))
+#: The grains, minute first: an hourly roll-up is rebuilt from its minute twin.
+GRAINS = ("minute", "hour")
 
 ROLL_UPS = tuple(
+    RollUp(f"{shape}_by_minute", _TABLES[shape].replace("@grain@", "minute"), _BY_MINUTE[shape])
+    for shape in _TABLES
+) + tuple(
     RollUp(
-        shape.name.replace("@grain@", grain),
-        shape.table.replace("@grain@", grain),
-        shape.select.replace("@grain@", grain).replace("@floor@", floor),
+        f"{shape}_by_hour",
+        _TABLES[shape].replace("@grain@", "hour"),
+        _BY_HOUR[shape],
+        source=f"{shape}_by_minute",
+        view=f"{shape}_by_hour_from_minute_mv",
     )
-    for grain, floor in GRAINS
-    for shape in _SHAPES
+    for shape in _TABLES
+)
+#: Views of earlier releases that read ``pipeline_events`` directly, replaced by the above.
+RETIRED_VIEWS = tuple(
+    f"{shape}_by_hour_mv" for shape in ("events", "decline_reasons", "risk_scores", "latency")
 )
 
 
@@ -202,11 +278,18 @@ def apply(db: Executor) -> list[str]:
     for statement in EVENTS_UPGRADES:
         db.command(statement)
     db.command(REPORTS_DDL)
+    for view in RETIRED_VIEWS:
+        db.command(f"DROP VIEW IF EXISTS {view}")
     rebuilt = []
     for roll_up in ROLL_UPS:
         db.command(roll_up.table)
-        if not db.query(f"EXISTS TABLE {roll_up.name}_mv")[0][0]:
-            # No view: whatever the table holds may be partial. Refill it from the raw events.
+        if not db.query(f"EXISTS TABLE {roll_up.view_name}")[0][0]:
+            # No view: whatever the table holds may be partial. Refill it from its source
+            # (the raw events, or the minute twin rebuilt just before). A roll-up fed by this
+            # one would see the refill as new rows: its view goes too, and it is rebuilt next.
+            for fed in ROLL_UPS:
+                if fed.source == roll_up.name:
+                    db.command(f"DROP VIEW IF EXISTS {fed.view_name}")
             db.command(f"TRUNCATE TABLE {roll_up.name}")
             db.command(roll_up.rebuild_sql())
             db.command(roll_up.view_ddl())

@@ -52,7 +52,7 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warehouse = Warehouse(settings.clickhouse_target)
         if warehouse.rebuilt_roll_ups:
-            log.info("roll-ups rebuilt from pipeline_events: %s", warehouse.rebuilt_roll_ups)
+            log.info("roll-ups rebuilt from their sources: %s", warehouse.rebuilt_roll_ups)
         clients = ClientDirectory(
             settings.database_url,
             cache_s=settings.api_key_cache_s,

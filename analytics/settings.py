@@ -29,7 +29,7 @@ class AnalyticsSettings(BaseSettings):
     #: or only what arrives from now on.
     consumer_offset_reset: Literal["earliest", "latest"] = "earliest"
     #: An insert costs about 0.1 s of the engine's time whatever its size (a part in each
-    #: of nine tables: the events and eight roll-ups), so a busy sink writes big batches;
+    #: of eleven tables: the events and ten roll-ups), so a busy sink writes big batches;
     #: a quiet one still flushes every ``flush_interval_ms``.
     batch_rows_max: int = Field(default=50_000, ge=1, le=1_000_000)
     flush_interval_ms: int = Field(default=1_000, ge=10, le=60_000)

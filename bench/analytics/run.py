@@ -18,16 +18,18 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from analytics import reports, schema
-from analytics.clickhouse import EVENT_COLUMNS, Warehouse
-from analytics.mapping import event_row
+from analytics.clickhouse import EVENT_COLUMNS, INSERT_SETTINGS, Warehouse, events_batch
+from analytics.mapping import row_from_json
 from analytics.ranges import report_range
 from analytics.settings import AnalyticsSettings
 from analytics.sink import store_new_events
@@ -54,7 +56,12 @@ SELECT generateUUIDv4(tuple(n, kind)) AS event_id, kind AS event_kind,
        if(ttype IN ('DEPOSIT', 'TRANSFER'), generateUUIDv4(tuple(n, 4)), NULL),
        amount, toDecimal64(0, 4), amount, currency,
        if(kind = 'rejected', reason, ''), if(kind = 'requested', NULL, score),
-       requested, 'pos', '', client
+       requested, 'pos', '', client,
+       if(kind IN ('approved', 'rejected'), 'fraud-gbm v3', ''),
+       if(kind IN ('approved', 'rejected'),
+          map('fraud-gbm v4',
+              toFloat32(least(100, score * 0.8 + (bitShiftRight(h, 44) % 2000) / 100))),
+          map())
   FROM (
     SELECT number AS n, cityHash64(number) AS h, generateUUIDv4(tuple(number, 0)) AS tid,
            {{start:DateTime64(3)}} + toIntervalMillisecond(intDiv(number * {{span_ms:UInt64}},
@@ -152,126 +159,247 @@ def settle(wh: Warehouse, timeout_s: float = 180.0) -> None:
         time.sleep(1.0)
 
 
-def sample_records(count: int, now: datetime) -> list[records.TransactionPosted]:
-    out = []
+def sample_records(count: int, now: datetime) -> list[records.Record]:
+    """What a live sink reads, in turn: a request, the stream's approval (scored by the
+    champion, with one challenger's shadow score), the ledger's posting (two-phase: the
+    captured amount)."""
+    out: list[records.Record] = []
     for i in range(count):
         amount = Decimal(f"{10 + i % 990}.{i % 100:02d}")
-        out.append(
-            records.TransactionPosted(
-                transaction_id=uuid.uuid4(),
-                transaction_type=TransactionType.PAYMENT,
-                source_wallet_id=uuid.uuid4(),
-                source_user_id=uuid.uuid4(),
-                amount=amount,
-                fee_amount=Decimal(0),
-                total_amount=amount,
-                currency_code="USD",
-                client_id=uuid.uuid4(),
-                idempotency_key=f"bench-{i}",
-                requested_at=now - timedelta(milliseconds=200),
-                risk_score=Decimal("0.125"),
-                completed_at=now + timedelta(microseconds=i),
-                metadata={"channel": "pos", "terminal_id": f"T{i % 50}"},
+        facts = {
+            "transaction_id": uuid.uuid4(),
+            "transaction_type": TransactionType.PAYMENT,
+            "source_wallet_id": uuid.uuid4(),
+            "source_user_id": uuid.uuid4(),
+            "amount": amount,
+            "fee_amount": Decimal(0),
+            "total_amount": amount,
+            "currency_code": "USD",
+            "client_id": uuid.uuid4(),
+            "idempotency_key": f"bench-{i}",
+            "requested_at": now - timedelta(milliseconds=200),
+            "metadata": {"channel": "pos", "terminal_id": f"T{i % 50}"},
+        }
+        at = now + timedelta(microseconds=i)
+        score = Decimal(f"{i % 100}.{i % 7}0")
+        if i % 3 == 0:
+            out.append(records.TransactionRequested(**facts))
+        elif i % 3 == 1:
+            out.append(
+                records.PostTransaction(
+                    **facts,
+                    risk_score=score,
+                    decided_at=at,
+                    scored_by="fraud-gbm v3",
+                    shadow_scores={"fraud-gbm v4": Decimal("12.50")},
+                )
             )
-        )
+        else:
+            out.append(
+                records.TransactionPosted(
+                    **facts, risk_score=score, completed_at=at, captured_amount=amount
+                )
+            )
     return out
 
 
+def fresh_payloads(templates: list[bytes], total: int, start: datetime) -> list[bytes]:
+    """``total`` record payloads cycling through ``templates``, each with an event id and a
+    time of its own (each sink path gets payloads none of the others has stored)."""
+    out = []
+    for i in range(total):
+        record = orjson.loads(templates[i % len(templates)])
+        record["event_id"] = str(uuid.uuid4())
+        at = (start + timedelta(microseconds=i)).isoformat().replace("+00:00", "Z")
+        record[WHEN[record["kind"]]] = at
+        out.append(orjson.dumps(record))
+    return out
+
+
+_PREVIOUS_TYPES = {
+    "u": pa.binary(16),
+    "t": pa.timestamp("ms", tz="UTC"),
+    "a": pa.decimal128(19, 4),
+    "s": pa.string(),
+    "f": pa.float32(),
+}
+
+
 class PreviousSinkPath:
-    """The sink's warehouse calls as they were before Arrow (commit 3ec8e65), measured in
-    the same run: rows serialized by clickhouse-connect value by value, and every batch id
-    bound into the lookup query."""
+    """The sink as it was before this change (main at 4dfcd4a), measured in the same run:
+    records decoded by pydantic, mapped to Python objects (``uuid.UUID``, ``Decimal``,
+    ``datetime``), an Arrow table built from those (UUIDs as their 16 bytes), the lookup
+    reading the window's ids back as ``uuid.UUID``. It writes the columns it knew then."""
+
+    _UUID = pa.binary(16)
+    SCHEMA = pa.schema(
+        [
+            (name, _PREVIOUS_TYPES[k])
+            for name, k in zip(EVENT_COLUMNS[:20], "ustussuuuuaaassftssu", strict=True)
+        ]
+    )
 
     def __init__(self, wh: Warehouse) -> None:
         self.wh = wh
 
-    def insert_events(self, rows: Sequence[Sequence[Any]]) -> None:
-        columns = [list(c) for c in zip(*rows, strict=True)]
-        self.wh._client.insert(  # noqa: SLF001 - the old path, on purpose
-            "pipeline_events", columns, column_names=EVENT_COLUMNS, column_oriented=True
+    @staticmethod
+    def decode_and_map(topic: str, payload: bytes) -> list[Any]:
+        record = (
+            records.decode_review_requested(payload)
+            if topic == "reviews.requested"
+            else records.decode_transaction_record(payload)
         )
-
-    def stored_event_ids(
-        self, kinds: Sequence[str], ids: Sequence[uuid.UUID], start: datetime, end: datetime
-    ) -> set[uuid.UUID]:
-        rows = self.wh.query(
-            """SELECT event_id FROM pipeline_events
-                WHERE event_kind IN {kinds:Array(String)}
-                  AND event_time >= {start:DateTime64(3)} AND event_time <= {end:DateTime64(3)}
-                  AND event_id IN {ids:Array(UUID)}""",
-            {"kinds": list(kinds), "start": start, "end": end, "ids": list(ids)},
+        kind = {"TransactionRequested": "requested", "PostTransaction": "approved",
+                "TransactionPosted": "posted"}[record.kind]  # fmt: skip
+        when = (
+            getattr(record, "completed_at", None)
+            or getattr(record, "decided_at", None)
+            or record.requested_at
         )
-        return {row[0] for row in rows}
+        score = getattr(record, "risk_score", None)
+        moved = getattr(record, "moved_amount", record.amount)
+        total = record.total_amount if moved == record.amount else moved + record.fee_amount
+        return [
+            record.event_id, kind, when, record.transaction_id, record.transaction_type.value,
+            {"requested": "PENDING", "approved": "PENDING", "posted": "COMPLETED"}[kind],
+            record.source_wallet_id, record.destination_wallet_id, record.source_user_id,
+            record.destination_user_id, moved, record.fee_amount, total, record.currency_code,
+            getattr(record, "reason_code", "") or "", None if score is None else float(score),
+            record.requested_at, str(record.metadata.get("channel") or ""),
+            str(record.metadata.get("terminal_id") or ""), record.client_id,
+        ]  # fmt: skip
+
+    def store(self, rows: list[list[Any]]) -> int:
+        seen: set[Any] = set()
+        unique = []
+        for row in rows:
+            if row[0] not in seen:
+                seen.add(row[0])
+                unique.append(row)
+        times = [row[2] for row in unique]
+        window = {
+            "kinds": sorted({row[1] for row in unique}),
+            "start": min(times) - timedelta(milliseconds=2),
+            "end": max(times) + timedelta(milliseconds=2),
+        }
+        stored = {
+            row[0]
+            for row in self.wh.query(
+                """SELECT event_id FROM pipeline_events WHERE event_kind IN {kinds:Array(String)}
+                  AND event_time >= {start:DateTime64(3)} AND event_time <= {end:DateTime64(3)}""",
+                window,
+            )
+        }
+        fresh = [row for row in unique if row[0] not in stored]
+        if not fresh:
+            return 0
+        arrays = []
+        for column, field in zip(zip(*fresh, strict=True), self.SCHEMA, strict=True):
+            values: Sequence[Any] = column
+            if field.type == self._UUID:
+                values = [None if value is None else value.bytes for value in column]
+            arrays.append(pa.array(values, type=field.type))
+        table = pa.Table.from_arrays(arrays, schema=self.SCHEMA)
+        self.wh._client.insert_arrow(  # noqa: SLF001 - the old path, on purpose
+            "pipeline_events", table, settings=INSERT_SETTINGS
+        )
+        return len(fresh)
 
 
-def sink_rows(mapped: list[list[Any]], total: int, start: datetime) -> list[list[Any]]:
-    """``total`` rows cycling through ``mapped``, each with a new event id and time."""
-    rows = []
-    for i in range(total):
-        row = list(mapped[i % len(mapped)])
-        row[0] = uuid.uuid4()
-        row[2] = start + timedelta(microseconds=i)
-        rows.append(row)
-    return rows
+def batched(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def batched(rows: list[list[Any]], size: int) -> list[list[list[Any]]]:
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
+WHEN = {"TransactionRequested": "requested_at", "PostTransaction": "decided_at",
+        "TransactionPosted": "completed_at"}  # fmt: skip
+TOPIC = "ledger.events"  # any topic but reviews.requested reads every transaction record
 
 
 def sink_figures(
     wh: Warehouse, rows_total: int, batch_rows: int
 ) -> list[tuple[str, int, Clock, str]]:
     now = datetime.now(UTC)
-    payloads = [records.encode(r) for r in sample_records(20_000, now)]
-    with Clock() as decode:
-        mapped = [event_row(records.decode_transaction_record(p)) for p in payloads]
+    templates = [records.encode(r) for r in sample_records(3_000, now)]
+    # Each path gets records of its own (new ids, a time range of its own): none sees
+    # another's.
+    mine = batched(fresh_payloads(templates, rows_total, now), batch_rows)
+    old = batched(fresh_payloads(templates, rows_total, now + timedelta(seconds=1)), batch_rows)
+    plain_rows = [row_from_json(TOPIC, p) for p in fresh_payloads(templates, rows_total, now)]
     with Clock() as parse:  # what any Python decoder pays before checking a single field
-        for payload in payloads:
+        for payload in templates:
             orjson.loads(payload)
 
-    # Each path gets rows of its own (new ids, a time range of its own): none sees another's.
-    plain_rows = batched(sink_rows(mapped, rows_total, now), batch_rows)
-    previous_rows = batched(sink_rows(mapped, rows_total, now + timedelta(seconds=1)), batch_rows)
-    batches = batched(sink_rows(mapped, rows_total, now + timedelta(seconds=2)), batch_rows)
-
     wh.command("CREATE TABLE IF NOT EXISTS bench_plain AS pipeline_events")  # no views on it
+    plain_tables = [events_batch(b).table for b in batched(plain_rows, batch_rows)]
     with Clock() as plain:
-        for batch in plain_rows:
-            columns = [list(c) for c in zip(*batch, strict=True)]
-            wh._client.insert(  # noqa: SLF001 - the baseline bypasses the sink on purpose
-                "bench_plain", columns, column_names=EVENT_COLUMNS, column_oriented=True
+        for table in plain_tables:
+            wh._client.insert_arrow(  # noqa: SLF001 - the engine alone, on purpose
+                "bench_plain", table, settings=INSERT_SETTINGS
             )
     # The two paths take turns, batch by batch: on a shared machine both see the same load
     # (and the merges of each other's parts), where one after the other they would not.
     previous = PreviousSinkPath(wh)
     settle(wh, 60.0)
-    before, before_replay, sink, replay = Clock(), Clock(), Clock(), Clock()
+    decode, store, before_decode, before_store = Clock(), Clock(), Clock(), Clock()
+    replay, before_replay = Clock(), Clock()
+    tables, old_rows = [], []
     written = replayed = before_written = before_replayed = 0
-    for mine, old in zip(batches, previous_rows, strict=True):
-        with before:
-            before_written += store_new_events(previous, old)  # type: ignore[arg-type]
-        with sink:
-            written += store_new_events(wh, mine)
-    for mine, old in zip(batches, previous_rows, strict=True):
+    for payloads, old_payloads in zip(mine, old, strict=True):
+        with before_decode:
+            rows = [previous.decode_and_map(TOPIC, p) for p in old_payloads]
+        with before_store:
+            before_written += previous.store(rows)
+        old_rows.append(rows)
+        with decode:
+            batch = events_batch([row_from_json(TOPIC, p) for p in payloads])
+        with store:
+            written += store_new_events(wh, batch.table)
+        tables.append(batch.table)
+    for table, rows in zip(tables, old_rows, strict=True):
         with before_replay:
-            before_replayed += store_new_events(previous, old)  # type: ignore[arg-type]
+            before_replayed += previous.store(rows)
         with replay:
-            replayed += store_new_events(wh, mine)
+            replayed += store_new_events(wh, table)
     if (written, replayed, before_written, before_replayed) != (rows_total, 0, rows_total, 0):
         raise RuntimeError(
             f"sink wrote {written} of {rows_total}, then {replayed} on replay; "
             f"the previous path {before_written}, then {before_replayed}"
         )
+    # As EventSink runs: this thread decodes batch N+1 while a second one stores batch N.
+    piped_written = 0
+    piped = batched(fresh_payloads(templates, rows_total, now + timedelta(seconds=2)), batch_rows)
+    with Clock() as two_threads, ThreadPoolExecutor(max_workers=1) as storer:
+        storing: Future[int] | None = None
+        for payloads in piped:
+            table = events_batch([row_from_json(TOPIC, p) for p in payloads]).table
+            if storing is not None:
+                piped_written += storing.result()
+            storing = storer.submit(store_new_events, wh, table)
+        piped_written += storing.result() if storing is not None else 0
+    if piped_written != rows_total:
+        raise RuntimeError(f"the two-thread sink wrote {piped_written} of {rows_total}")
+    whole, before_whole = Clock(), Clock()
+    whole.wall, whole.cpu = decode.wall + store.wall, decode.cpu + store.cpu
+    before_whole.wall = before_decode.wall + before_store.wall
+    before_whole.cpu = before_decode.cpu + before_store.cpu
     views = len(schema.ROLL_UPS)
     return [
-        (f"sink: dedup lookup + Arrow insert, {views} views", rows_total, sink, ">= 100,000"),
-        ("sink: the same rows replayed (all dropped)", rows_total, replay, ""),
-        (f"before: lookup + clickhouse-connect insert, {views} v.", rows_total, before, ""),
-        ("before: the same rows replayed (all dropped)", rows_total, before_replay, ""),
-        ("baseline: plain insert, no lookup, no views", rows_total, plain, ""),
-        ("decode JSON + map (Python, per process)", len(payloads), decode, ""),
-        ("  floor: orjson.loads alone, no checks, no map", len(payloads), parse, ""),
+        (
+            "sink: JSON -> stored, decode || store (2 threads)",
+            rows_total,
+            two_threads,
+            ">= 100,000",
+        ),
+        ("sink: JSON -> stored, one thread", rows_total, whole, ""),
+        ("  decode + map + Arrow batch (orjson, checks)", rows_total, decode, ""),
+        (f"  store: dedup lookup + Arrow insert, {views} views", rows_total, store, ""),
+        ("  the same rows replayed (all dropped)", rows_total, replay, ""),
+        ("before: JSON -> stored", rows_total, before_whole, ""),
+        ("  decode + map (pydantic)", rows_total, before_decode, ""),
+        ("  store: Arrow table from objects, lookup, insert", rows_total, before_store, ""),
+        ("  the same rows replayed (all dropped)", rows_total, before_replay, ""),
+        ("engine alone: Arrow insert, no lookup, no views", rows_total, plain, ""),
+        ("floor: orjson.loads alone, no checks, no map", len(templates), parse, ""),
     ]
 
 
@@ -297,6 +425,7 @@ def query_figures(
         "fraud score histogram": lambda rr: reports.fraud_scores(wh, rr),
         "top decline reasons": lambda rr: reports.decline_reasons(wh, rr, limit=8),
         "whole dashboard (all of the above)": lambda rr: reports.dashboard(wh, rr, **FRAUD),
+        "model scores (report, not on the dashboard)": lambda rr: reports.model_scores(wh, rr),
     }
     figures = []
     for window, rr in windows.items():
@@ -353,7 +482,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"  {name:<50} {rows:>9,} {clock.wall:>7.2f} {rows / clock.wall:>9,.0f} "
                 f"{rows / clock.cpu:>11,.0f}  {note}"
             )
-        print(f"  sink now / before (rows/s): {sink[2][2].wall / sink[0][2].wall:.2f}x; {load()}")
+        ratio = sink[5][2].cpu / sink[1][2].cpu
+        stored = sink[7][2].cpu / sink[3][2].cpu
+        print(f"  now / before, per CPU-second: whole path {ratio:.2f}x, store {stored:.2f}x")
+        print(f"  {load()}")
 
         print(f"\ndashboard queries over {args.transactions:,} transactions ({events:,} events);")
         print(f"  {load()}")
@@ -366,6 +498,8 @@ def main(argv: list[str] | None = None) -> None:
             ok = "yes" if rollup_ms <= 100 else "NO"
             if name.startswith("whole dashboard"):
                 ok = "(a page refresh: 6 queries)"
+            elif name.startswith("model scores"):
+                ok += " (2 queries)"
             print(f"  {window:<22} {name:<36} {rollup_ms:>8.1f} {raw} {ratio}  {ok}")
     finally:
         wh.close()

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from analytics.auth import Principal, Role
-from analytics.clickhouse import Warehouse
+from analytics.clickhouse import Warehouse, events_batch
 from analytics.history import decision_history
 from analytics.mapping import event_row
 from analytics.service import create_app
@@ -107,7 +107,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """
     home = tmp_path_factory.mktemp("backtest")
     wallet, shop, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    rows: list[list[Any]] = []
+    rows: list[tuple[Any, ...]] = []
     ids: dict[str, uuid.UUID] = {}
 
     def add(name: str, *args: Any, **kwargs: Any) -> None:
@@ -149,8 +149,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     engine = home / "clickhouse"
     warehouse = Warehouse(f"chdb://{engine}")
     try:
-        warehouse.insert_events(rows)
-        warehouse.insert_events(rows[:3])  # a replayed batch: counted once all the same
+        warehouse.insert_events(events_batch(rows).table)
+        # a replayed batch: counted once all the same
+        warehouse.insert_events(events_batch(rows[:3]).table)
     finally:
         warehouse.close()
     return {"home": home, "engine": engine, "ids": ids}

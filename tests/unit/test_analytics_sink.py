@@ -8,57 +8,94 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from analytics.clickhouse import EVENT_COLUMNS
-from analytics.mapping import event_row
-from analytics.sink import decode, first_of_each_event, store_new_events
+import orjson
+import pyarrow as pa
+
+from analytics.clickhouse import EVENT_COLUMNS, events_batch
+from analytics.mapping import row_from_json
+from analytics.sink import first_of_each_event, store_new_events
 from domain import records
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def row(n: int, kind: str = "posted", at: datetime = T0) -> list[Any]:
-    values: list[Any] = [None] * len(EVENT_COLUMNS)
-    values[EVENT_COLUMNS.index("event_id")] = uuid.UUID(int=n)
-    values[EVENT_COLUMNS.index("event_kind")] = kind
-    values[EVENT_COLUMNS.index("event_time")] = at
-    return values
+def row(n: int, kind: str = "posted", at: datetime = T0, terminal: str = "") -> tuple[Any, ...]:
+    values: dict[str, Any] = {
+        "event_id": str(uuid.UUID(int=n)),
+        "event_kind": kind,
+        "event_time": at.isoformat(),
+        "transaction_id": str(uuid.UUID(int=1000 + n)),
+        "transaction_type": "PAYMENT",
+        "transaction_status": "COMPLETED",
+        "source_wallet_id": None,
+        "destination_wallet_id": None,
+        "source_user_id": None,
+        "destination_user_id": None,
+        "amount": "1.0000",
+        "fee_amount": "0.0000",
+        "total_amount": "1.0000",
+        "currency_code": "USD",
+        "reason_code": "",
+        "risk_score": None,
+        "requested_at": at.isoformat(),
+        "channel": "",
+        "terminal_id": terminal,
+        "client_id": str(uuid.UUID(int=7)),
+        "scored_by": "",
+        "shadow_scores": [],
+    }
+    return tuple(values[name] for name in EVENT_COLUMNS)
+
+
+def table(*rows: tuple[Any, ...]) -> pa.Table:
+    batch = events_batch(rows)
+    assert batch.rejected == {}
+    return batch.table
 
 
 class FakeWarehouse:
     """Holds event ids like pipeline_events would; records what it was asked."""
 
-    def __init__(self, stored: set[uuid.UUID]) -> None:
+    def __init__(self, stored: set[str]) -> None:
         self.stored = set(stored)
-        self.inserted: list[Sequence[Any]] = []
+        self.inserted: list[dict[str, Any]] = []
         self.lookups: list[tuple[list[str], datetime, datetime]] = []
 
     def stored_event_ids(
-        self, kinds: Sequence[str], ids: Sequence[uuid.UUID], start: datetime, end: datetime
-    ) -> set[uuid.UUID]:
+        self, kinds: Sequence[str], ids: Sequence[str], start: datetime, end: datetime
+    ) -> set[str]:
         self.lookups.append((list(kinds), start, end))
         return {i for i in ids if i in self.stored}
 
-    def insert_events(self, rows: Sequence[Sequence[Any]]) -> None:
-        self.inserted.extend(rows)
-        self.stored.update(r[0] for r in rows)
+    def insert_events(self, new: pa.Table) -> None:
+        self.inserted.extend(new.to_pylist())
+        self.stored.update(new.column("event_id").to_pylist())
+
+
+def ids(rows: list[dict[str, Any]]) -> list[int]:
+    return [uuid.UUID(r["event_id"]).int for r in rows]
 
 
 def test_repeats_within_a_batch_keep_the_first() -> None:
-    first, repeat = row(1, "posted"), row(1, "posted")
-    repeat[EVENT_COLUMNS.index("terminal_id")] = "later copy"
-    assert first_of_each_event([first, row(2), repeat, row(3)]) == [first, row(2), row(3)]
+    assert first_of_each_event(["a", "b", "a", "c"]) == [True, True, False, True]
+    assert first_of_each_event(["a", "b"]) == [True, True]
+    warehouse = FakeWarehouse(stored=set())
+    first, repeat = row(1, terminal="first"), row(1, terminal="later copy")
+    assert store_new_events(warehouse, table(first, row(2), repeat, row(3))) == 3  # type: ignore[arg-type]
+    assert ids(warehouse.inserted) == [1, 2, 3]
+    assert warehouse.inserted[0]["terminal_id"] == "first"
 
 
 def test_stored_ids_are_not_inserted_again() -> None:
-    warehouse = FakeWarehouse(stored={uuid.UUID(int=1)})
-    written = store_new_events(warehouse, [row(1), row(2), row(2), row(3)])  # type: ignore[arg-type]
+    warehouse = FakeWarehouse(stored={str(uuid.UUID(int=1))})
+    written = store_new_events(warehouse, table(row(1), row(2), row(2), row(3)))  # type: ignore[arg-type]
     assert written == 2
-    assert [r[0].int for r in warehouse.inserted] == [2, 3]
+    assert ids(warehouse.inserted) == [2, 3]
 
 
 def test_a_replayed_batch_inserts_nothing() -> None:
     warehouse = FakeWarehouse(stored=set())
-    batch = [row(n, kind, T0 + timedelta(seconds=n)) for n, kind in enumerate(["a", "b", "c"])]
+    batch = table(*(row(n, kind, T0 + timedelta(seconds=n)) for n, kind in enumerate("abc")))
     assert store_new_events(warehouse, batch) == 3  # type: ignore[arg-type]
     assert store_new_events(warehouse, batch) == 0  # type: ignore[arg-type]
     assert len(warehouse.inserted) == 3
@@ -66,7 +103,7 @@ def test_a_replayed_batch_inserts_nothing() -> None:
 
 def test_the_lookup_is_narrowed_to_the_batch_kinds_and_times() -> None:
     warehouse = FakeWarehouse(stored=set())
-    batch = [row(1, "posted", T0), row(2, "requested", T0 + timedelta(minutes=5))]
+    batch = table(row(1, "posted", T0), row(2, "requested", T0 + timedelta(minutes=5)))
     store_new_events(warehouse, batch)  # type: ignore[arg-type]
     [(kinds, start, end)] = warehouse.lookups
     assert kinds == ["posted", "requested"]
@@ -76,7 +113,7 @@ def test_the_lookup_is_narrowed_to_the_batch_kinds_and_times() -> None:
 
 def test_an_empty_batch_asks_nothing() -> None:
     warehouse = FakeWarehouse(stored=set())
-    assert store_new_events(warehouse, []) == 0  # type: ignore[arg-type]
+    assert store_new_events(warehouse, table()) == 0  # type: ignore[arg-type]
     assert warehouse.lookups == []
 
 
@@ -97,8 +134,7 @@ def test_review_requests_decode_from_their_own_topic_and_land_as_review() -> Non
         decided_at=T0 + timedelta(seconds=1),
         review_deadline=T0 + timedelta(minutes=5),
     )
-    row = event_row(decode("reviews.requested", records.encode(review)))
-    column = dict(zip(EVENT_COLUMNS, row, strict=True))
+    [column] = table(row_from_json("reviews.requested", records.encode(review))).to_pylist()
     assert (column["event_kind"], column["transaction_status"]) == ("review", "PENDING")
     assert column["risk_score"] == 72.5 and column["event_time"] == T0 + timedelta(seconds=1)
 
@@ -118,7 +154,7 @@ def test_a_two_phase_posting_counts_what_was_captured() -> None:
         completed_at=T0,
         captured_amount=Decimal("60"),
     )
-    column = dict(zip(EVENT_COLUMNS, event_row(posted), strict=True))
+    [column] = table(row_from_json("ledger.events", records.encode(posted))).to_pylist()
     assert (column["amount"], column["total_amount"]) == (Decimal("60"), Decimal("61"))
 
 
@@ -143,5 +179,95 @@ def test_a_commit_with_nothing_to_commit_after_a_rebalance_does_not_stop_the_sin
         DATABASE_URL="postgresql://x/y",
     )
     sink = EventSink(settings, warehouse)  # type: ignore[arg-type]
-    sink._flush([row(1), row(2)], RebalancedConsumer(), Producer())  # type: ignore[arg-type]
+    sink._flush([row(1), row(2)], [], RebalancedConsumer(), Producer())  # type: ignore[arg-type]
     assert sink.rows_written == 2 and len(warehouse.inserted) == 2
+
+
+class Message:
+    """A consumed record as confluent_kafka hands it over."""
+
+    def __init__(self, offset: int, value: bytes | None, topic: str = "ledger.events") -> None:
+        self._offset, self._value, self._topic = offset, value, topic
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes | None:
+        return self._value
+
+
+class RecordingProducer:
+    def __init__(self) -> None:
+        self.produced: list[tuple[str, bytes | None, dict[str, bytes]]] = []
+
+    def produce(self, topic: str, key: bytes, value: bytes | None, headers: list) -> None:
+        self.produced.append((topic, value, dict(headers)))
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+class CommittingConsumer:
+    def __init__(self) -> None:
+        self.commits = 0
+
+    def commit(self, asynchronous: bool = True) -> None:
+        self.commits += 1
+
+
+def test_records_that_cannot_be_mapped_go_to_the_dead_letter_topic_and_the_rest_is_stored() -> None:
+    from analytics.settings import AnalyticsSettings
+    from analytics.sink import EventSink
+
+    def posted(**changes: Any) -> bytes:
+        record = records.TransactionPosted(
+            transaction_id=uuid.uuid4(),
+            transaction_type="DEPOSIT",
+            destination_wallet_id=uuid.uuid4(),
+            amount=Decimal("5"),
+            fee_amount=Decimal("0"),
+            total_amount=Decimal("5"),
+            currency_code="EUR",
+            client_id=uuid.uuid4(),
+            idempotency_key="k",
+            requested_at=T0,
+            completed_at=T0,
+        )
+        body = {**orjson.loads(records.encode(record)), **changes}
+        return orjson.dumps(body)
+
+    messages = [
+        Message(10, posted()),
+        Message(11, b"{broken"),  # refused by the decoder, as it is consumed
+        Message(12, posted(amount="5.00001")),  # refused by its column, at the flush
+        Message(13, posted()),
+    ]
+    settings = AnalyticsSettings(
+        KAFKA_BOOTSTRAP="127.0.0.1:1", CLICKHOUSE_DSN="chdb:///nowhere", DATABASE_URL="x://y"
+    )
+    warehouse, producer, consumer = FakeWarehouse(set()), RecordingProducer(), CommittingConsumer()
+    sink = EventSink(settings, warehouse)  # type: ignore[arg-type]
+    rows: list[tuple[Any, ...]] = []
+    taken: list[Any] = []
+    for message in messages:
+        sink._take(message, rows, taken, producer)  # type: ignore[arg-type]
+    sink._flush(rows, taken, consumer, producer)  # type: ignore[arg-type]
+    assert sink.rows_written == 2 and sink.dead_letters == 2 and consumer.commits == 1
+    assert [topic for topic, _, _ in producer.produced] == ["ledger.events.dlq"] * 2
+    (_, value_11, headers_11), (_, value_12, headers_12) = producer.produced
+    assert value_11 == b"{broken" and headers_11["dlq.offset"] == b"11"
+    assert headers_11["dlq.reason"].startswith(b"record: invalid JSON")
+    assert value_12 == messages[2].value() and headers_12["dlq.offset"] == b"12"
+    assert headers_12["dlq.reason"].startswith(b"cannot map to pipeline_events: amount: '5.00001'")
