@@ -118,11 +118,12 @@ class RegulatoryDetector:
             if error is not None:
                 failures.append(str(error))
 
+        topic = self.settings.topic_prefix + REGULATORY_REPORTS.name
         rows = []
         for report in reports:
             record = report.to_record()
             producer.produce(
-                REGULATORY_REPORTS.name,
+                topic,
                 key=subject_key(report),
                 value=json.dumps(record, sort_keys=True).encode(),
                 on_delivery=delivered,
@@ -136,7 +137,7 @@ class RegulatoryDetector:
             producer.flush(0)
             raise RuntimeError(
                 f"{undelivered or len(failures)} regulatory report(s) not delivered to "
-                f"{REGULATORY_REPORTS.name}: {failures[:3] or 'timed out'}"
+                f"{topic}: {failures[:3] or 'timed out'}"
             )
         # Recorded only once Kafka has them: a crash before this re-emits, never loses.
         self.warehouse.insert_reports(rows)

@@ -25,6 +25,15 @@ class AnalyticsSettings(BaseSettings):
 
     # The sink.
     consumer_group: str = "analytics-sink"
+    #: Put before every topic name the service reads and writes (``ANALYTICS_TOPIC_PREFIX``),
+    #: as ``STREAMS_TOPIC_PREFIX`` does for the stream: a second analytics service on private
+    #: topics beside a running pipeline (tests, benchmarks) neither sees nor feeds it.
+    topic_prefix: str = Field(
+        default="",
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        validation_alias="ANALYTICS_TOPIC_PREFIX",
+    )
     #: Where a new consumer group starts: the whole history (a new warehouse is complete),
     #: or only what arrives from now on.
     consumer_offset_reset: Literal["earliest", "latest"] = "earliest"

@@ -122,7 +122,8 @@ class EventSink:
         )
         producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "acks": "all", "linger.ms": 5})
         consumer.subscribe(
-            list(SINK_TOPICS), on_assign=lambda _consumer, _parts: self.consuming.set()
+            [s.topic_prefix + topic for topic in SINK_TOPICS],
+            on_assign=lambda _consumer, _parts: self.consuming.set(),
         )
         rows: list[tuple[Any, ...]] = []
         messages: list[Message] = []  # each row's record, to dead-letter it if it cannot go in
@@ -174,7 +175,8 @@ class EventSink:
             log.warning("consumer error: %s", message.error())
             return
         try:
-            rows.append(row_from_json(message.topic(), message.value()))
+            topic = message.topic() or ""
+            rows.append(row_from_json(topic[len(self.settings.topic_prefix) :], message.value()))
         except RecordDecodeError as error:
             self._dead_letter(message, producer, error.message)
             return

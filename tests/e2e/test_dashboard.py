@@ -22,11 +22,14 @@ from pathlib import Path
 import httpx
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from analytics.auth import Role
 from analytics.clients import create_api_key
 from domain import records
+from domain.topics import all_topic_names_with_partitions
 from domain.transactions import TransactionType as T
+from infra.kafka import create_topics
 from walletpipe.supervisor import Service, Supervisor
 
 pytestmark = pytest.mark.e2e
@@ -122,6 +125,11 @@ def free_port() -> int:
 def analytics(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     home = tmp_path_factory.mktemp("dashboard")
     group = f"analytics-dashboard-{uuid.uuid4().hex[:8]}"
+    # Private topics: the live stream and ledger writer of the e2e stack must not see this
+    # made-up traffic (its wallets do not exist; answering it would delay the next tests).
+    prefix = f"dashboard-{uuid.uuid4().hex[:8]}."
+    topics = {prefix + name: count for name, count in all_topic_names_with_partitions().items()}
+    create_topics(stack["KAFKA_BOOTSTRAP"], topics, timeout_s=30)
     env = {
         **stack,
         "CLICKHOUSE_DSN": f"chdb://{home / 'clickhouse'}",
@@ -129,6 +137,7 @@ def analytics(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         "CONSUMER_GROUP": group,
         "CONSUMER_OFFSET_RESET": "latest",  # this run's traffic only, not earlier runs'
         "REGULATORY_INTERVAL_S": "30",
+        "ANALYTICS_TOPIC_PREFIX": prefix,
     }
     service = Service(
         "analytics",
@@ -144,6 +153,7 @@ def analytics(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         supervisor.check_alive()
     finally:
         supervisor.stop()
+        AdminClient({"bootstrap.servers": stack["KAFKA_BOOTSTRAP"]}).delete_topics(list(topics))
 
 
 def chromium() -> str:
@@ -176,7 +186,7 @@ def test_dashboard_draws_every_chart_from_live_data(
     producer = Producer({"bootstrap.servers": stack["KAFKA_BOOTSTRAP"], "linger.ms": 5})
     for record in traffic(datetime.now(UTC), TRANSACTIONS):
         producer.produce(
-            TOPIC_OF[record.kind],  # type: ignore[attr-defined]
+            analytics["ANALYTICS_TOPIC_PREFIX"] + TOPIC_OF[record.kind],  # type: ignore[attr-defined]
             key=record.partition_key,  # type: ignore[attr-defined]
             value=records.encode(record),
         )
