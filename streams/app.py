@@ -103,7 +103,13 @@ def build_app(settings: StreamSettings) -> faust.App:
     # larger state only screening and labels need (the customer's feature state, recent
     # decisions, the features recent requests were scored with until their labels arrive).
     def staged(name: str) -> StagedWallets:
-        return StagedWallets(app.Table(name, default=None, partitions=WALLET_PARTITIONS))
+        # Keys are the records' keys, a wallet id's text in bytes. ``key_type=bytes`` makes
+        # the changelog's key serializer "raw": by default it is JSON, which writes bytes
+        # through unencoded but reads them back as JSON, so a standby copy or a recovery
+        # failed on every wallet id ("Error in recovery") and stopped recovering.
+        return StagedWallets(
+            app.Table(name, default=None, partitions=WALLET_PARTITIONS, key_type=bytes)
+        )
 
     wallets, history = staged("wallets"), staged("wallet-history")
     wallet_state, wallet_limits = wallets.facet("state"), wallets.facet("limits")
