@@ -105,8 +105,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "terminal_frauds_30d",
     "terminal_days_since_fraud",
     "terminal_risk_since_fraud",
+    "terminal_days_since_first_fraud",
+    "terminal_frauds_recent",
 )
-#: ``terminal_days_since_fraud`` when no fraud is known in the window.
+#: ``terminal_days_since_fraud`` and ``..._first_fraud`` when no fraud is known in the window.
 NO_KNOWN_FRAUD_DAYS = 99.0
 if CUSTOMER_WINDOWS_DAYS != (1, 7, 30) or TERMINAL_WINDOWS_DAYS != (1, 7, 30):
     # FeatureEngine.features spells these windows out (no per-event loops over names).
@@ -116,7 +118,12 @@ _CUSTOMER_LONGEST_S = max(CUSTOMER_WINDOWS_DAYS) * SECONDS_PER_DAY
 #: Beyond this many days since a terminal's sums were cached, they are walked afresh.
 _TERMINAL_SLIDE_DAYS_MAX = 10
 #: A terminal never seen: no transactions, no known fraud (``_terminal_values`` order).
-_NO_TERMINAL_VALUES = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, NO_KNOWN_FRAUD_DAYS, 0.0)
+_NO_TERMINAL_VALUES = (
+    *(0.0,) * 7,
+    NO_KNOWN_FRAUD_DAYS,
+    0.0,
+    NO_KNOWN_FRAUD_DAYS,
+)
 
 
 class FeatureEngine:
@@ -181,6 +188,7 @@ class FeatureEngine:
             t_frauds_30d,
             t_days_since_fraud,
             t_risk_since_fraud,
+            t_days_since_first_fraud,
         ) = self._terminal_values(event.terminal, time_s)
         return {
             "amount": amount,
@@ -208,6 +216,8 @@ class FeatureEngine:
             "terminal_frauds_30d": t_frauds_30d,
             "terminal_days_since_fraud": t_days_since_fraud,
             "terminal_risk_since_fraud": t_risk_since_fraud,
+            "terminal_days_since_first_fraud": t_days_since_first_fraud,
+            "terminal_frauds_recent": self._recent_frauds(event.terminal, time_s),
         }
 
     def observe(self, event: Event) -> None:
@@ -274,7 +284,9 @@ class FeatureEngine:
 
         A compromised terminal stays compromised for weeks and every transaction there is
         fraudulent: so besides the window shares, how recently a fraud was known there and
-        the fraud share since the earliest known fraud in the window say the most.
+        the fraud share since the earliest known fraud in the window say the most; and how
+        long ago that earliest one was, since a compromise found weeks ago may be over by
+        now (the Handbook's last 28 days) while the labels that would show it are not in.
 
         Window ``w`` is the days ``last_known_day - w`` to ``last_known_day - 1``. The sums
         are cached per terminal and slid a day at a time (three bucket look-ups a day)
@@ -294,6 +306,22 @@ class FeatureEngine:
             if 0 < gap <= _TERMINAL_SLIDE_DAYS_MAX:
                 return self._slide(cached, last_known_day)
         return self._walk(terminal_id, state, last_known_day)
+
+    def _recent_frauds(self, terminal_id: str, time_s: int) -> float:
+        """Frauds known at the terminal for the days the windows do not cover yet: from
+        the last known day (labels of its first hours are in by now) to today (a label
+        that came early). A compromise is seen here a day before the windows show it."""
+        state = self.terminals.get(terminal_id)
+        if state is None:
+            return 0.0
+        days = state.days
+        today = time_s // SECONDS_PER_DAY
+        known = 0
+        for day in range(today - self.label_delay_days, today + 1):
+            bucket = days.get(day)
+            if bucket is not None:
+                known += bucket[1]
+        return float(known)
 
     def _slide(self, sums: _TerminalSums, last_known_day: int) -> tuple[float, ...]:
         days = sums.state.days
@@ -323,7 +351,15 @@ class FeatureEngine:
         sums.nb_1, sums.frauds_1, sums.nb_7, sums.frauds_7 = nb_1, frauds_1, nb_7, frauds_7
         sums.nb_30, sums.frauds_30 = nb_30, frauds_30
         sums.values = _terminal_features(
-            nb_1, frauds_1, nb_7, frauds_7, nb_30, frauds_30, NO_KNOWN_FRAUD_DAYS, 0.0
+            nb_1,
+            frauds_1,
+            nb_7,
+            frauds_7,
+            nb_30,
+            frauds_30,
+            NO_KNOWN_FRAUD_DAYS,
+            0.0,
+            NO_KNOWN_FRAUD_DAYS,
         )
         return sums.values
 
@@ -358,10 +394,20 @@ class FeatureEngine:
                     since += count
             days_since_fraud = float(youngest_fraud - 1)
             risk_since_fraud = frauds_30 / since
+            days_since_first_fraud = float(oldest_fraud - 1)
         else:
             days_since_fraud, risk_since_fraud = NO_KNOWN_FRAUD_DAYS, 0.0
+            days_since_first_fraud = NO_KNOWN_FRAUD_DAYS
         values = _terminal_features(
-            nb_1, frauds_1, nb_7, frauds_7, nb_30, frauds_30, days_since_fraud, risk_since_fraud
+            nb_1,
+            frauds_1,
+            nb_7,
+            frauds_7,
+            nb_30,
+            frauds_30,
+            days_since_fraud,
+            risk_since_fraud,
+            days_since_first_fraud,
         )
         self._terminal_cache[terminal_id] = _TerminalSums(
             terminal_id,
@@ -414,6 +460,7 @@ def _terminal_features(
     frauds_30: int,
     days_since_fraud: float,
     risk_since_fraud: float,
+    days_since_first_fraud: float,
 ) -> tuple[float, ...]:
     return (
         float(nb_1),
@@ -425,6 +472,7 @@ def _terminal_features(
         float(frauds_30),
         days_since_fraud,
         risk_since_fraud,
+        days_since_first_fraud,
     )
 
 
