@@ -21,9 +21,11 @@ State lives where the stream can keep it correct with several workers:
   terminal partition applies them with the engine's own ``observe`` / ``apply_label`` to
   the ``terminals`` table (keyed by terminal: one writer per terminal, recovered like any
   table) and publishes the terminal's day counts to the ``terminal-days`` GlobalTable,
-  which every worker holds whole and the decision agent only reads. The terminal features
+  which every worker holds whole and the decision agent only reads. The window features
   use only days that ended ``label_delay_days`` (7) days before the request's day, so a
   count that reaches the GlobalTable seconds late is never missed: the copy is exact.
+  ``terminal_frauds_recent`` counts labels of the days since, as they arrive: a label that
+  reaches the GlobalTable seconds after a request counts from the next request on.
 
 What differs from ``models.features.replay`` over the same events, by design: only requests
 the stream approved or held for review enter the customer's and the terminal's history (a

@@ -128,6 +128,12 @@ def brute_terminal(days: dict[int, list[int]], last_known_day: int) -> dict[str,
     fraud_ages = [last_known_day - d for d in days if 1 <= last_known_day - d <= 30 and days[d][1]]
     out["terminal_frauds_30d"] = sum(days[last_known_day - a][1] for a in fraud_ages)
     out["terminal_days_since_fraud"] = min(fraud_ages) - 1 if fraud_ages else NO_KNOWN_FRAUD_DAYS
+    out["terminal_frauds_recent"] = sum(
+        days[d][1] for d in days if last_known_day <= d <= last_known_day + 7
+    )
+    out["terminal_days_since_first_fraud"] = (
+        max(fraud_ages) - 1 if fraud_ages else NO_KNOWN_FRAUD_DAYS
+    )
     if fraud_ages:
         since = [days[d] for d in days if 1 <= last_known_day - d <= max(fraud_ages)]
         out["terminal_risk_since_fraud"] = sum(b[1] for b in since) / sum(b[0] for b in since)
@@ -149,3 +155,27 @@ def test_terminal_features_match_the_definition() -> None:
         engine.observe(event)
         if rng.random() < 0.15:  # a fraud label for a day whose labels are in
             engine.apply_label("T", (day - rng.randrange(7, 40)) * DAY, True)
+
+
+def test_cached_terminal_sums_follow_late_events_and_labels() -> None:
+    """The engine slides each terminal's sums a day at a time and caches them: events out
+    of time order, labels for days already inside a window and gaps of days between
+    events must still give the definition's figures."""
+    rng = random.Random(11)
+    engine = FeatureEngine(label_delay_days=7)
+    day = 40
+    for step in range(3000):
+        day += rng.choice((0, 0, 0, 1, 1, 2, 3, 12))
+        late = rng.random() < 0.05  # an event that arrives a few days late
+        event_day = day - rng.randrange(1, 10) if late else day
+        terminal = f"T{rng.randrange(3)}"
+        event = Event(event_day * DAY + rng.randrange(DAY), f"c{step}", terminal, 10.0)
+        x = engine.features(event)
+        expected = brute_terminal(
+            engine.terminals.get(terminal, TerminalState()).days, event_day - 7
+        )
+        for name, value in expected.items():
+            assert x[name] == pytest.approx(value, rel=1e-12), (step, name)
+        engine.observe(event)
+        if rng.random() < 0.3:
+            engine.apply_label(terminal, (day - rng.randrange(0, 40)) * DAY, True)
