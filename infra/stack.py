@@ -169,6 +169,8 @@ def build_env(local_dir: Path, state: StackState, settings: StackSettings) -> di
         "INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
         "ANALYTICS_URL": f"http://127.0.0.1:{ports['analytics']}",
         "DEMO_API_KEY": state.demo_api_key,
+        # The registry `walletpipe models train` fills; the stream's champion comes from it.
+        "STREAMS_MODELS_DIR": str(local_dir.resolve() / "models"),
     }
 
 

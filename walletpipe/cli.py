@@ -36,8 +36,12 @@ def stack_env(bring_up: bool = False) -> dict[str, str]:
         "INGEST_URL",
         "ANALYTICS_URL",
         "DEMO_API_KEY",
+        "STREAMS_MODELS_DIR",
     }
-    return {**env, **{k: os.environ[k] for k in keys if k in os.environ}}
+    env = {**env, **{k: os.environ[k] for k in keys if k in os.environ}}
+    # A stack.env written before the stream served models: the stack's own registry.
+    env.setdefault("STREAMS_MODELS_DIR", str(local_dir() / "models"))
+    return env
 
 
 def backtest_env() -> dict[str, str]:
@@ -216,8 +220,53 @@ def _report(env: dict[str, str], name: str) -> dict:
     return report(env, local_dir(), name)
 
 
+#: The demo's model history: a week each of training, label delay and test, and a day more
+#: for the customers' and terminals' windows to fill.
+DEMO_HISTORY_DAYS = 22
+
+
+def _ensure_champion(env: dict[str, str], args: argparse.Namespace) -> None:
+    """The demo's stream decides with a champion from the model registry, as a production
+    stream would. If the registry has none, one is trained here as ``walletpipe models
+    train`` would: on a labelled file of the same simulator's earlier traffic (its own
+    seed, so not the transactions the demo then sends), a week each of training, label
+    delay and test. Later demos reuse it; ``walletpipe models promote`` replaces it."""
+    from models.cli import DEFAULT_NAME
+    from models.dataset import load
+    from models.evaluation import Protocol, evaluate
+    from models.registry import Registry
+    from walletpipe.simulate import write_labelled_file
+
+    registry = Registry(Path(env["STREAMS_MODELS_DIR"]))
+    version = registry.champion_version(DEFAULT_NAME)
+    if version is None:
+        print(f"training a fraud champion on {DEMO_HISTORY_DAYS} days of simulated history ...")
+        history = registry.root.parent / "demo-history.parquet"
+        registry.root.mkdir(parents=True, exist_ok=True)
+        write_labelled_file(
+            history,
+            DEMO_HISTORY_DAYS,
+            args.users,
+            args.merchants,
+            args.seed + 1,
+            True,
+            datetime(2026, 1, 5, tzinfo=UTC),
+        )
+        evaluation = evaluate(load(history), Protocol(), online=False)
+        saved = registry.save(DEFAULT_NAME, evaluation.champion, evaluation.champion_metadata())
+        version = saved.version
+        metrics = saved.metadata.get("metrics", {})
+        shown = ", ".join(
+            f"{k} {metrics[k]:.3f}" for k in ("roc_auc", "average_precision") if k in metrics
+        )
+        print(f"registered {DEFAULT_NAME} v{version} in {registry.root} (test week: {shown})")
+    print(f"fraud model: {DEFAULT_NAME} v{version} (the registry's champion) decides")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     env = stack_env(bring_up=True)
+    if args.train_model:
+        _ensure_champion(env, args)
     supervisor = _start_services(env, None)
     code = 0
     try:
@@ -297,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="up + run + simulate + verify + reports, then stop")
     traffic_options(demo, 100, 20)
     demo.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
+    demo.add_argument(
+        "--train-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train a fraud champion on simulated history if the registry has none (default)",
+    )
     demo.set_defaults(func=cmd_demo)
     ledger = sub.add_parser("ledger", help="ledger tools").add_subparsers(
         dest="ledger_command", required=True
