@@ -36,6 +36,7 @@ ENV_KEYS = (
     "INGEST_URL",
     "ANALYTICS_URL",
     "DEMO_API_KEY",
+    "STREAMS_MODELS_DIR",
 )
 
 
