@@ -234,7 +234,7 @@ def _ensure_champion(env: dict[str, str], args: argparse.Namespace, train: bool 
     the transactions the demo then sends), a week each of training, label delay and test.
     Later demos reuse it; ``walletpipe models promote`` replaces it. Not by default: the
     demo sends hours of a customer's traffic within seconds, which a model trained on days
-    of history reads as bursts (one run held 6 % of the requests for review, against 0.4 %
+    of history reads as bursts (one run held 6 % of the requests for review, against 0.4 % or less
     with the online scorer, which learns from the demo's own traffic)."""
     from models.cli import DEFAULT_NAME
     from models.dataset import load
