@@ -62,6 +62,20 @@ def wait_final(api: httpx.Client, transaction_id: str, timeout_s: float = 60) ->
     raise AssertionError(f"transaction {transaction_id} still pending after {timeout_s}s")
 
 
+def once_credited(api: httpx.Client, send: Any, timeout_s: float = 15) -> dict[str, Any]:
+    """The outcome of the first spend of money just credited. The ledger says COMPLETED a
+    moment before the stream has applied the credit (it reads the ledger's events, and a
+    busy worker reads them late), so a spend refused for INSUFFICIENT_FUNDS in that moment
+    (it moved nothing) is sent again, as a client would, for up to ``timeout_s``.
+    ``send`` submits the spend and returns its transaction id."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        outcome = wait_final(api, send())
+        if outcome.get("failure_code") != "INSUFFICIENT_FUNDS" or time.monotonic() > deadline:
+            return outcome
+        time.sleep(0.3)
+
+
 def funded_wallet(api: httpx.Client, amount: str = "100.00") -> str:
     """A new USD wallet with a completed deposit of ``amount``."""
     wallet = new_wallet(api)

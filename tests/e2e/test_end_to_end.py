@@ -16,7 +16,16 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from analytics.auth import Role
 from analytics.clients import create_api_key
-from tests.helpers import accepted, balance, make_client, new_wallet, sql, submit, wait_final
+from tests.helpers import (
+    accepted,
+    balance,
+    make_client,
+    new_wallet,
+    once_credited,
+    sql,
+    submit,
+    wait_final,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -33,17 +42,21 @@ def test_deposit_transfer_pay_withdraw_and_overdraw(api: httpx.Client, running: 
         },
     )
     assert wait_final(api, deposit)["status"] == "COMPLETED"
-    transfer = accepted(
+    transferred = once_credited(
         api,
-        {
-            "transaction_type": "TRANSFER",
-            "source_wallet_id": alice,
-            "destination_wallet_id": bob,
-            "amount": "30.00",
-            "currency_code": "USD",
-            "description": "rent share",
-        },
+        lambda: accepted(
+            api,
+            {
+                "transaction_type": "TRANSFER",
+                "source_wallet_id": alice,
+                "destination_wallet_id": bob,
+                "amount": "30.00",
+                "currency_code": "USD",
+                "description": "rent share",
+            },
+        ),
     )
+    transfer = str(transferred["transaction_id"])
     payment = accepted(
         api,
         {
@@ -74,7 +87,8 @@ def test_deposit_transfer_pay_withdraw_and_overdraw(api: httpx.Client, running: 
             "currency_code": "USD",
         },
     )
-    results = {t: wait_final(api, t) for t in (transfer, payment, withdrawal, overdraft)}
+    results = {t: wait_final(api, t) for t in (payment, withdrawal, overdraft)}
+    results[transfer] = transferred
 
     assert results[transfer]["status"] == "COMPLETED"
     assert results[payment]["status"] == "COMPLETED"
@@ -158,9 +172,9 @@ def test_transfer_credit_becomes_spendable(api: httpx.Client) -> None:
             },
         ),
     )
-    wait_final(
+    sent = once_credited(
         api,
-        accepted(
+        lambda: accepted(
             api,
             {
                 "transaction_type": "TRANSFER",
@@ -171,6 +185,7 @@ def test_transfer_credit_becomes_spendable(api: httpx.Client) -> None:
             },
         ),
     )
+    assert sent["status"] == "COMPLETED", sent
     deadline = time.monotonic() + 30
     status = "FAILED"
     while time.monotonic() < deadline and status != "COMPLETED":
@@ -258,17 +273,20 @@ def test_other_clients_cannot_touch_wallets_or_see_transactions(
                 },
             ),
         )
-        gift = accepted(
+        gift = once_credited(
             other,
-            {
-                "transaction_type": "TRANSFER",
-                "source_wallet_id": theirs,
-                "destination_wallet_id": mine,
-                "amount": "3.00",
-                "currency_code": "USD",
-            },
+            lambda: accepted(
+                other,
+                {
+                    "transaction_type": "TRANSFER",
+                    "source_wallet_id": theirs,
+                    "destination_wallet_id": mine,
+                    "amount": "3.00",
+                    "currency_code": "USD",
+                },
+            ),
         )
-        assert wait_final(other, gift)["status"] == "COMPLETED"
+        assert gift["status"] == "COMPLETED"
     assert balance(api, mine) == Decimal("13.00")  # 10 deposited + the 3.00 gift
 
 

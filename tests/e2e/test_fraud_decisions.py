@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import accepted, balance, make_client, new_wallet, wait_final
+from tests.helpers import accepted, balance, make_client, new_wallet, once_credited, wait_final
 
 
 def pay(api: httpx.Client, source: str, to: str, amount: str) -> str:
@@ -57,19 +57,6 @@ def habitual_wallet(api: httpx.Client) -> str:
     for _ in range(2):
         assert wait_final(api, pay(api, wallet, shop, "5.00"))["status"] == "COMPLETED"
     return wallet
-
-
-def once_credited(api: httpx.Client, send: Any) -> dict[str, Any]:
-    """The outcome of the first spend of money just credited: the ledger says COMPLETED a
-    moment before the stream has the credit (its event, re-keyed to the payee's partition),
-    so a spend refused for INSUFFICIENT_FUNDS in that moment (it moved nothing) is sent
-    again, for up to 15 s."""
-    deadline = time.monotonic() + 15
-    while True:
-        outcome = wait_final(api, send())
-        if outcome.get("failure_code") != "INSUFFICIENT_FUNDS" or time.monotonic() > deadline:
-            return outcome
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
