@@ -77,18 +77,32 @@ def once_credited(api: httpx.Client, send: Any, timeout_s: float = 15) -> dict[s
 
 
 def funded_wallet(api: httpx.Client, amount: str = "100.00") -> str:
-    """A new USD wallet with a completed deposit of ``amount``."""
+    """A new USD wallet holding ``amount``, spendable in the stream as well as in the ledger.
+
+    The deposit brings one cent more, and a one-cent transfer out of the wallet (sent again
+    while the stream has not yet applied the deposit's credit, see ``once_credited``) shows
+    the stream has it: a spend right after this returns is never refused for a credit the
+    ledger has and the stream has not read yet."""
     wallet = new_wallet(api)
     deposit = accepted(
         api,
         {
             "transaction_type": "DEPOSIT",
             "destination_wallet_id": wallet,
-            "amount": amount,
+            "amount": str(Decimal(amount) + Decimal("0.01")),
             "currency_code": "USD",
         },
     )
     assert wait_final(api, deposit)["status"] == "COMPLETED"
+    cent_out = {
+        "transaction_type": "TRANSFER",
+        "source_wallet_id": wallet,
+        "destination_wallet_id": new_wallet(api),
+        "amount": "0.01",
+        "currency_code": "USD",
+    }
+    moved = once_credited(api, lambda: accepted(api, cent_out))
+    assert moved["status"] == "COMPLETED", moved
     return wallet
 
 
