@@ -9,8 +9,22 @@ from typing import Any
 
 import httpx
 import psycopg
+from confluent_kafka import Producer
 
 TERMINAL = {"COMPLETED", "FAILED", "REVERSED"}
+
+
+def ordered_producer(bootstrap: str, **settings: object) -> Producer:
+    """A producer that keeps each partition's records in the order they were produced.
+
+    librdkafka's default producer is not idempotent: when a request is retried (as the
+    first one to a topic just created often is, while its leader is elected) the requests
+    sent after it can land first. A test that funds a wallet and then spends from it, both
+    keyed by that wallet, would then see the spends before the deposit. The product's own
+    producers are idempotent for the same reason."""
+    return Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, **settings}
+    )
 
 
 def new_user(api: httpx.Client) -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from analytics.auth import Role
@@ -30,6 +29,7 @@ from domain import records
 from domain.topics import all_topic_names_with_partitions
 from domain.transactions import TransactionType as T
 from infra.kafka import create_topics
+from tests.helpers import ordered_producer
 from walletpipe.supervisor import Service, Supervisor
 
 pytestmark = pytest.mark.e2e
@@ -183,7 +183,7 @@ def test_dashboard_draws_every_chart_from_live_data(
     key = create_api_key(
         stack["DATABASE_URL"], name=f"dashboard-{uuid.uuid4().hex[:8]}", role=Role.ANALYST
     )
-    producer = Producer({"bootstrap.servers": stack["KAFKA_BOOTSTRAP"], "linger.ms": 5})
+    producer = ordered_producer(stack["KAFKA_BOOTSTRAP"], **{"linger.ms": 5})
     for record in traffic(datetime.now(UTC), TRANSACTIONS):
         producer.produce(
             analytics["ANALYTICS_TOPIC_PREFIX"] + TOPIC_OF[record.kind],  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 from aiokafka.partitioner import murmur2
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from domain import records
@@ -52,6 +52,7 @@ from models.registry import Registry
 from streams.features import event_of
 from streams.labels import FEATURE_DECIMALS
 from streams.models_watch import to_risk_score
+from tests.helpers import ordered_producer
 from walletpipe.cli import main as walletpipe
 from walletpipe.supervisor import Service, Supervisor
 
@@ -162,9 +163,7 @@ class Kafka:
         self.prefix = worker["prefix"]
         self.app_id = worker["app_id"]
         self.bootstrap = worker["bootstrap"]
-        self.producer = Producer(
-            {"bootstrap.servers": self.bootstrap, "partitioner": "murmur2_random"}
-        )
+        self.producer = ordered_producer(self.bootstrap, partitioner="murmur2_random")
         self.outputs = [self.reader(self.prefix + spec.name, spec.partitions) for spec in OUTPUTS]
         self.decided: dict[str, Any] = {}
         self.tables: dict[str, tuple[Consumer, dict[str, Any]]] = {}

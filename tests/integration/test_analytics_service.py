@@ -33,6 +33,7 @@ from analytics.exceptions import ManifestInvalid
 from domain import records
 from domain.topics import LEDGER_EVENTS, REGULATORY_REPORTS
 from domain.transactions import TransactionType as T
+from tests.helpers import ordered_producer
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +132,7 @@ def lifecycle(
 
 
 def produce(bootstrap: str, items: list[records.Record]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = ordered_producer(bootstrap, **{"linger.ms": 5})
     for record in items:
         producer.produce(
             TOPIC_OF[record.kind],  # type: ignore[attr-defined]

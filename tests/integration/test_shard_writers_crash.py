@@ -21,11 +21,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Producer
 
 from domain import records
 from domain.transactions import TransactionType
 from ledger_writer.verify_shards import verify_shards
+from tests.helpers import ordered_producer
 from tests.integration.test_ledger_shards import SHARDS, shard_urls, user_wallet  # noqa: F401
 from tests.integration.test_ledger_writer import command
 from tests.integration.test_writer_crash import _create_topics
@@ -95,7 +95,7 @@ def test_kill_9_shard_writers_mid_stream(stack: dict, shard_urls: list[str], tmp
         1 for t in transfers if shard_of[t.source_wallet_id] != shard_of[t.destination_wallet_id]
     )
     assert 0 < crossing < COMMANDS
-    producer = Producer({"bootstrap.servers": stack["KAFKA_BOOTSTRAP"], "linger.ms": 20})
+    producer = ordered_producer(stack["KAFKA_BOOTSTRAP"], **{"linger.ms": 20})
     for item in funding + transfers + rng.sample(transfers, DUPLICATES):
         producer.produce(f"{tag}.commands", key=item.partition_key, value=records.encode(item))
         producer.poll(0)
@@ -133,6 +133,7 @@ def test_kill_9_shard_writers_mid_stream(stack: dict, shard_urls: list[str], tmp
         while _rows(shard_urls, tag) < expected_rows or _unrelayed(shard_urls, tag):
             for s, w in enumerate(writers):
                 assert w.poll() is None, logs[s].read_text()[-2000:]
+            assert _failed(shard_urls, tag) == [], "every wallet is funded before it pays"
             assert time.monotonic() < deadline, f"{_rows(shard_urls, tag)} of {expected_rows}"
             time.sleep(0.1)
         # The replays sit at the end of the commands topic: wait until both have read them.
@@ -191,3 +192,19 @@ def _unrelayed(urls: list[str], tag: str) -> int:
             (f"{tag}.%",),
         )
     )
+
+
+def _failed(urls: list[str], tag: str) -> list[tuple]:
+    """Transfers the writers refused, with the reason: none is expected, and one would
+    otherwise only show as a count that never reaches its target."""
+    refused = []
+    for url in urls:
+        with psycopg.connect(url) as conn:
+            refused += conn.execute(
+                "SELECT e.error_code, e.error_message FROM transaction_events e"
+                " JOIN transactions t USING (transaction_id)"
+                " WHERE t.description = %s AND t.transaction_status = 'FAILED'"
+                " AND e.event_type = 'FAILED' LIMIT 3",
+                (tag,),
+            ).fetchall()
+    return refused

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from domain import records
 from domain.transactions import TransactionType
 from ledger_writer import store
 from ledger_writer.verify import verify
+from tests.helpers import ordered_producer
 from tests.integration.test_ledger_writer import command, wallet
 
 pytestmark = pytest.mark.integration
@@ -88,7 +88,7 @@ def test_kill_9_mid_stream_then_resume_posts_each_command_once(stack: dict, tmp_
             item = command(TransactionType.TRANSFER, source, destination, amount)
             commands.append(item.model_copy(update={"description": tag}))
         replays = rng.sample(commands, DUPLICATES)  # a producer retry: same transaction id
-        producer = Producer({"bootstrap.servers": stack["KAFKA_BOOTSTRAP"], "linger.ms": 20})
+        producer = ordered_producer(stack["KAFKA_BOOTSTRAP"], **{"linger.ms": 20})
         for item in commands + replays:
             producer.produce(f"{tag}.commands", key=item.partition_key, value=records.encode(item))
             producer.poll(0)
