@@ -30,6 +30,7 @@ HISTORY_COLUMNS = (
     "channel",
     "decision",
     "risk_score",
+    "terminal_id",
 )
 #: Where labels may be stored (the ``fraud.labels`` sink): a table, or a column of the events.
 LABEL_TABLE = "fraud_labels"
@@ -38,13 +39,14 @@ LABEL_TIME_COLUMNS = ("labelled_at", "labeled_at", "event_time", "inserted_at")
 
 HISTORY_SQL = """
 SELECT r.transaction_id, r.requested_at, r.transaction_type, r.source_wallet_id,
-       r.destination_wallet_id, r.amount, r.currency_code, r.channel, d.decision, d.risk_score
+       r.destination_wallet_id, r.amount, r.currency_code, r.channel, d.decision, d.risk_score,
+       r.terminal_id
   FROM (SELECT transaction_id, min(event_time) AS requested_at,
                any(transaction_type) AS transaction_type,
                any(source_wallet_id) AS source_wallet_id,
                any(destination_wallet_id) AS destination_wallet_id,
                any(amount) AS amount, any(currency_code) AS currency_code,
-               any(channel) AS channel
+               any(channel) AS channel, any(terminal_id) AS terminal_id
           FROM pipeline_events
          WHERE event_kind = 'requested'
            AND event_time >= {start:DateTime64(3)} AND event_time < {end:DateTime64(3)}

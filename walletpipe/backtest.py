@@ -182,6 +182,8 @@ def historical(rows: Iterable[tuple]) -> Iterable[Any]:
             channel=row[7] or "",
             decision=row[8] or "",
             risk_score=risk_score(row[9]),
+            # An analytics service older than the terminal column answers ten columns.
+            terminal_id=(row[10] or "") if len(row) > 10 else "",
         )
 
 
@@ -209,7 +211,7 @@ def run(args: argparse.Namespace, env: dict[str, str], api_key: Callable[[], str
         rows, stored = read_engine(env, fetch_from, end)
     labels = {**(stored or {}), **file_labels}
     tallies = (Tally(), Tally())
-    for replayed in replay(historical(rows), (candidate, baseline), start):
+    for replayed in replay(historical(rows), (candidate, baseline), start, labels=labels):
         request = replayed.request
         label = labels.get(request.transaction_id)
         for tally, verdict in zip(tallies, replayed.verdicts, strict=True):

@@ -43,6 +43,7 @@ def lifecycle(
     source: uuid.UUID | None,
     destination: uuid.UUID | None,
     reason: str = "FRAUD_DECLINED",
+    terminal: str | None = None,
 ) -> tuple[uuid.UUID, list[Any]]:
     """The rows one request leaves: requested, then the stream's decision (and, after a
     review, the analyst's), as the sink maps them."""
@@ -60,7 +61,7 @@ def lifecycle(
         "client_id": uuid.uuid4(),
         "idempotency_key": uuid.uuid4().hex,
         "requested_at": at,
-        "metadata": {"channel": "web"},
+        "metadata": {"channel": "web", **({"terminal_id": terminal} if terminal else {})},
     }
     decided = at + timedelta(milliseconds=40)
     out: list[records.Record] = [records.TransactionRequested(**facts)]
@@ -294,6 +295,62 @@ def test_labels_stored_in_clickhouse_are_used(history: dict, tmp_path: Path) -> 
     labels.write_text(f"transaction_id,label\n{hot},0\n")  # the file wins
     answer = figures(history, "--policy", str(policy), "--labels", str(labels), *RANGE)
     assert (answer["candidate"]["fraud"], answer["candidate"]["good_declined"]) == (0, 1)
+
+
+def test_terminal_frauds_reach_the_replay_a_label_delay_later(tmp_path: Path) -> None:
+    """The history carries each request's terminal, and a labelled fraud there counts in
+    the terminal's risk once the label delay (7 days) has passed, as in training."""
+    home, terminal = tmp_path, "pos-0042"
+    engine = home / "clickhouse"
+    rows: list[Any] = []
+    fraud, fraud_rows = lifecycle(
+        T.PAYMENT,
+        "80",
+        T1 - timedelta(days=9),
+        "20",
+        "approved",
+        uuid.uuid4(),
+        None,
+        terminal=terminal,
+    )
+    later, later_rows = lifecycle(
+        T.PAYMENT,
+        "30",
+        T1 + timedelta(hours=2),
+        "10",
+        "approved",
+        uuid.uuid4(),
+        None,
+        terminal=terminal,
+    )
+    elsewhere, elsewhere_rows = lifecycle(
+        T.PAYMENT,
+        "30",
+        T1 + timedelta(hours=3),
+        "10",
+        "approved",
+        uuid.uuid4(),
+        None,
+        terminal="pos-0001",
+    )
+    rows += fraud_rows + later_rows + elsewhere_rows
+    warehouse = Warehouse(f"chdb://{engine}")
+    try:
+        warehouse.insert_events(events_batch(rows).table)
+        stored = decision_history(warehouse, T1 - timedelta(days=10), T2, 100)
+    finally:
+        warehouse.close()
+    assert [r.terminal_id for r in historical(stored)] == [terminal, terminal, "pos-0001"]
+    policy = write_policy(
+        tmp_path / "p.json", 5, 60, 85, ("bad-terminal", "terminal_frauds_30d >= 1", "decline")
+    )
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"transaction_id,label\n{fraud},1\n{later},0\n{elsewhere},0\n")
+    place = {"home": home, "engine": engine}
+    args = ("--policy", str(policy), "--warmup-days", "10", *RANGE)
+    answer = figures(place, *args, "--labels", str(labels))["candidate"]
+    assert answer["rules"] == {"bad-terminal": 1} and answer["good_declined"] == 1
+    assert figures(place, *args)["candidate"]["rules"] == {}  # no labels: a clean terminal
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,33 @@ def _request(h: HistoricalRequest) -> TransactionRequested:
     )
 
 
+def test_replay_gives_the_terminal_the_frauds_known_a_label_delay_later() -> None:
+    """A fraud at a terminal counts in its risk once the label delay has passed, as in
+    training: before that, and without labels, the terminal looks clean."""
+    terminal = "pos-17"
+
+    def at_terminal(days: float, score: str | None = "10") -> HistoricalRequest:
+        base = row("50", int(days * 24 * 60), score=score)
+        return HistoricalRequest(**{**base.__dict__, "terminal_id": terminal})
+
+    fraud = at_terminal(-9, score="10")
+    history = [fraud, at_terminal(-8), at_terminal(-1), at_terminal(1)]
+    text = (
+        '{"version": 1, "review_threshold": 60, "decline_threshold": 85, "rules": '
+        '[{"name": "bad-terminal", "when": "terminal_frauds_30d >= 1", "action": "decline"}]}'
+    )
+    policy = load_policy(text, FEATURE_NAMES)
+    labelled = list(replay(history, [policy], AT, labels={fraud.transaction_id: True}))
+    assert [r.verdicts[0].rule for r in labelled] == ["bad-terminal"]
+    unlabelled = list(replay(history, [policy], AT))
+    assert [r.verdicts[0].rule for r in unlabelled] == [None]
+    # Known only a delay after the fraud: a day after it, the terminal still looks clean.
+    early = list(
+        replay(history, [policy], AT - timedelta(days=8), labels={fraud.transaction_id: True})
+    )
+    assert [r.verdicts[0].rule for r in early] == [None, "bad-terminal", "bad-terminal"]
+
+
 def test_replay_skips_unscored_requests_and_uses_the_recorded_score() -> None:
     history = [row("10", 1, score=None), row("10", 2, score="84.99"), row("10", 3, score="85")]
     verdicts = [r.verdicts[0].action for r in replay(history, [default_policy(0.6, 0.85)], AT)]
