@@ -303,37 +303,18 @@ def test_terminal_frauds_reach_the_replay_a_label_delay_later(tmp_path: Path) ->
     home, terminal = tmp_path, "pos-0042"
     engine = home / "clickhouse"
     rows: list[Any] = []
-    fraud, fraud_rows = lifecycle(
-        T.PAYMENT,
-        "80",
-        T1 - timedelta(days=9),
-        "20",
-        "approved",
-        uuid.uuid4(),
-        None,
-        terminal=terminal,
-    )
-    later, later_rows = lifecycle(
-        T.PAYMENT,
-        "30",
-        T1 + timedelta(hours=2),
-        "10",
-        "approved",
-        uuid.uuid4(),
-        None,
-        terminal=terminal,
-    )
-    elsewhere, elsewhere_rows = lifecycle(
-        T.PAYMENT,
-        "30",
-        T1 + timedelta(hours=3),
-        "10",
-        "approved",
-        uuid.uuid4(),
-        None,
-        terminal="pos-0001",
-    )
-    rows += fraud_rows + later_rows + elsewhere_rows
+    ids = []
+    for amount, at, where in (
+        ("80", T1 - timedelta(days=9), terminal),  # the fraud, labelled below
+        ("30", T1 + timedelta(hours=2), terminal),
+        ("30", T1 + timedelta(hours=3), "pos-0001"),
+    ):
+        paid = lifecycle(
+            T.PAYMENT, amount, at, "10", "approved", uuid.uuid4(), None, terminal=where
+        )
+        ids.append(paid[0])
+        rows += paid[1]
+    fraud, later, elsewhere = ids
     warehouse = Warehouse(f"chdb://{engine}")
     try:
         warehouse.insert_events(events_batch(rows).table)
