@@ -261,6 +261,14 @@ def _failures(values: pa.Array, convert: Any, offset: int = 0) -> list[tuple[int
     )
 
 
+#: Rows held as Python tuples before they become Arrow: a batch's rows are converted a
+#: chunk at a time as they are decoded, so the tuples (and the strings orjson made for them)
+#: are freed while they are still in cache, and the garbage collector, which walks every
+#: live tuple at each of its passes, never sees more than one chunk of them. Held all at once,
+#: 50,000 rows made decoding and converting a batch about 1.5 times slower.
+ROWS_PER_CHUNK = 256
+
+
 def _rows_arrow_reads(rows: Sequence[tuple[Any, ...]]) -> tuple[pa.StructArray, list[int]]:
     """The rows as one struct array, and the index of each of its rows in ``rows``. A value
     of the wrong type (a number where text belongs) fails the whole conversion: then each row
@@ -279,16 +287,66 @@ def _rows_arrow_reads(rows: Sequence[tuple[Any, ...]]) -> tuple[pa.StructArray, 
     return pa.array([rows[i] for i in fitting], type=_ROW), fitting
 
 
+class EventsBatchBuilder:
+    """Builds an ``events_batch`` from rows added one at a time, converting them to Arrow
+    every ``ROWS_PER_CHUNK`` rows (see there); ``finish`` checks the columns of the whole
+    batch. The result is the one ``events_batch`` gives for the same rows, rejections (by
+    index in the order the rows were added) and reasons included."""
+
+    def __init__(self, rows_per_chunk: int = ROWS_PER_CHUNK) -> None:
+        self._rows_per_chunk = rows_per_chunk
+        self._empty()
+
+    def _empty(self) -> None:
+        self._pending: list[tuple[Any, ...]] = []
+        self._chunks: list[pa.StructArray] = []
+        self._positions: list[int] = []  # each converted row's index among the rows added
+        self._rejected: dict[int, str] = {}
+        self.rows = 0
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self._pending.append(row)
+        self.rows += 1
+        if len(self._pending) >= self._rows_per_chunk:
+            self._convert()
+
+    def _convert(self) -> None:
+        if not self._pending:
+            return
+        first = self.rows - len(self._pending)
+        struct, fitting = _rows_arrow_reads(self._pending)
+        if len(fitting) < len(self._pending):
+            fits = set(fitting)
+            for index, row in enumerate(self._pending):
+                if index not in fits:
+                    self._rejected[first + index] = _type_error(row)
+        self._chunks.append(struct)
+        self._positions.extend(first + index for index in fitting)
+        self._pending = []
+
+    def finish(self) -> EventsBatch:
+        """The batch's table and its rejections; the builder is empty again afterwards."""
+        self._convert()
+        struct = pa.concat_arrays(self._chunks) if self._chunks else pa.array([], type=_ROW)
+        batch = _checked(struct, self._positions, self._rejected)
+        self._empty()
+        return batch
+
+
 def events_batch(rows: Sequence[tuple[Any, ...]]) -> EventsBatch:
     """The rows (``analytics.mapping``) as one Arrow table, column by column; a row with a
     value that does not check or convert is left out, with the reason."""
-    struct, positions = _rows_arrow_reads(rows)
-    rejected: dict[int, str] = {}
-    if len(positions) < len(rows):
-        fitting = set(positions)
-        for index, row in enumerate(rows):
-            if index not in fitting:
-                rejected[index] = _type_error(row)
+    builder = EventsBatchBuilder()
+    for row in rows:
+        builder.add(row)
+    return builder.finish()
+
+
+def _checked(struct: pa.StructArray, positions: list[int], rejected: dict[int, str]) -> EventsBatch:
+    """Each column of the converted rows checked and converted; a row whose value fails is
+    left out, with the field, the value and the reason (``positions[i]`` is the index of
+    the struct's row ``i`` among the rows given; ``rejected`` holds the type errors)."""
+    rejected = dict(rejected)
     raw = struct.flatten()
     arrays: list[pa.Array] = []
     failed: dict[int, str] = {}  # by position in ``raw``

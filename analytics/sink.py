@@ -21,13 +21,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from analytics.clickhouse import Warehouse, events_batch
+from analytics.clickhouse import EventsBatchBuilder, Warehouse
 from analytics.mapping import row_from_json
 from analytics.settings import AnalyticsSettings
 from domain.exceptions import RecordDecodeError
@@ -125,7 +124,7 @@ class EventSink:
             [s.topic_prefix + topic for topic in SINK_TOPICS],
             on_assign=lambda _consumer, _parts: self.consuming.set(),
         )
-        rows: list[tuple[Any, ...]] = []
+        batch = EventsBatchBuilder()  # converted to Arrow as they come (see ROWS_PER_CHUNK)
         messages: list[Message] = []  # each row's record, to dead-letter it if it cannot go in
         positions: dict[tuple[str, int], int] = {}  # next offset per partition, this batch
         storing: _Stored | None = None
@@ -133,17 +132,19 @@ class EventSink:
         store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-store")
         try:
             while not stop.is_set():
-                room = s.batch_rows_max - len(rows)
+                room = s.batch_rows_max - batch.rows
                 for message in consumer.consume(min(POLL_MESSAGES_MAX, room), timeout=0.1):
-                    self._take(message, rows, messages, producer)
+                    self._take(message, batch, messages, producer)
                     if not message.error():
                         positions[(message.topic(), message.partition())] = message.offset() + 1
                 if storing is not None and storing.written.done():
                     self._committed(storing, consumer)  # a quiet sink commits too
                     storing = None
                 elapsed_ms = (time.monotonic() - batch_started) * 1000
-                if len(rows) >= s.batch_rows_max or (rows and elapsed_ms >= s.flush_interval_ms):
-                    table = self._prepare(rows, messages, producer)
+                if batch.rows >= s.batch_rows_max or (
+                    batch.rows and elapsed_ms >= s.flush_interval_ms
+                ):
+                    table = self._prepare(batch, messages, producer)
                     if storing is not None:
                         self._committed(storing, consumer)
                     storing = _Stored(
@@ -151,14 +152,14 @@ class EventSink:
                         table.num_rows,
                         [TopicPartition(t, p, o) for (t, p), o in positions.items()],
                     )
-                    rows, messages, positions = [], [], {}
+                    messages, positions = [], {}
                     batch_started = time.monotonic()
-                elif not rows:
+                elif not batch.rows:
                     batch_started = time.monotonic()
             if storing is not None:
                 self._committed(storing, consumer)
-            if rows:
-                self._flush(rows, messages, consumer, producer)
+            if batch.rows:
+                self._flush(batch, messages, consumer, producer)
         finally:
             store.shutdown(wait=True)
             consumer.close()
@@ -167,7 +168,7 @@ class EventSink:
     def _take(
         self,
         message: Message,
-        rows: list[tuple[Any, ...]],
+        rows: EventsBatchBuilder,
         messages: list[Message],
         producer: Producer,
     ) -> None:
@@ -176,7 +177,7 @@ class EventSink:
             return
         try:
             topic = message.topic() or ""
-            rows.append(row_from_json(topic[len(self.settings.topic_prefix) :], message.value()))
+            rows.add(row_from_json(topic[len(self.settings.topic_prefix) :], message.value()))
         except RecordDecodeError as error:
             self._dead_letter(message, producer, error.message)
             return
@@ -194,11 +195,11 @@ class EventSink:
         self.dead_letters += 1
 
     def _prepare(
-        self, rows: list[tuple[Any, ...]], messages: list[Message], producer: Producer
+        self, rows: EventsBatchBuilder, messages: list[Message], producer: Producer
     ) -> pa.Table:
-        """The batch's table; the records it leaves out, and those the decoder refused, are
-        on their dead-letter topics when this returns."""
-        batch = events_batch(rows)
+        """The batch's table (``rows`` is empty again afterwards); the records it leaves out,
+        and those the decoder refused, are on their dead-letter topics when this returns."""
+        batch = rows.finish()
         for index, reason in batch.rejected.items():
             self._dead_letter(messages[index], producer, f"cannot map to pipeline_events: {reason}")
         producer.flush(10)  # dead letters of this batch are out before its offsets commit
@@ -227,7 +228,7 @@ class EventSink:
 
     def _flush(
         self,
-        rows: list[tuple[Any, ...]],
+        rows: EventsBatchBuilder,
         messages: list[Message],
         consumer: Consumer,
         producer: Producer,

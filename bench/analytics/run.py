@@ -28,7 +28,14 @@ import orjson
 import pyarrow as pa
 
 from analytics import reports, schema
-from analytics.clickhouse import EVENT_COLUMNS, INSERT_SETTINGS, Warehouse, events_batch
+from analytics.clickhouse import (
+    EVENT_COLUMNS,
+    INSERT_SETTINGS,
+    ROWS_PER_CHUNK,
+    EventsBatch,
+    EventsBatchBuilder,
+    Warehouse,
+)
 from analytics.mapping import row_from_json
 from analytics.ranges import report_range
 from analytics.settings import AnalyticsSettings
@@ -116,18 +123,21 @@ def timed(call: Callable[[], Any], runs: int) -> float:
 
 class Clock:
     """Wall and CPU seconds of a stretch of work (CPU: every thread of this process, the
-    engine's included), so a figure taken on a busy machine can be read for what it is.
+    engine's included, its background merges of earlier inserts too), so a figure taken on
+    a busy machine can be read for what it is; and the CPU of the measuring thread alone
+    (``thread``: what decoding costs, without the engine's threads running meanwhile).
     Entered again, it adds the new stretch to what it measured."""
 
-    wall = cpu = 0.0
+    wall = cpu = thread = 0.0
 
     def __enter__(self) -> Clock:
-        self._started = time.perf_counter(), time.process_time()
+        self._started = time.perf_counter(), time.process_time(), time.thread_time()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.wall += time.perf_counter() - self._started[0]
         self.cpu += time.process_time() - self._started[1]
+        self.thread += time.thread_time() - self._started[2]
 
 
 def load() -> str:
@@ -306,6 +316,38 @@ class PreviousSinkPath:
         return len(fresh)
 
 
+def decode(payloads: list[bytes], rows_per_chunk: int = ROWS_PER_CHUNK) -> EventsBatch:
+    """A batch of record payloads to its table, as ``EventSink`` decodes one: each row
+    added as it is mapped, converted to Arrow a chunk of ``rows_per_chunk`` rows at a time.
+    With ``rows_per_chunk`` past the batch's size, every row is held until one conversion
+    of them all: the sink on main at 9e82573."""
+    rows = EventsBatchBuilder(rows_per_chunk)
+    for payload in payloads:
+        rows.add(row_from_json(TOPIC, payload))
+    return rows.finish()
+
+
+def decode_held(payloads: list[bytes]) -> EventsBatch:
+    """The sink on main at 9e82573: every row of the batch held, then converted at once."""
+    return decode(payloads, len(payloads) + 1)
+
+
+def two_threads(
+    wh: Warehouse, batches: list[list[bytes]], decoder: Callable[[list[bytes]], EventsBatch]
+) -> tuple[Clock, int]:
+    """As ``EventSink`` runs: this thread decodes batch N+1 while a second one stores N."""
+    written = 0
+    with Clock() as clock, ThreadPoolExecutor(max_workers=1) as storer:
+        storing: Future[int] | None = None
+        for payloads in batches:
+            table = decoder(payloads).table
+            if storing is not None:
+                written += storing.result()
+            storing = storer.submit(store_new_events, wh, table)
+        written += storing.result() if storing is not None else 0
+    return clock, written
+
+
 def batched(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -320,87 +362,129 @@ def sink_figures(
 ) -> list[tuple[str, int, Clock, str]]:
     now = datetime.now(UTC)
     templates = [records.encode(r) for r in sample_records(3_000, now)]
-    # Each path gets records of its own (new ids, a time range of its own): none sees
-    # another's.
-    mine = batched(fresh_payloads(templates, rows_total, now), batch_rows)
-    old = batched(fresh_payloads(templates, rows_total, now + timedelta(seconds=1)), batch_rows)
-    plain_rows = [row_from_json(TOPIC, p) for p in fresh_payloads(templates, rows_total, now)]
+
+    def payloads(second: int) -> list[list[bytes]]:
+        """Records of one path's own (new ids, a second of time of its own): no path sees
+        another's, so each stores all of its rows."""
+        return batched(
+            fresh_payloads(templates, rows_total, now + timedelta(seconds=second)), batch_rows
+        )
+
+    mine, held, old = payloads(0), payloads(1), payloads(2)
     with Clock() as parse:  # what any Python decoder pays before checking a single field
         for payload in templates:
             orjson.loads(payload)
 
     wh.command("CREATE TABLE IF NOT EXISTS bench_plain AS pipeline_events")  # no views on it
-    plain_tables = [events_batch(b).table for b in batched(plain_rows, batch_rows)]
+    plain_tables = [decode(b).table for b in payloads(3)]
     with Clock() as plain:
         for table in plain_tables:
             wh._client.insert_arrow(  # noqa: SLF001 - the engine alone, on purpose
                 "bench_plain", table, settings=INSERT_SETTINGS
             )
-    # The two paths take turns, batch by batch: on a shared machine both see the same load
-    # (and the merges of each other's parts), where one after the other they would not.
+    del plain_tables
+    # The paths take turns, batch by batch: on a shared machine all see the same load (and
+    # the merges of each other's parts), where one after the other they would not.
     previous = PreviousSinkPath(wh)
     settle(wh, 60.0)
-    decode, store, before_decode, before_store = Clock(), Clock(), Clock(), Clock()
-    replay, before_replay = Clock(), Clock()
-    tables, old_rows = [], []
-    written = replayed = before_written = before_replayed = 0
-    for payloads, old_payloads in zip(mine, old, strict=True):
-        with before_decode:
-            rows = [previous.decode_and_map(TOPIC, p) for p in old_payloads]
-        with before_store:
-            before_written += previous.store(rows)
+    clocks = {name: Clock() for name in ("decode", "store", "replay")}
+    held_clocks = {name: Clock() for name in ("decode", "store", "replay")}
+    old_clocks = {name: Clock() for name in ("decode", "store", "replay")}
+    tables, held_tables, old_rows = [], [], []
+    written = {"now": 0, "held": 0, "old": 0}
+    replayed = {"now": 0, "held": 0, "old": 0}
+    for batch, held_batch, old_batch in zip(mine, held, old, strict=True):
+        with old_clocks["decode"]:
+            rows = [previous.decode_and_map(TOPIC, p) for p in old_batch]
+        with old_clocks["store"]:
+            written["old"] += previous.store(rows)
         old_rows.append(rows)
-        with decode:
-            batch = events_batch([row_from_json(TOPIC, p) for p in payloads])
-        with store:
-            written += store_new_events(wh, batch.table)
-        tables.append(batch.table)
-    for table, rows in zip(tables, old_rows, strict=True):
-        with before_replay:
-            before_replayed += previous.store(rows)
-        with replay:
-            replayed += store_new_events(wh, table)
-    if (written, replayed, before_written, before_replayed) != (rows_total, 0, rows_total, 0):
+        with held_clocks["decode"]:
+            held_table = decode_held(held_batch).table
+        with held_clocks["store"]:
+            written["held"] += store_new_events(wh, held_table)
+        held_tables.append(held_table)
+        with clocks["decode"]:
+            table = decode(batch).table
+        with clocks["store"]:
+            written["now"] += store_new_events(wh, table)
+        tables.append(table)
+    for table, held_table, rows in zip(tables, held_tables, old_rows, strict=True):
+        with old_clocks["replay"]:
+            replayed["old"] += previous.store(rows)
+        with held_clocks["replay"]:
+            replayed["held"] += store_new_events(wh, held_table)
+        with clocks["replay"]:
+            replayed["now"] += store_new_events(wh, table)
+    if set(written.values()) != {rows_total} or set(replayed.values()) != {0}:
+        raise RuntimeError(f"the paths wrote {written} of {rows_total}, then {replayed} on replay")
+    del tables, held_tables, old_rows
+    # As EventSink runs, each path on records of its own, the new one first and last.
+    piped = [payloads(second) for second in (4, 5, 6)]
+    now_first, now_first_written = two_threads(wh, piped[0], decode)
+    held_piped, held_written = two_threads(wh, piped[1], decode_held)
+    now_last, now_last_written = two_threads(wh, piped[2], decode)
+    if {now_first_written, held_written, now_last_written} != {rows_total}:
         raise RuntimeError(
-            f"sink wrote {written} of {rows_total}, then {replayed} on replay; "
-            f"the previous path {before_written}, then {before_replayed}"
+            f"the two-thread sink wrote {now_first_written}, {held_written} and "
+            f"{now_last_written} of {rows_total}"
         )
-    # As EventSink runs: this thread decodes batch N+1 while a second one stores batch N.
-    piped_written = 0
-    piped = batched(fresh_payloads(templates, rows_total, now + timedelta(seconds=2)), batch_rows)
-    with Clock() as two_threads, ThreadPoolExecutor(max_workers=1) as storer:
-        storing: Future[int] | None = None
-        for payloads in piped:
-            table = events_batch([row_from_json(TOPIC, p) for p in payloads]).table
-            if storing is not None:
-                piped_written += storing.result()
-            storing = storer.submit(store_new_events, wh, table)
-        piped_written += storing.result() if storing is not None else 0
-    if piped_written != rows_total:
-        raise RuntimeError(f"the two-thread sink wrote {piped_written} of {rows_total}")
-    whole, before_whole = Clock(), Clock()
-    whole.wall, whole.cpu = decode.wall + store.wall, decode.cpu + store.cpu
-    before_whole.wall = before_decode.wall + before_store.wall
-    before_whole.cpu = before_decode.cpu + before_store.cpu
+
+    def whole(parts: dict[str, Clock]) -> Clock:
+        clock = Clock()
+        clock.wall = parts["decode"].wall + parts["store"].wall
+        clock.cpu = parts["decode"].cpu + parts["store"].cpu
+        clock.thread = parts["decode"].thread + parts["store"].thread
+        return clock
+
     views = len(schema.ROLL_UPS)
     return [
-        (
-            "sink: JSON -> stored, decode || store (2 threads)",
-            rows_total,
-            two_threads,
-            ">= 100,000",
-        ),
-        ("sink: JSON -> stored, one thread", rows_total, whole, ""),
-        ("  decode + map + Arrow batch (orjson, checks)", rows_total, decode, ""),
-        (f"  store: dedup lookup + Arrow insert, {views} views", rows_total, store, ""),
-        ("  the same rows replayed (all dropped)", rows_total, replay, ""),
-        ("before: JSON -> stored", rows_total, before_whole, ""),
-        ("  decode + map (pydantic)", rows_total, before_decode, ""),
-        ("  store: Arrow table from objects, lookup, insert", rows_total, before_store, ""),
-        ("  the same rows replayed (all dropped)", rows_total, before_replay, ""),
+        ("sink: JSON -> stored, decode || store (2 threads)", rows_total, now_first, ">= 100,000"),
+        ("  the same, again after the 9e82573 path's run", rows_total, now_last, ">= 100,000"),
+        ("sink: JSON -> stored, one thread", rows_total, whole(clocks), ""),
+        ("  decode + map + Arrow batch, chunk by chunk", rows_total, clocks["decode"], ""),
+        (f"  store: dedup lookup + Arrow insert, {views} views", rows_total, clocks["store"], ""),
+        ("  the same rows replayed (all dropped)", rows_total, clocks["replay"], ""),
+        ("9e82573: JSON -> stored, 2 threads", rows_total, held_piped, ""),
+        ("9e82573: JSON -> stored, one thread", rows_total, whole(held_clocks), ""),
+        ("  decode + map, every row held, one Arrow batch", rows_total, held_clocks["decode"], ""),
+        ("  store: dedup lookup + Arrow insert", rows_total, held_clocks["store"], ""),
+        ("  the same rows replayed (all dropped)", rows_total, held_clocks["replay"], ""),
+        ("4dfcd4a: JSON -> stored, one thread", rows_total, whole(old_clocks), ""),
+        ("  decode + map (pydantic)", rows_total, old_clocks["decode"], ""),
+        ("  store: Arrow table from objects, lookup, insert", rows_total, old_clocks["store"], ""),
+        ("  the same rows replayed (all dropped)", rows_total, old_clocks["replay"], ""),
         ("engine alone: Arrow insert, no lookup, no views", rows_total, plain, ""),
         ("floor: orjson.loads alone, no checks, no map", len(templates), parse, ""),
     ]
+
+
+#: The lines ``sink_ratios`` compares: (label, the new path's line, the baseline's line).
+RATIOS = (
+    ("now / 9e82573, whole path", "sink: JSON -> stored, one", "9e82573: JSON -> stored, one"),
+    ("now / 9e82573, decode", "  decode + map + Arrow batch, chunk by chunk", "  decode + map,"),
+    (
+        "now / 9e82573, 2 threads",
+        "sink: JSON -> stored, decode || store",
+        "9e82573: JSON -> stored, 2",
+    ),
+    ("now / 4dfcd4a, whole path", "sink: JSON -> stored, one", "4dfcd4a: JSON -> stored, one"),
+)
+
+
+def sink_ratios(clocks: dict[str, Clock]) -> list[str]:
+    """Each of ``RATIOS`` per CPU-second and per wall second (lines found by their start)."""
+
+    def find(start: str) -> Clock:
+        return next(clock for name, clock in clocks.items() if name.startswith(start))
+
+    out = []
+    for label, now, before in RATIOS:
+        new, old = find(now), find(before)
+        out.append(
+            f"{label}: {old.cpu / new.cpu:.2f}x per CPU-second, {old.wall / new.wall:.2f}x rows/s"
+        )
+    return out
 
 
 def query_figures(
@@ -475,16 +559,22 @@ def main(argv: list[str] | None = None) -> None:
 
         batch = args.sink_batch_rows
         print(f"\nsink into the embedded engine (batches of {batch:,} rows); {load()}")
-        print(f"  {'path':<50} {'rows':>9} {'wall s':>7} {'rows/s':>9} {'rows/cpu-s':>11}  target")
+        print(
+            f"  {'path':<50} {'rows':>9} {'wall s':>7} {'rows/s':>9} {'rows/cpu-s':>11} "
+            f"{'/thread-cpu-s':>13}  target"
+        )
         sink = sink_figures(wh, args.sink_rows, batch)
         for name, rows, clock, note in sink:
             print(
                 f"  {name:<50} {rows:>9,} {clock.wall:>7.2f} {rows / clock.wall:>9,.0f} "
-                f"{rows / clock.cpu:>11,.0f}  {note}"
+                f"{rows / clock.cpu:>11,.0f} {rows / max(clock.thread, 1e-9):>13,.0f}  {note}"
             )
-        ratio = sink[5][2].cpu / sink[1][2].cpu
-        stored = sink[7][2].cpu / sink[3][2].cpu
-        print(f"  now / before, per CPU-second: whole path {ratio:.2f}x, store {stored:.2f}x")
+        print(
+            "  (rows/cpu-s: every thread of the process; /thread-cpu-s: the measuring thread's "
+            "own CPU, the engine's threads left out: for 2 threads, the decoding thread only)"
+        )
+        for line in sink_ratios({name: clock for name, _rows, clock, _note in sink}):
+            print(f"  {line}")
         print(f"  {load()}")
 
         print(f"\ndashboard queries over {args.transactions:,} transactions ({events:,} events);")

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from analytics.clickhouse import EVENT_COLUMNS, events_batch
+from analytics.clickhouse import EVENT_COLUMNS, ROWS_PER_CHUNK, EventsBatchBuilder, events_batch
 from analytics.mapping import row_from_json
 from analytics.sink import first_of_each_event, store_new_events
 from domain import records
@@ -179,7 +179,10 @@ def test_a_commit_with_nothing_to_commit_after_a_rebalance_does_not_stop_the_sin
         DATABASE_URL="postgresql://x/y",
     )
     sink = EventSink(settings, warehouse)  # type: ignore[arg-type]
-    sink._flush([row(1), row(2)], [], RebalancedConsumer(), Producer())  # type: ignore[arg-type]
+    batch = EventsBatchBuilder()
+    batch.add(row(1))
+    batch.add(row(2))
+    sink._flush(batch, [], RebalancedConsumer(), Producer())  # type: ignore[arg-type]
     assert sink.rows_written == 2 and len(warehouse.inserted) == 2
 
 
@@ -259,7 +262,7 @@ def test_records_that_cannot_be_mapped_go_to_the_dead_letter_topic_and_the_rest_
     )
     warehouse, producer, consumer = FakeWarehouse(set()), RecordingProducer(), CommittingConsumer()
     sink = EventSink(settings, warehouse)  # type: ignore[arg-type]
-    rows: list[tuple[Any, ...]] = []
+    rows = EventsBatchBuilder()
     taken: list[Any] = []
     for message in messages:
         sink._take(message, rows, taken, producer)  # type: ignore[arg-type]
@@ -271,3 +274,78 @@ def test_records_that_cannot_be_mapped_go_to_the_dead_letter_topic_and_the_rest_
     assert headers_11["dlq.reason"].startswith(b"record: invalid JSON")
     assert value_12 == messages[2].value() and headers_12["dlq.offset"] == b"12"
     assert headers_12["dlq.reason"].startswith(b"cannot map to pipeline_events: amount: '5.00001'")
+
+
+def deposit(**changes: Any) -> bytes:
+    """A posted deposit's JSON, fields replaced by ``changes``."""
+    record = records.TransactionPosted(
+        transaction_id=uuid.uuid4(),
+        transaction_type="DEPOSIT",
+        destination_wallet_id=uuid.uuid4(),
+        amount=Decimal("5"),
+        fee_amount=Decimal("0"),
+        total_amount=Decimal("5"),
+        currency_code="EUR",
+        client_id=uuid.uuid4(),
+        idempotency_key="k",
+        requested_at=T0,
+        completed_at=T0,
+    )
+    return orjson.dumps({**orjson.loads(records.encode(record)), **changes})
+
+
+def test_bad_records_among_good_ones_in_several_chunks_go_alone_to_dead_letters() -> None:
+    # Rows become Arrow a chunk at a time: a bad record anywhere (the last row of a chunk,
+    # the first of the next) leaves out itself alone, with its reason.
+    from analytics.settings import AnalyticsSettings
+    from analytics.sink import EventSink
+
+    bad = {
+        3: b"{broken",  # refused by the decoder, as it is consumed
+        ROWS_PER_CHUNK - 1: deposit(amount=12.5),  # a number for text: its chunk row by row
+        ROWS_PER_CHUNK: deposit(amount="5.00001"),  # refused by its column, at the flush
+        2 * ROWS_PER_CHUNK + 7: deposit(currency_code="EURO"),
+    }
+    messages = [Message(n, bad.get(n) or deposit()) for n in range(2 * ROWS_PER_CHUNK + 20)]
+    settings = AnalyticsSettings(
+        KAFKA_BOOTSTRAP="127.0.0.1:1", CLICKHOUSE_DSN="chdb:///nowhere", DATABASE_URL="x://y"
+    )
+    warehouse, producer, consumer = FakeWarehouse(set()), RecordingProducer(), CommittingConsumer()
+    sink = EventSink(settings, warehouse)  # type: ignore[arg-type]
+    rows, taken = EventsBatchBuilder(), []
+    for message in messages:
+        sink._take(message, rows, taken, producer)  # type: ignore[arg-type]
+    sink._flush(rows, taken, consumer, producer)  # type: ignore[arg-type]
+
+    good = [m for m in messages if m.offset() not in bad]
+    assert sink.rows_written == len(good) == len(messages) - 4 and sink.dead_letters == 4
+    assert [r["event_id"] for r in warehouse.inserted] == [
+        orjson.loads(m.value() or b"")["event_id"] for m in good
+    ]
+    reasons = {int(h["dlq.offset"]): h["dlq.reason"].decode() for _, _, h in producer.produced}
+    assert list(reasons) == sorted(bad)
+    assert reasons[3].startswith("record: invalid JSON")
+    assert reasons[ROWS_PER_CHUNK - 1].startswith("cannot map to pipeline_events: amount: 12.5: ")
+    assert reasons[ROWS_PER_CHUNK].startswith("cannot map to pipeline_events: amount: '5.00001'")
+    assert reasons[2 * ROWS_PER_CHUNK + 7] == (
+        "cannot map to pipeline_events: currency_code: 'EURO': not a 3-letter currency code"
+    )
+    assert rows.rows == 0  # emptied by the flush, ready for the next batch
+
+
+def test_converting_rows_chunk_by_chunk_gives_the_batch_of_converting_them_at_once() -> None:
+    payloads = [deposit() for _ in range(10)]
+    payloads[4] = deposit(amount=7)  # a number where text belongs
+    payloads[5] = deposit(fee_amount="-1")
+    payloads[9] = deposit(event_id="not-a-uuid")
+    rows = [row_from_json("ledger.events", p) for p in payloads]
+    batches = []
+    for rows_per_chunk in (1, 3, len(rows) + 1):  # the last: every row in one conversion
+        builder = EventsBatchBuilder(rows_per_chunk)
+        for one in rows:
+            builder.add(one)
+        batches.append(builder.finish())
+    for batch in batches:
+        assert batch.table.equals(batches[-1].table) and batch.rejected == batches[-1].rejected
+    assert sorted(batches[-1].rejected) == [4, 5, 9]
+    assert batches[-1].table.num_rows == 7
