@@ -11,7 +11,10 @@ the path a straightforward implementation would take. Target: p99 <= 100 us.
 Wall time is what a caller waits; on a shared machine it includes the time other processes
 held the core (a preempted event waits a scheduler slice, milliseconds). So the run also
 reports the thread's CPU time per event (``time.thread_time_ns``, about 1 us per reading)
-and the load average before and after: read the wall p99 with them.
+and the load average before and after: read the wall p99 with them. It also counts the
+garbage collector's runs that fell inside a timed section (its pause would land in the
+tail): the collector is left as the stream leaves it, unfrozen, so a pause it causes there
+is the stream's too.
 
     .venv/bin/python -m bench.scoring.run [--events 20000] [--train-days 7]
 """
@@ -19,6 +22,7 @@ and the load average before and after: read the wall p99 with them.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 from collections import deque
@@ -77,11 +81,21 @@ def main() -> None:
 
     feature_ns, score_ns, total_ns, cpu_ns, rows = [], [], [], [], []
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    collections = [0]  # the collector's runs since the last timed section began
+
+    def count_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections[0] += 1
+
+    gc.callbacks.append(count_collection)
+    collections_total = collections_timed = 0
     load_before = os.getloadavg()[0]
     for event, is_fraud in events:
         while pending and pending[0][0] <= event.time_s:  # labels arrive on their own topic
             _, terminal, time_s, fraud = pending.popleft()
             engine.apply_label(terminal, time_s, fraud)
+        collections_total += collections[0]
+        collections[0] = 0
         cpu_start = cpu_clock()
         start = clock()
         x = engine.features(event)
@@ -89,6 +103,7 @@ def main() -> None:
         forest.score_one(x)
         end = clock()
         cpu_end = cpu_clock()
+        collections_timed += collections[0]
         engine.observe(event)
         pending.append((event.time_s + delay_s, event.terminal, event.time_s, is_fraud))
         feature_ns.append(middle - start)
@@ -97,6 +112,8 @@ def main() -> None:
         cpu_ns.append(cpu_end - cpu_start)
         rows.append(as_row(x))
     load_after = os.getloadavg()[0]
+    gc.callbacks.remove(count_collection)
+    collections_total += collections[0]
     baseline_ns = []
     for row in rows[: args.baseline_events]:
         start = clock()
@@ -120,6 +137,10 @@ def main() -> None:
     print(f"{'features + score':<44}{t50:>10.1f}{t99:>10.1f}")
     print(f"{'features + score, CPU time of the thread':<44}{c50:>10.1f}{c99:>10.1f}")
     print(f"{'baseline: score by scikit-learn predict_proba':<44}{b50:>10.1f}{b99:>10.1f}")
+    print(
+        f"garbage collector runs while timing: {collections_timed} inside a timed section, "
+        f"{collections_total} in all"
+    )
     print(
         f"compiled forest vs scikit-learn, p50: {b50 / s50:.0f}x faster; "
         f"features + score p99 {t99:.1f} us wall ({c99:.1f} us CPU) vs target "
