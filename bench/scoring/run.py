@@ -6,7 +6,11 @@ the Handbook's size (5,000 customers, 10,000 terminals) as ``walletpipe models t
 engine on the earlier days, then times each later event one at a time,
 as the stream sees them: features (models.features), then the compiled forest's score.
 Side by side in the same run: the same events scored by scikit-learn's own predict_proba,
-the path a straightforward implementation would take. Target: p99 <= 100 us.
+the path a straightforward implementation would take; and the same events as the stream
+worker computes them (``streams.features.StreamFeatures``: a fresh engine per request on
+the customer's and terminal's states decoded from their stored JSON, so no terminal sums
+cached between requests), from a copy of the warmed engine's states; the decoding (a table
+read) is timed apart. Target: p99 <= 100 us.
 
 Wall time is what a caller waits; on a shared machine it includes the time other processes
 held the core (a preempted event waits a scheduler slice, milliseconds). So the run also
@@ -22,6 +26,7 @@ is the stream's too.
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import os
 import time
@@ -29,14 +34,25 @@ from collections import deque
 from collections.abc import Iterator
 
 import numpy as np
+import orjson
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
 from models.dataset import validate
 from models.evaluation import CHAMPION_PARAMS
-from models.features import FEATURE_NAMES, SECONDS_PER_DAY, Event, FeatureEngine, as_row, replay
+from models.features import (
+    FEATURE_NAMES,
+    SECONDS_PER_DAY,
+    CustomerState,
+    Event,
+    FeatureEngine,
+    TerminalState,
+    as_row,
+    replay,
+)
 from models.forest import CompiledForest
 from models.handbook import HandbookConfig, generate
+from streams.features import StreamFeatures
 
 TARGET_P99_US = 100.0
 DELAY_DAYS = 7
@@ -78,6 +94,8 @@ def main() -> None:
     forest = CompiledForest.from_estimator(model, FEATURE_NAMES)
 
     events = list(_labelled_events(live))[: args.events]
+    stream_states = copy.deepcopy(engine)  # the stream path's tables, warmed the same
+    stream_pending = copy.deepcopy(pending)
 
     feature_ns, score_ns, total_ns, cpu_ns, rows = [], [], [], [], []
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
@@ -111,6 +129,7 @@ def main() -> None:
         total_ns.append(end - start)
         cpu_ns.append(cpu_end - cpu_start)
         rows.append(as_row(x))
+    stream_ns, decode_ns = stream_path(events, stream_states, stream_pending, forest, rows)
     load_after = os.getloadavg()[0]
     gc.callbacks.remove(count_collection)
     collections_total += collections[0]
@@ -125,6 +144,8 @@ def main() -> None:
     t50, t99 = percentiles(total_ns)
     c50, c99 = percentiles(cpu_ns)
     b50, b99 = percentiles(baseline_ns)
+    w50, w99 = percentiles(stream_ns)
+    d50, d99 = percentiles(decode_ns)
     nodes = len(forest.arrays["left"])
     print(
         f"bench/scoring: {len(events):,} events, one core, forest of "
@@ -136,6 +157,8 @@ def main() -> None:
     print(f"{'score (compiled forest)':<44}{s50:>10.1f}{s99:>10.1f}")
     print(f"{'features + score':<44}{t50:>10.1f}{t99:>10.1f}")
     print(f"{'features + score, CPU time of the thread':<44}{c50:>10.1f}{c99:>10.1f}")
+    print(f"{'stream path: StreamFeatures + score':<44}{w50:>10.1f}{w99:>10.1f}")
+    print(f"{'stream path: its two states decoded (JSON)':<44}{d50:>10.1f}{d99:>10.1f}")
     print(f"{'baseline: score by scikit-learn predict_proba':<44}{b50:>10.1f}{b99:>10.1f}")
     print(
         f"garbage collector runs while timing: {collections_timed} inside a timed section, "
@@ -144,8 +167,57 @@ def main() -> None:
     print(
         f"compiled forest vs scikit-learn, p50: {b50 / s50:.0f}x faster; "
         f"features + score p99 {t99:.1f} us wall ({c99:.1f} us CPU) vs target "
-        f"{TARGET_P99_US:.0f} us: {'MET' if t99 <= TARGET_P99_US else 'MISSED'} on wall time"
+        f"{TARGET_P99_US:.0f} us: {'MET' if t99 <= TARGET_P99_US else 'MISSED'} on wall time; "
+        f"the stream's path p99 {w99:.1f} us: {'MET' if w99 <= TARGET_P99_US else 'MISSED'}"
     )
+
+
+def stream_path(
+    events: list[tuple[Event, bool]],
+    states: FeatureEngine,
+    pending: deque,
+    forest: CompiledForest,
+    expected: list[list[float]],
+) -> tuple[list[int], list[int]]:
+    """Features + score per event as the stream worker computes them, and apart the time
+    to decode the two states: the worker reads the customer's and the terminal's stored
+    JSON from its tables and decodes them (``from_json``) for each request, then
+    ``StreamFeatures`` builds an engine on them. ``states`` keeps the states between
+    requests, as the tables do (each request's stored values are their JSON, made outside
+    the timing). The features must equal the engine's."""
+    stream, clock = StreamFeatures(DELAY_DAYS), time.perf_counter_ns
+    delay_s = DELAY_DAYS * SECONDS_PER_DAY
+    scoring, decoding = [], []
+    for (event, is_fraud), row in zip(events, expected, strict=False):
+        while pending and pending[0][0] <= event.time_s:
+            _, terminal, time_s, fraud = pending.popleft()
+            states.apply_label(terminal, time_s, fraud)
+        kept_customer = states.customers.get(event.customer)
+        kept_terminal = states.terminals.get(event.terminal)
+        stored_customer = None if kept_customer is None else orjson.dumps(kept_customer.to_json())
+        stored_terminal = None if kept_terminal is None else orjson.dumps(kept_terminal.to_json())
+        start = clock()
+        customer = (
+            None
+            if stored_customer is None
+            else CustomerState.from_json(orjson.loads(stored_customer))
+        )
+        terminal = (
+            None
+            if stored_terminal is None
+            else TerminalState.from_json(orjson.loads(stored_terminal))
+        )
+        middle = clock()
+        x = stream.features(event, customer, terminal)
+        forest.score_one(x)
+        end = clock()
+        decoding.append(middle - start)
+        scoring.append(end - middle)
+        if as_row(x) != row:
+            raise SystemExit(f"the stream path's features differ from the engine's at {event}")
+        states.observe(event)
+        pending.append((event.time_s + delay_s, event.terminal, event.time_s, is_fraud))
+    return scoring, decoding
 
 
 def _labelled_events(frame: pd.DataFrame) -> Iterator[tuple[Event, bool]]:
