@@ -260,6 +260,7 @@ def test_the_pinned_value_is_what_the_reference_writes() -> None:
             "not nested",
         ),
         ({"amounts": [1.0, 2.0]}, "amounts"),
+        ({"maxima": [[1777000000, 5.0, 1.0]]}, "maxima"),
     ],
 )
 def test_a_malformed_stored_value_is_refused(change: dict[str, Any], message: str) -> None:
