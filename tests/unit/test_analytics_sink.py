@@ -234,28 +234,11 @@ def test_records_that_cannot_be_mapped_go_to_the_dead_letter_topic_and_the_rest_
     from analytics.settings import AnalyticsSettings
     from analytics.sink import EventSink
 
-    def posted(**changes: Any) -> bytes:
-        record = records.TransactionPosted(
-            transaction_id=uuid.uuid4(),
-            transaction_type="DEPOSIT",
-            destination_wallet_id=uuid.uuid4(),
-            amount=Decimal("5"),
-            fee_amount=Decimal("0"),
-            total_amount=Decimal("5"),
-            currency_code="EUR",
-            client_id=uuid.uuid4(),
-            idempotency_key="k",
-            requested_at=T0,
-            completed_at=T0,
-        )
-        body = {**orjson.loads(records.encode(record)), **changes}
-        return orjson.dumps(body)
-
     messages = [
-        Message(10, posted()),
+        Message(10, deposit()),
         Message(11, b"{broken"),  # refused by the decoder, as it is consumed
-        Message(12, posted(amount="5.00001")),  # refused by its column, at the flush
-        Message(13, posted()),
+        Message(12, deposit(amount="5.00001")),  # refused by its column, at the flush
+        Message(13, deposit()),
     ]
     settings = AnalyticsSettings(
         KAFKA_BOOTSTRAP="127.0.0.1:1", CLICKHOUSE_DSN="chdb:///nowhere", DATABASE_URL="x://y"
