@@ -19,7 +19,16 @@ from pathlib import Path
 import psycopg
 
 from infra.exceptions import CommandFailedError, StartupTimeoutError
-from infra.processes import apt_install, as_user, pid_matches, read_pid, run, say, tail
+from infra.processes import (
+    apt_install,
+    as_user,
+    pid_matches,
+    read_pid,
+    run,
+    say,
+    tail,
+    wait_gone,
+)
 from infra.settings import StackSettings
 
 CONF_NAME = "walletpipe.conf"
@@ -285,9 +294,15 @@ def ensure_database(settings: StackSettings, port: int, name: str) -> None:
 
 
 def stop(local_dir: Path, settings: StackSettings) -> bool:
-    """pg_ctl stop -m fast; escalate to immediate. Returns whether a server was running."""
+    """pg_ctl stop -m fast; escalate to immediate. Returns whether a server was running.
+
+    `pg_ctl stop -w` returns once postmaster.pid is unlinked, which the postmaster does a
+    moment before it exits; we also wait for the process itself, so that when this returns
+    no server process is left and its port is free.
+    """
     paths = PostgresPaths.under(local_dir)
-    if running_pid(local_dir) is None:
+    pid = running_pid(local_dir)
+    if pid is None:
         return False
     bindir = find_bindir(settings)
     user = server_user(settings)
@@ -310,9 +325,11 @@ def stop(local_dir: Path, settings: StackSettings) -> bool:
                 user=user,
                 cwd=paths.root,
             )
-            return True
         except CommandFailedError as exc:
-            if running_pid(local_dir) is None:
-                return True
-            say("postgres", f"stop -m {mode} failed: {exc}")
+            if running_pid(local_dir) is not None:
+                say("postgres", f"stop -m {mode} failed: {exc}")
+                continue
+        if wait_gone(pid, marker=str(paths.data), timeout_s=settings.stop_timeout_s):
+            return True
+        say("postgres", f"postmaster pid {pid} still running after stop -m {mode}")
     raise CommandFailedError(f"postgres would not stop; see {paths.log_file}")
