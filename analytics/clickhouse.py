@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics import schema
+from analytics.mapping import NativeDecoder, row_from_json
+from domain.exceptions import RecordDecodeError
 from domain.transactions import TransactionType
 
 #: The columns the sink writes, in row order (``analytics.mapping``), each with the Arrow
@@ -161,6 +163,12 @@ _WINDOW = """FROM pipeline_events
       AND event_time >= {start:DateTime64(3)} AND event_time <= {end:DateTime64(3)}"""
 
 
+def _text_array(values: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    return values if isinstance(values, pa.Array) else pa.array(list(values), _TEXT)
+
+
 def connect(target: str) -> Any:
     """``chdb:///abs/path`` opens the embedded engine; ``http://host:8123`` a server."""
     return clickhouse_connect.get_client(dsn=target)
@@ -188,7 +196,11 @@ class Warehouse:
             self._client.insert_arrow("pipeline_events", table, settings=INSERT_SETTINGS)
 
     def stored_event_ids(
-        self, kinds: Sequence[str], ids: Sequence[str], start: datetime, end: datetime
+        self,
+        kinds: Sequence[str],
+        ids: Sequence[str] | pa.Array | pa.ChunkedArray,
+        start: datetime,
+        end: datetime,
     ) -> set[str]:
         """Which of ``ids`` (events of ``kinds`` between ``start`` and ``end``, inclusive)
         are stored already. The time bounds let the primary key skip most of the table.
@@ -205,11 +217,14 @@ class Warehouse:
         window_max = len(ids) * WINDOW_IDS_PER_ID_MAX
         stored = self.query(f"SELECT toString(event_id) {_WINDOW} LIMIT {window_max + 1}", window)
         if len(stored) <= window_max:
-            wanted = set(ids)
-            return {row[0] for row in stored if row[0] in wanted}
+            if not stored:
+                return set()
+            window_ids = pa.array([row[0] for row in stored], _TEXT)
+            wanted = pc.is_in(window_ids, value_set=_text_array(ids))
+            return set(window_ids.filter(wanted).to_pylist())
         found: set[str] = set()
         for first in range(0, len(ids), IDS_PER_QUERY_MAX):
-            chunk = list(ids[first : first + IDS_PER_QUERY_MAX])
+            chunk = _text_array(ids).slice(first, IDS_PER_QUERY_MAX).to_pylist()
             rows = self.query(
                 f"SELECT toString(event_id) {_WINDOW} AND event_id IN {{ids:Array(UUID)}}",
                 {**window, "ids": chunk},
@@ -240,10 +255,13 @@ class Warehouse:
 @dataclass(frozen=True)
 class EventsBatch:
     """Rows as one Arrow table in ``EVENT_SCHEMA``, and the rows left out of it: their
-    index in the rows given, and why (the sink dead-letters those records)."""
+    index in the rows given, and why (the sink dead-letters those records). ``undecodable``:
+    the records (added with ``EventsBatchBuilder.add_record``) that ``row_from_json``
+    refused, by index, with its reason."""
 
     table: pa.Table
     rejected: dict[int, str]
+    undecodable: dict[int, str] = field(default_factory=dict)
 
 
 def _failures(values: pa.Array, convert: Any, offset: int = 0) -> list[tuple[int, str]]:
@@ -287,28 +305,122 @@ def _rows_arrow_reads(rows: Sequence[tuple[Any, ...]]) -> tuple[pa.StructArray, 
     return pa.array([rows[i] for i in fitting], type=_ROW), fitting
 
 
-class EventsBatchBuilder:
-    """Builds an ``events_batch`` from rows added one at a time, converting them to Arrow
-    every ``ROWS_PER_CHUNK`` rows (see there); ``finish`` checks the columns of the whole
-    batch. The result is the one ``events_batch`` gives for the same rows, rejections (by
-    index in the order the rows were added) and reasons included."""
+#: Records decoded per call of the native decoder: large enough that building the Arrow
+#: arrays from its buffers (a few µs a column) is spread thin, small enough to stay in cache.
+RECORDS_PER_CHUNK = 2_048
+_NATIVE = NativeDecoder()
 
-    def __init__(self, rows_per_chunk: int = ROWS_PER_CHUNK) -> None:
+
+def _buffer(data: bytes | None) -> pa.Buffer | None:
+    return None if data is None else pa.py_buffer(data)
+
+
+def _native_array(spec: tuple[Any, ...], rows: int) -> pa.Array:
+    """One column from the native decoder's buffers (``NativeDecoder``), zero-copy."""
+    if spec[0] == "text":
+        _, validity, offsets, data, nulls = spec
+        buffers = [_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)]
+        return pa.Array.from_buffers(_TEXT, rows, buffers, null_count=nulls)
+    if spec[0] == "float32":
+        _, validity, values, nulls = spec
+        return pa.Array.from_buffers(
+            _SCORE, rows, [_buffer(validity), pa.py_buffer(values)], null_count=nulls
+        )
+    _, offsets, name_offsets, names, values = spec
+    entries = len(values) // 4
+    keys = pa.Array.from_buffers(
+        _TEXT, entries, [None, pa.py_buffer(name_offsets), pa.py_buffer(names)]
+    )
+    items = pa.Array.from_buffers(_SCORE, entries, [None, pa.py_buffer(values)])
+    starts = pa.Array.from_buffers(pa.int32(), rows + 1, [None, pa.py_buffer(offsets)])
+    return pa.MapArray.from_arrays(starts, keys, items, type=_SHADOW_SCORES)
+
+
+class EventsBatchBuilder:
+    """Builds an ``events_batch`` from rows added one at a time (``add``), converting them
+    to Arrow every ``ROWS_PER_CHUNK`` rows (see there), or from records' JSON
+    (``add_record``: the sink's way), decoded ``RECORDS_PER_CHUNK`` at a time by the native
+    decoder, the records it leaves by ``row_from_json``; ``finish`` checks the columns of the
+    whole batch. The result is the one ``events_batch`` gives for the same rows (for records:
+    for their ``row_from_json`` rows), rejections (by index in the order the rows and records
+    were added) and reasons included."""
+
+    def __init__(
+        self, rows_per_chunk: int = ROWS_PER_CHUNK, decoder: NativeDecoder | None = _NATIVE
+    ) -> None:
+        """``decoder=None`` decodes every record by ``row_from_json``: the reference the
+        tests hold the native decoder to."""
         self._rows_per_chunk = rows_per_chunk
+        self._decoder = decoder
         self._empty()
 
     def _empty(self) -> None:
         self._pending: list[tuple[Any, ...]] = []
+        self._topics: list[str | None] = []  # records waiting for the native decoder
+        self._payloads: list[bytes | None] = []
         self._chunks: list[pa.StructArray] = []
         self._positions: list[int] = []  # each converted row's index among the rows added
         self._rejected: dict[int, str] = {}
+        self._undecodable: dict[int, str] = {}
         self.rows = 0
 
     def add(self, row: tuple[Any, ...]) -> None:
+        if self._payloads:
+            self._decode_records()  # what came first is converted first
         self._pending.append(row)
         self.rows += 1
         if len(self._pending) >= self._rows_per_chunk:
             self._convert()
+
+    def add_record(self, topic: str | None, payload: bytes | None) -> None:
+        """A record's JSON as read from ``topic`` (the name without any prefix)."""
+        if self._pending:
+            self._convert()
+        self._topics.append(topic)
+        self._payloads.append(payload)
+        self.rows += 1
+        if len(self._payloads) >= RECORDS_PER_CHUNK:
+            self._decode_records()
+
+    def _decode_records(self) -> None:
+        """The waiting records, by the native decoder; the ones it leaves by ``row_from_json``
+        (the reason of a record that refuses goes to ``undecodable``). The chunk keeps the
+        records' order, so the first of two records with one event id stays the first."""
+        topics, payloads = self._topics, self._payloads
+        first = self.rows - len(payloads)
+        if self._decoder is None:
+            left, struct = list(range(len(payloads))), pa.array([], type=_ROW)
+        else:
+            left, columns = self._decoder.decode(topics, payloads)
+            taken = len(payloads) - len(left)
+            struct = pa.StructArray.from_arrays(
+                [_native_array(columns[name], taken) for name in EVENT_COLUMNS], fields=list(_ROW)
+            )
+        self._topics, self._payloads = [], []
+        if not left:
+            self._chunks.append(struct)
+            self._positions.extend(range(first, first + len(payloads)))
+            return
+        leaving = set(left)
+        order = [index for index in range(len(payloads)) if index not in leaving]
+        rows, row_index = [], []
+        for index in left:
+            try:
+                rows.append(row_from_json(topics[index], payloads[index]))
+                row_index.append(index)
+            except RecordDecodeError as error:
+                self._undecodable[first + index] = error.message
+        if rows:
+            others, fitting = _rows_arrow_reads(rows)
+            fits = set(fitting)
+            for at, row in enumerate(rows):
+                if at not in fits:
+                    self._rejected[first + row_index[at]] = _type_error(row)
+            struct = pa.concat_arrays([struct, others])
+            order += [row_index[at] for at in fitting]
+        by_position = sorted(range(len(order)), key=order.__getitem__)
+        self._chunks.append(struct.take(pa.array(by_position, pa.int32())))
+        self._positions.extend(first + order[at] for at in by_position)
 
     def _convert(self) -> None:
         if not self._pending:
@@ -327,8 +439,10 @@ class EventsBatchBuilder:
     def finish(self) -> EventsBatch:
         """The batch's table and its rejections; the builder is empty again afterwards."""
         self._convert()
+        if self._payloads:
+            self._decode_records()
         struct = pa.concat_arrays(self._chunks) if self._chunks else pa.array([], type=_ROW)
-        batch = _checked(struct, self._positions, self._rejected)
+        batch = _checked(struct, self._positions, self._rejected, self._undecodable)
         self._empty()
         return batch
 
@@ -342,7 +456,12 @@ def events_batch(rows: Sequence[tuple[Any, ...]]) -> EventsBatch:
     return builder.finish()
 
 
-def _checked(struct: pa.StructArray, positions: list[int], rejected: dict[int, str]) -> EventsBatch:
+def _checked(
+    struct: pa.StructArray,
+    positions: list[int],
+    rejected: dict[int, str],
+    undecodable: dict[int, str] | None = None,
+) -> EventsBatch:
     """Each column of the converted rows checked and converted; a row whose value fails is
     left out, with the field, the value and the reason (``positions[i]`` is the index of
     the struct's row ``i`` among the rows given; ``rejected`` holds the type errors)."""
@@ -367,7 +486,9 @@ def _checked(struct: pa.StructArray, positions: list[int], rejected: dict[int, s
             for values, (_name, _read_as, check) in zip(raw, _EVENT_FIELDS, strict=True)
         ]
         rejected.update((positions[position], reason) for position, reason in failed.items())
-    return EventsBatch(pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA), rejected)
+    return EventsBatch(
+        pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA), rejected, dict(undecodable or {})
+    )
 
 
 def _type_error(row: tuple[Any, ...]) -> str:

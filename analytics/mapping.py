@@ -11,6 +11,13 @@ Two ways in, one row out (``EVENT_COLUMNS`` order, see ``analytics.clickhouse``)
   to the dead-letter topic, with the reason).
 - ``event_row``: from a decoded record (tests, tools); the same row, and the tests hold the
   two to it for every kind of record.
+- ``NativeDecoder``: the sink's fast way, many records at once, in Rust (the
+  ``sink_decoder`` extension under ``native/``): the rows ``row_from_json`` would give,
+  straight into Arrow column buffers, for the records that are plainly well formed; every
+  other record is handed back, and ``row_from_json`` decodes it (with its exact reason when it
+  refuses it). Python's per-record work (orjson's dict, this module's tuple, pyarrow reading
+  the tuples) cost about 9 µs a record; the extension does it in about 1 µs, with the GIL
+  released. The rules it follows are this module's tables, passed to it at import.
 
 A row is a tuple (``events_batch`` reads tuples in one pass). It holds: ids as text, times
 as ISO-8601 text with a zone, amounts as decimal text, ``risk_score`` a float or None,
@@ -31,6 +38,14 @@ from domain import records
 from domain.exceptions import DomainError, RecordDecodeError
 from domain.money import from_wire, wire
 from domain.topics import REVIEWS_REQUESTED
+
+try:
+    import sink_decoder
+except ImportError as missing:
+    raise ImportError(
+        "the sink's native decoder is not installed: `bash infra/bootstrap.sh` builds it "
+        "(native/sink_decoder, with cargo)"
+    ) from missing
 
 _KIND = {
     "TransactionRequested": "requested",
@@ -147,7 +162,7 @@ def row_from_json(topic: str | None, payload: bytes | None) -> tuple[Any, ...]:
     get = record.get
     name = get("kind")
     allowed = _REVIEW_TOPIC_KINDS if topic == REVIEWS_REQUESTED.name else _TRANSACTION_KINDS
-    if name not in allowed:
+    if type(name) is not str or name not in allowed:
         raise _fail("kind", f"{name!r} is not one of {sorted(allowed)}")
     if get("schema_version", records.SCHEMA_VERSION) != records.SCHEMA_VERSION:
         raise _fail("schema_version", f"must be {records.SCHEMA_VERSION}")
@@ -193,6 +208,46 @@ def row_from_json(topic: str | None, payload: bytes | None) -> tuple[Any, ...]:
         scored_by,
         shadow,
     )
+
+
+class NativeDecoder:
+    """Records to Arrow column buffers in the ``sink_decoder`` extension (see the module's
+    docstring): ``decode`` returns the indices of the records left to ``row_from_json`` and the
+    columns of the others' rows, by column name (the extension's docstring gives their
+    layout). It takes a record only when ``row_from_json`` would take it and give the same row:
+    it leaves anything else, every record ``row_from_json`` refuses included."""
+
+    #: (kind, event kind, status, time field, has a score, scored by a model, has a reason,
+    #: read from the review topic) per record kind: this module's tables, one source.
+    RULES = [
+        (
+            name,
+            kind,
+            _STATUS[kind],
+            _WHEN[name],
+            name in _SCORE_KINDS,
+            name in _SCORED_FACTS,
+            name in _REASON_KINDS,
+            name in _REVIEW_TOPIC_KINDS,
+        )
+        for name, kind in _KIND.items()
+    ]
+
+    def __init__(self) -> None:
+        self._native = sink_decoder.Decoder(
+            self.RULES, records.SCHEMA_VERSION, records.SHADOW_SCORES_MAX, _MODEL_NAME_MAX
+        )
+
+    def decode(
+        self, topics: list[str | None], payloads: list[bytes | None]
+    ) -> tuple[list[int], dict[str, tuple[Any, ...]]]:
+        review = REVIEWS_REQUESTED.name
+        flags = [topic == review for topic in topics]
+        try:
+            return self._native.decode(payloads, flags)
+        except TypeError:  # a record without a value (None): left to row_from_json
+            present = [payload if type(payload) is bytes else b"" for payload in payloads]
+            return self._native.decode(present, flags)
 
 
 def _id(value: Any) -> str | None:

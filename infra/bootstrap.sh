@@ -37,6 +37,24 @@ if [ ! -x "$REPO/.venv/bin/python" ]; then
   echo "bootstrap: creating $REPO/.venv ..."
   python3 -m venv "$REPO/.venv"
 fi
+# The analytics sink's native record decoder (Rust, native/sink_decoder), built with cargo
+# through maturin; rebuilt only when its sources change (their hash is kept in the venv).
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "bootstrap: installing cargo (Rust, for the sink's native decoder) ..."
+  timeout 900 $SUDO apt-get update -q
+  timeout 1800 $SUDO apt-get install -y -q --no-install-recommends cargo rustc
+fi
+native="$REPO/native/sink_decoder"
+native_hash="$(cd "$native" && cat Cargo.toml Cargo.lock pyproject.toml src/*.rs | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$REPO/.venv/.sink_decoder.hash" 2>/dev/null)" != "$native_hash" ]; then
+  echo "bootstrap: building the sink's native decoder (cargo, about a minute) ..."
+  timeout 1800 "$REPO/.venv/bin/pip" install -q --disable-pip-version-check "$native"
+  echo "$native_hash" >"$REPO/.venv/.sink_decoder.hash"
+fi
+
 # Always: cheap when everything is installed, and it picks up dependencies added since.
 echo "bootstrap: installing the project into $REPO/.venv ..."
 timeout 1800 "$REPO/.venv/bin/pip" install -q --disable-pip-version-check -e "$REPO[dev]"

@@ -37,7 +37,7 @@ def test_an_older_table_gains_the_model_columns_and_the_hourly_views_are_replace
         )
         assert retired.view_name != f"{shape}_by_hour_mv"
     old.command("DROP VIEW model_scores_by_hour_from_minute_mv")  # not in that release
-    old.command("DROP VIEW model_scores_by_minute_mv")
+    old.command("DROP VIEW model_scores_by_minute_decisions_mv")
     old.command("DROP TABLE model_scores_by_hour")
     old.command("DROP TABLE model_scores_by_minute")
     old.command("ALTER TABLE pipeline_events DROP COLUMN shadow_scores")
@@ -63,5 +63,63 @@ def test_an_older_table_gains_the_model_columns_and_the_hourly_views_are_replace
             " (SELECT sum(completed) FROM latency_by_hour)"
         )
         assert counts == [(4, 4, 4)]
+    finally:
+        upgraded.close()
+
+
+#: The model-scores minute view as the release before its revision made it: the scores'
+#: arrays built for every event, decisions kept after the ARRAY JOIN.
+FIRST_MODEL_SCORES_VIEW = """CREATE MATERIALIZED VIEW model_scores_by_minute_mv
+    TO model_scores_by_minute AS
+    SELECT toStartOfMinute(event_time) AS minute, score.1 AS model, score.2 AS role, decision,
+           intDiv(toUInt32(least(greatest(round(score.3 * 100), 0), 10000)), 100)
+               AS score_percent,
+           count() AS events, sum(score.3) AS score_sum,
+           sum(score.3 - toFloat64(assumeNotNull(risk_score))) AS diff_sum,
+           sum(abs(score.3 - toFloat64(assumeNotNull(risk_score)))) AS diff_abs_sum
+      FROM pipeline_events
+     ARRAY JOIN arrayConcat(
+           [(toString(scored_by), 'champion', toFloat64(assumeNotNull(risk_score)))],
+           arrayMap((name, value) -> (toString(name), 'challenger', toFloat64(value)),
+                    mapKeys(shadow_scores), mapValues(shadow_scores))) AS score
+     WHERE decision != '' AND scored_by != '' AND risk_score IS NOT NULL
+     GROUP BY minute, model, role, decision, score_percent"""
+
+
+def test_a_revised_minute_view_replaces_its_first_form_and_the_totals_stay(
+    tmp_path: Path,
+) -> None:
+    """An engine whose model-scores view is the first form: applying the schema drops it,
+    rebuilds the minute and hour roll-ups from the events, and creates the revised view; the
+    totals are the same, and a new decision is counted once in both grains."""
+    decision = {"event_kind": "approved", "scored_by": "fraud-gbm v3"}
+    old = Warehouse(f"chdb://{tmp_path / 'engine'}")
+    old.command("DROP VIEW model_scores_by_minute_decisions_mv")
+    old.command(FIRST_MODEL_SCORES_VIEW)
+    rows = [as_row(event(n, **decision, shadow_scores={"fraud-gbm v4": 40.0})) for n in range(4)]
+    rows.append(as_row(event(4)))  # a posting: no decision, not a model score
+    assert store_new_events(old, events_batch(rows).table) == 5
+    totals = """SELECT (SELECT sum(events) FROM model_scores_by_minute),
+                       (SELECT sum(score_sum) FROM model_scores_by_minute),
+                       (SELECT sum(events) FROM model_scores_by_hour),
+                       (SELECT sum(score_sum) FROM model_scores_by_hour)"""
+    before = old.query(totals)
+    assert before[0][0] == before[0][2] == 8  # four decisions: the champion's and a challenger's
+    old.close()
+
+    upgraded = Warehouse(f"chdb://{tmp_path / 'engine'}")
+    try:
+        assert sorted(upgraded.rebuilt_roll_ups) == [
+            "model_scores_by_hour",
+            "model_scores_by_minute",
+        ]
+        views = {row[0] for row in upgraded.query("SELECT name FROM system.tables")}
+        assert "model_scores_by_minute_mv" not in views
+        assert "model_scores_by_minute_decisions_mv" in views
+        assert upgraded.query(totals) == before
+        new = as_row(event(9, **decision, shadow_scores={"fraud-gbm v4": 1.0}))
+        assert store_new_events(upgraded, events_batch([new]).table) == 1
+        [(minute, _, hour, _)] = upgraded.query(totals)
+        assert minute == hour == 10
     finally:
         upgraded.close()

@@ -11,7 +11,12 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from analytics.clickhouse import EVENT_COLUMNS, ROWS_PER_CHUNK, EventsBatchBuilder, events_batch
+from analytics.clickhouse import (
+    EVENT_COLUMNS,
+    RECORDS_PER_CHUNK,
+    EventsBatchBuilder,
+    events_batch,
+)
 from analytics.mapping import row_from_json
 from analytics.sink import first_of_each_event, store_new_events
 from domain import records
@@ -65,7 +70,8 @@ class FakeWarehouse:
         self, kinds: Sequence[str], ids: Sequence[str], start: datetime, end: datetime
     ) -> set[str]:
         self.lookups.append((list(kinds), start, end))
-        return {i for i in ids if i in self.stored}
+        listed = ids.to_pylist() if hasattr(ids, "to_pylist") else list(ids)
+        return {i for i in listed if i in self.stored}
 
     def insert_events(self, new: pa.Table) -> None:
         self.inserted.extend(new.to_pylist())
@@ -236,7 +242,7 @@ def test_records_that_cannot_be_mapped_go_to_the_dead_letter_topic_and_the_rest_
 
     messages = [
         Message(10, deposit()),
-        Message(11, b"{broken"),  # refused by the decoder, as it is consumed
+        Message(11, b"{broken"),  # refused by the decoder
         Message(12, deposit(amount="5.00001")),  # refused by its column, at the flush
         Message(13, deposit()),
     ]
@@ -248,7 +254,7 @@ def test_records_that_cannot_be_mapped_go_to_the_dead_letter_topic_and_the_rest_
     rows = EventsBatchBuilder()
     taken: list[Any] = []
     for message in messages:
-        sink._take(message, rows, taken, producer)  # type: ignore[arg-type]
+        sink._take(message, rows, taken)  # type: ignore[arg-type]
     sink._flush(rows, taken, consumer, producer)  # type: ignore[arg-type]
     assert sink.rows_written == 2 and sink.dead_letters == 2 and consumer.commits == 1
     assert [topic for topic, _, _ in producer.produced] == ["ledger.events.dlq"] * 2
@@ -278,18 +284,18 @@ def deposit(**changes: Any) -> bytes:
 
 
 def test_bad_records_among_good_ones_in_several_chunks_go_alone_to_dead_letters() -> None:
-    # Rows become Arrow a chunk at a time: a bad record anywhere (the last row of a chunk,
-    # the first of the next) leaves out itself alone, with its reason.
+    # Records are decoded a chunk at a time: a bad record anywhere (the last of a chunk, the
+    # first of the next) leaves out itself alone, with its reason.
     from analytics.settings import AnalyticsSettings
     from analytics.sink import EventSink
 
     bad = {
-        3: b"{broken",  # refused by the decoder, as it is consumed
-        ROWS_PER_CHUNK - 1: deposit(amount=12.5),  # a number for text: its chunk row by row
-        ROWS_PER_CHUNK: deposit(amount="5.00001"),  # refused by its column, at the flush
-        2 * ROWS_PER_CHUNK + 7: deposit(currency_code="EURO"),
+        3: b"{broken",  # refused by the decoder
+        RECORDS_PER_CHUNK - 1: deposit(amount=12.5),  # a number for text: Arrow refuses it
+        RECORDS_PER_CHUNK: deposit(amount="5.00001"),  # refused by its column
+        2 * RECORDS_PER_CHUNK + 7: deposit(currency_code="EURO"),
     }
-    messages = [Message(n, bad.get(n) or deposit()) for n in range(2 * ROWS_PER_CHUNK + 20)]
+    messages = [Message(n, bad.get(n) or deposit()) for n in range(2 * RECORDS_PER_CHUNK + 20)]
     settings = AnalyticsSettings(
         KAFKA_BOOTSTRAP="127.0.0.1:1", CLICKHOUSE_DSN="chdb:///nowhere", DATABASE_URL="x://y"
     )
@@ -297,7 +303,7 @@ def test_bad_records_among_good_ones_in_several_chunks_go_alone_to_dead_letters(
     sink = EventSink(settings, warehouse)  # type: ignore[arg-type]
     rows, taken = EventsBatchBuilder(), []
     for message in messages:
-        sink._take(message, rows, taken, producer)  # type: ignore[arg-type]
+        sink._take(message, rows, taken)  # type: ignore[arg-type]
     sink._flush(rows, taken, consumer, producer)  # type: ignore[arg-type]
 
     good = [m for m in messages if m.offset() not in bad]
@@ -308,9 +314,11 @@ def test_bad_records_among_good_ones_in_several_chunks_go_alone_to_dead_letters(
     reasons = {int(h["dlq.offset"]): h["dlq.reason"].decode() for _, _, h in producer.produced}
     assert list(reasons) == sorted(bad)
     assert reasons[3].startswith("record: invalid JSON")
-    assert reasons[ROWS_PER_CHUNK - 1].startswith("cannot map to pipeline_events: amount: 12.5: ")
-    assert reasons[ROWS_PER_CHUNK].startswith("cannot map to pipeline_events: amount: '5.00001'")
-    assert reasons[2 * ROWS_PER_CHUNK + 7] == (
+    assert reasons[RECORDS_PER_CHUNK - 1].startswith(
+        "cannot map to pipeline_events: amount: 12.5: "
+    )
+    assert reasons[RECORDS_PER_CHUNK].startswith("cannot map to pipeline_events: amount: '5.00001'")
+    assert reasons[2 * RECORDS_PER_CHUNK + 7] == (
         "cannot map to pipeline_events: currency_code: 'EURO': not a 3-letter currency code"
     )
     assert rows.rows == 0  # emptied by the flush, ready for the next batch
