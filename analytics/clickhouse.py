@@ -308,7 +308,7 @@ def _rows_arrow_reads(rows: Sequence[tuple[Any, ...]]) -> tuple[pa.StructArray, 
 #: Records decoded per call of the native decoder: large enough that building the Arrow
 #: arrays from its buffers (a few µs a column) is spread thin, small enough to stay in cache.
 RECORDS_PER_CHUNK = 2_048
-_NATIVE = NativeDecoder()
+NATIVE_DECODER = NativeDecoder(_TRANSACTION_TYPES.to_pylist(), REASON_CODE_MAX)
 
 
 def _buffer(data: bytes | None) -> pa.Buffer | None:
@@ -321,6 +321,10 @@ def _native_array(spec: tuple[Any, ...], rows: int) -> pa.Array:
         _, validity, offsets, data, nulls = spec
         buffers = [_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)]
         return pa.Array.from_buffers(_TEXT, rows, buffers, null_count=nulls)
+    if spec[0] == "timestamp_ms":
+        return pa.Array.from_buffers(_TIME_MS, rows, [None, pa.py_buffer(spec[1])])
+    if spec[0] == "decimal128":
+        return pa.Array.from_buffers(_DECIMAL, rows, [None, pa.py_buffer(spec[1])])
     if spec[0] == "float32":
         _, validity, values, nulls = spec
         return pa.Array.from_buffers(
@@ -346,7 +350,7 @@ class EventsBatchBuilder:
     were added) and reasons included."""
 
     def __init__(
-        self, rows_per_chunk: int = ROWS_PER_CHUNK, decoder: NativeDecoder | None = _NATIVE
+        self, rows_per_chunk: int = ROWS_PER_CHUNK, decoder: NativeDecoder | None = NATIVE_DECODER
     ) -> None:
         """``decoder=None`` decodes every record by ``row_from_json``: the reference the
         tests hold the native decoder to."""
@@ -356,10 +360,13 @@ class EventsBatchBuilder:
 
     def _empty(self) -> None:
         self._pending: list[tuple[Any, ...]] = []
+        self._pending_positions: list[int] = []  # each pending row's index among those added
         self._topics: list[str | None] = []  # records waiting for the native decoder
         self._payloads: list[bytes | None] = []
-        self._chunks: list[pa.StructArray] = []
+        self._chunks: list[pa.StructArray] = []  # rows as read, checked by ``finish``
         self._positions: list[int] = []  # each converted row's index among the rows added
+        self._decoded: list[pa.Table] = []  # rows the native decoder checked and converted
+        self._decoded_positions: list[int] = []
         self._rejected: dict[int, str] = {}
         self._undecodable: dict[int, str] = {}
         self.rows = 0
@@ -368,6 +375,7 @@ class EventsBatchBuilder:
         if self._payloads:
             self._decode_records()  # what came first is converted first
         self._pending.append(row)
+        self._pending_positions.append(self.rows)
         self.rows += 1
         if len(self._pending) >= self._rows_per_chunk:
             self._convert()
@@ -383,58 +391,49 @@ class EventsBatchBuilder:
             self._decode_records()
 
     def _decode_records(self) -> None:
-        """The waiting records, by the native decoder; the ones it leaves by ``row_from_json``
-        (the reason of a record that refuses goes to ``undecodable``). The chunk keeps the
-        records' order, so the first of two records with one event id stays the first."""
+        """The waiting records, by the native decoder (its rows come checked and converted);
+        the ones it leaves by ``row_from_json`` (the reason of a record that refuses goes to
+        ``undecodable``), their rows checked with the others by ``finish``."""
         topics, payloads = self._topics, self._payloads
         first = self.rows - len(payloads)
+        self._topics, self._payloads = [], []
         if self._decoder is None:
-            left, struct = list(range(len(payloads))), pa.array([], type=_ROW)
+            left = list(range(len(payloads)))
         else:
             left, columns = self._decoder.decode(topics, payloads)
             taken = len(payloads) - len(left)
-            struct = pa.StructArray.from_arrays(
-                [_native_array(columns[name], taken) for name in EVENT_COLUMNS], fields=list(_ROW)
+            arrays = [_native_array(columns[name], taken) for name in EVENT_COLUMNS]
+            self._decoded.append(pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA))
+            if not left:
+                self._decoded_positions.extend(range(first, first + len(payloads)))
+                return
+            leaving = set(left)
+            self._decoded_positions.extend(
+                first + index for index in range(len(payloads)) if index not in leaving
             )
-        self._topics, self._payloads = [], []
-        if not left:
-            self._chunks.append(struct)
-            self._positions.extend(range(first, first + len(payloads)))
-            return
-        leaving = set(left)
-        order = [index for index in range(len(payloads)) if index not in leaving]
-        rows, row_index = [], []
         for index in left:
             try:
-                rows.append(row_from_json(topics[index], payloads[index]))
-                row_index.append(index)
+                row = row_from_json(topics[index], payloads[index])
             except RecordDecodeError as error:
                 self._undecodable[first + index] = error.message
-        if rows:
-            others, fitting = _rows_arrow_reads(rows)
-            fits = set(fitting)
-            for at, row in enumerate(rows):
-                if at not in fits:
-                    self._rejected[first + row_index[at]] = _type_error(row)
-            struct = pa.concat_arrays([struct, others])
-            order += [row_index[at] for at in fitting]
-        by_position = sorted(range(len(order)), key=order.__getitem__)
-        self._chunks.append(struct.take(pa.array(by_position, pa.int32())))
-        self._positions.extend(first + order[at] for at in by_position)
+                continue
+            self._pending.append(row)
+            self._pending_positions.append(first + index)
+        self._convert()
 
     def _convert(self) -> None:
         if not self._pending:
             return
-        first = self.rows - len(self._pending)
+        positions = self._pending_positions
         struct, fitting = _rows_arrow_reads(self._pending)
         if len(fitting) < len(self._pending):
             fits = set(fitting)
             for index, row in enumerate(self._pending):
                 if index not in fits:
-                    self._rejected[first + index] = _type_error(row)
+                    self._rejected[positions[index]] = _type_error(row)
         self._chunks.append(struct)
-        self._positions.extend(first + index for index in fitting)
-        self._pending = []
+        self._positions.extend(positions[index] for index in fitting)
+        self._pending, self._pending_positions = [], []
 
     def finish(self) -> EventsBatch:
         """The batch's table and its rejections; the builder is empty again afterwards."""
@@ -442,7 +441,11 @@ class EventsBatchBuilder:
         if self._payloads:
             self._decode_records()
         struct = pa.concat_arrays(self._chunks) if self._chunks else pa.array([], type=_ROW)
-        batch = _checked(struct, self._positions, self._rejected, self._undecodable)
+        checked, kept, rejected = _checked(struct, self._positions, self._rejected)
+        table = pa.concat_tables([*self._decoded, checked]) if self._decoded else checked
+        if self._decoded and kept:  # rows of both kinds: back in the order they were added
+            table = table.take(pc.sort_indices(pa.array(self._decoded_positions + kept)))
+        batch = EventsBatch(table, rejected, self._undecodable)
         self._empty()
         return batch
 
@@ -457,14 +460,12 @@ def events_batch(rows: Sequence[tuple[Any, ...]]) -> EventsBatch:
 
 
 def _checked(
-    struct: pa.StructArray,
-    positions: list[int],
-    rejected: dict[int, str],
-    undecodable: dict[int, str] | None = None,
-) -> EventsBatch:
+    struct: pa.StructArray, positions: list[int], rejected: dict[int, str]
+) -> tuple[pa.Table, list[int], dict[int, str]]:
     """Each column of the converted rows checked and converted; a row whose value fails is
     left out, with the field, the value and the reason (``positions[i]`` is the index of
-    the struct's row ``i`` among the rows given; ``rejected`` holds the type errors)."""
+    the struct's row ``i`` among the rows given; ``rejected`` holds the type errors).
+    Returns the table, the positions of its rows, and every rejection."""
     rejected = dict(rejected)
     raw = struct.flatten()
     arrays: list[pa.Array] = []
@@ -486,9 +487,8 @@ def _checked(
             for values, (_name, _read_as, check) in zip(raw, _EVENT_FIELDS, strict=True)
         ]
         rejected.update((positions[position], reason) for position, reason in failed.items())
-    return EventsBatch(
-        pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA), rejected, dict(undecodable or {})
-    )
+        positions = [at for index, at in enumerate(positions) if index not in failed]
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA), positions, rejected
 
 
 def _type_error(row: tuple[Any, ...]) -> str:

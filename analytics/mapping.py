@@ -214,8 +214,10 @@ class NativeDecoder:
     """Records to Arrow column buffers in the ``sink_decoder`` extension (see the module's
     docstring): ``decode`` returns the indices of the records left to ``row_from_json`` and the
     columns of the others' rows, by column name (the extension's docstring gives their
-    layout). It takes a record only when ``row_from_json`` would take it and give the same row:
-    it leaves anything else, every record ``row_from_json`` refuses included."""
+    layout), checked and converted as ``analytics.clickhouse``'s column checks convert
+    them. It takes a record only when ``row_from_json`` would take it and the column checks
+    pass its row, and gives the same values: it leaves anything else, every record either
+    refuses included, to them and their reasons."""
 
     #: (kind, event kind, status, time field, has a score, scored by a model, has a reason,
     #: read from the review topic) per record kind: this module's tables, one source.
@@ -233,9 +235,16 @@ class NativeDecoder:
         for name, kind in _KIND.items()
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, transaction_types: list[str], reason_code_max: int) -> None:
+        """``transaction_types`` and ``reason_code_max``: what the column checks
+        (``analytics.clickhouse``) allow, for the rows the decoder converts itself."""
         self._native = sink_decoder.Decoder(
-            self.RULES, records.SCHEMA_VERSION, records.SHADOW_SCORES_MAX, _MODEL_NAME_MAX
+            self.RULES,
+            records.SCHEMA_VERSION,
+            records.SHADOW_SCORES_MAX,
+            _MODEL_NAME_MAX,
+            transaction_types,
+            reason_code_max,
         )
 
     def decode(

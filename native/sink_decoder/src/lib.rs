@@ -251,17 +251,147 @@ fn plain_decimal(text: &str) -> Option<f64> {
     text.parse::<f64>().ok().filter(|score| score.is_finite())
 }
 
-/// One record's row, borrowed from its payload, every check passed.
+/// Ids in their canonical text (lower case), as the column check leaves them.
+type Id = [u8; 36];
+
+/// The id columns, in the order of `Row::ids`; the first, second and last are required.
+const ID_COLUMNS: [&str; 7] = [
+    "event_id",
+    "transaction_id",
+    "source_wallet_id",
+    "destination_wallet_id",
+    "source_user_id",
+    "destination_user_id",
+    "client_id",
+];
+const REQUIRED_IDS: [bool; 7] = [true, true, false, false, false, false, true];
+const TIME_COLUMNS: [&str; 2] = ["event_time", "requested_at"];
+const AMOUNT_COLUMNS: [&str; 3] = ["amount", "fee_amount", "total_amount"];
+/// The other text columns, in the order of `Row::texts`: never null in a taken row.
+const TEXT_COLUMNS: [&str; 8] = [
+    "event_kind",
+    "transaction_type",
+    "transaction_status",
+    "currency_code",
+    "reason_code",
+    "channel",
+    "terminal_id",
+    "scored_by",
+];
+
+/// One record's row, every check of `row_from_json` and of the column checks passed, its
+/// values converted as the column checks convert them.
 struct Row<'a> {
-    rule: &'a KindRule,
-    record: Record<'a>,
-    amount: Option<&'a str>,
-    total: Option<&'a str>,
+    ids: [Option<Id>; 7],
+    times: [i64; 2],
+    amounts: [i128; 3],
+    texts: [&'a str; 8],
     score: Option<f32>,
-    scored_by: &'a str,
     shadow: Vec<(&'a str, f32)>,
-    channel: &'a str,
-    terminal: &'a str,
+}
+
+/// A UUID's text in lower case, when it is one (hex digits and hyphens where the column
+/// check's pattern puts them, in either case).
+fn canonical_uuid(text: &str) -> Option<Id> {
+    let bytes: &[u8; 36] = text.as_bytes().try_into().ok()?;
+    let mut out = *bytes;
+    for (at, byte) in out.iter_mut().enumerate() {
+        if matches!(at, 8 | 13 | 18 | 23) {
+            if *byte != b'-' {
+                return None;
+            }
+        } else if byte.is_ascii_hexdigit() {
+            byte.make_ascii_lowercase();
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+fn digits(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(bytes.iter().fold(0, |value, b| value * 10 + i64::from(b - b'0')))
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z` from 1970 on, the form
+/// the pipeline writes; the column check reads it to microseconds and truncates to
+/// milliseconds, as this does. Other forms Arrow may still read go to Python.
+fn iso_millis(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || *b.last()? != b'Z' {
+        return None;
+    }
+    let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let fraction = &b[19..b.len() - 1];
+    let millis = match fraction.split_first() {
+        None => 0,
+        Some((b'.', places)) if (1..=6).contains(&places.len()) => {
+            digits(places)?;
+            places.iter().chain(b"00").take(3).fold(0, |v, d| v * 10 + i64::from(d - b'0'))
+        }
+        _ => return None,
+    };
+    if year < 1970 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let seconds = ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second;
+    Some(seconds * 1000 + millis)
+}
+
+/// An amount written `digits[.digits]`, at most 15 integer digits (no leading zero) and 4
+/// decimals, as decimal(19, 4)'s unscaled integer. Anything else (a sign, an exponent, a
+/// fifth decimal) goes to Python, whose column check refuses or reads it.
+fn plain_amount(text: &str) -> Option<i128> {
+    let b = text.as_bytes();
+    let (whole, fraction) = match b.iter().position(|&c| c == b'.') {
+        Some(at) => (&b[..at], &b[at + 1..]),
+        None => (b, &b""[..]),
+    };
+    if whole.len() > 15 || (whole.len() > 1 && whole[0] == b'0') || fraction.len() > 4 {
+        return None;
+    }
+    if b.contains(&b'.') && fraction.is_empty() {
+        return None;
+    }
+    let mut value = i128::from(digits(whole)?);
+    for place in 0..4 {
+        let digit = match fraction.get(place) {
+            Some(d) if d.is_ascii_digit() => i128::from(d - b'0'),
+            Some(_) => return None,
+            None => 0,
+        };
+        value = value * 10 + digit;
+    }
+    Some(value)
 }
 
 #[pyclass(frozen)]
@@ -270,6 +400,8 @@ struct Decoder {
     schema_version: i64,
     shadow_scores_max: usize,
     model_name_max: usize,
+    transaction_types: Vec<String>,
+    reason_code_max: usize,
 }
 
 impl Decoder {
@@ -329,45 +461,74 @@ impl Decoder {
             ),
             None => ("", ""),
         };
+        // The column checks (analytics.clickhouse): ids, times, amounts, type, currency and
+        // reason, converted as they convert them.
+        let raw_ids = [
+            record.event_id,
+            record.transaction_id,
+            record.source_wallet_id,
+            record.destination_wallet_id,
+            record.source_user_id,
+            record.destination_user_id,
+            record.client_id,
+        ];
+        let mut ids = [None; 7];
+        for ((id, raw), required) in ids.iter_mut().zip(raw_ids).zip(REQUIRED_IDS) {
+            match raw {
+                Some(text) => *id = Some(canonical_uuid(text)?),
+                None if required => return None,
+                None => {}
+            }
+        }
+        let when = match rule.when {
+            When::Requested => record.requested_at,
+            When::Decided => record.decided_at,
+            When::Completed => record.completed_at,
+            When::Failed => record.failed_at,
+            When::Discarded => record.discarded_at,
+        };
+        let times = [iso_millis(when?)?, iso_millis(record.requested_at?)?];
+        let amounts = [
+            plain_amount(record.amount?)?,
+            plain_amount(record.fee_amount?)?,
+            plain_amount(record.total_amount?)?,
+        ];
+        let transaction_type = record.transaction_type?;
+        if !self.transaction_types.iter().any(|known| known == transaction_type) {
+            return None;
+        }
+        let currency = record.currency_code?;
+        if currency.chars().count() != 3 {
+            return None;
+        }
+        let reason = if rule.has_reason { record.reason_code? } else { "" };
+        if reason.chars().count() > self.reason_code_max {
+            return None;
+        }
         Some(Row {
-            rule,
-            amount: record.amount,
-            total: record.total_amount,
+            ids,
+            times,
+            amounts,
+            texts: [
+                &rule.event_kind,
+                transaction_type,
+                &rule.status,
+                currency,
+                reason,
+                channel,
+                terminal,
+                scored_by,
+            ],
             score,
-            scored_by,
             shadow,
-            channel,
-            terminal,
-            record,
         })
     }
 }
 
-/// Every text column of a row, in the order `Columns::texts` names them.
-const TEXT_COLUMNS: [&str; 20] = [
-    "event_id",
-    "event_kind",
-    "event_time",
-    "transaction_id",
-    "transaction_type",
-    "transaction_status",
-    "source_wallet_id",
-    "destination_wallet_id",
-    "source_user_id",
-    "destination_user_id",
-    "amount",
-    "fee_amount",
-    "total_amount",
-    "currency_code",
-    "reason_code",
-    "requested_at",
-    "channel",
-    "terminal_id",
-    "client_id",
-    "scored_by",
-];
-
 struct Columns {
+    ids: Vec<TextColumn>,
+    times: [Vec<i64>; 2],
+    amounts: [Vec<i128>; 3],
     texts: Vec<TextColumn>,
     score: ScoreColumn,
     shadow: ScoresColumn,
@@ -376,7 +537,10 @@ struct Columns {
 impl Columns {
     fn new(rows: usize) -> Self {
         Columns {
-            texts: TEXT_COLUMNS.iter().map(|_| TextColumn::new(rows, 24)).collect(),
+            ids: ID_COLUMNS.iter().map(|_| TextColumn::new(rows, 36)).collect(),
+            times: std::array::from_fn(|_| Vec::with_capacity(rows)),
+            amounts: std::array::from_fn(|_| Vec::with_capacity(rows)),
+            texts: TEXT_COLUMNS.iter().map(|_| TextColumn::new(rows, 12)).collect(),
             score: ScoreColumn {
                 values: Vec::with_capacity(rows),
                 validity: Vec::with_capacity(rows / 8 + 1),
@@ -391,40 +555,18 @@ impl Columns {
     }
 
     fn push(&mut self, row: &Row) {
-        let record = &row.record;
-        let rule = row.rule;
-        let when = match rule.when {
-            When::Requested => record.requested_at,
-            When::Decided => record.decided_at,
-            When::Completed => record.completed_at,
-            When::Failed => record.failed_at,
-            When::Discarded => record.discarded_at,
-        };
-        let reason = if rule.has_reason { record.reason_code } else { Some("") };
-        let values: [Option<&str>; 20] = [
-            record.event_id,
-            Some(&rule.event_kind),
-            when,
-            record.transaction_id,
-            record.transaction_type,
-            Some(&rule.status),
-            record.source_wallet_id,
-            record.destination_wallet_id,
-            record.source_user_id,
-            record.destination_user_id,
-            row.amount,
-            record.fee_amount,
-            row.total,
-            record.currency_code,
-            reason,
-            record.requested_at,
-            Some(row.channel),
-            Some(row.terminal),
-            record.client_id,
-            Some(row.scored_by),
-        ];
-        for (column, value) in self.texts.iter_mut().zip(values) {
+        for (column, id) in self.ids.iter_mut().zip(&row.ids) {
+            // An id is 36 ASCII bytes (checked by canonical_uuid).
+            column.push(id.as_ref().map(|id| std::str::from_utf8(id).unwrap_or_default()));
+        }
+        for (column, value) in self.times.iter_mut().zip(row.times) {
             column.push(value);
+        }
+        for (column, value) in self.amounts.iter_mut().zip(row.amounts) {
+            column.push(value);
+        }
+        for (column, value) in self.texts.iter_mut().zip(row.texts) {
+            column.push(Some(value));
         }
         self.score.push(row.score);
         for (name, value) in &row.shadow {
@@ -436,7 +578,8 @@ impl Columns {
 }
 
 fn bytes_of<T: Copy>(values: &[T]) -> &[u8] {
-    // Plain numbers (i32, f32) laid out as Arrow reads them (little-endian, this machine's).
+    // Plain numbers (i32, i64, i128, f32) laid out as Arrow reads them: little-endian, this
+    // machine's order (a decimal128 is a two's complement 128-bit integer, little-endian).
     unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
 }
 
@@ -451,13 +594,16 @@ fn validity<'py>(py: Python<'py>, bits: &[u8], nulls: usize) -> PyObject {
 #[pymethods]
 impl Decoder {
     /// `rules`: (kind, event kind, status, time field, has a score, is scored by a model,
-    /// has a reason, is read from the review topic) for every kind the sink takes.
+    /// has a reason, is read from the review topic) for every kind the sink takes; the
+    /// column checks' transaction types and longest reason code.
     #[new]
     fn new(
         rules: Vec<RuleTuple>,
         schema_version: i64,
         shadow_scores_max: usize,
         model_name_max: usize,
+        transaction_types: Vec<String>,
+        reason_code_max: usize,
     ) -> PyResult<Self> {
         let rules = rules
             .into_iter()
@@ -474,15 +620,24 @@ impl Decoder {
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(Decoder { rules, schema_version, shadow_scores_max, model_name_max })
+        Ok(Decoder {
+            rules,
+            schema_version,
+            shadow_scores_max,
+            model_name_max,
+            transaction_types,
+            reason_code_max,
+        })
     }
 
     /// Decode `payloads` (bytes; `review_topic[i]` says whether payload i was read from the
     /// review topic). Returns (the indices of the payloads left to Python, in order; a dict
-    /// of the taken rows' columns as Arrow buffers, by column name):
-    /// text columns as ("text", validity or None, offsets, data, null count); the risk
-    /// score as ("float32", validity or None, values, null count); the shadow scores as
-    /// ("map", offsets, name offsets, name data, values).
+    /// of the taken rows' columns as Arrow buffers, by column name, converted as the column
+    /// checks convert them): ids and other texts as ("text", validity or None, offsets,
+    /// data, null count); times as ("timestamp_ms", values); amounts as ("decimal128",
+    /// values: 16-byte unscaled integers, scale 4); the risk score as ("float32", validity
+    /// or None, values, null count); the shadow scores as ("map", offsets, name offsets,
+    /// name data, values).
     fn decode<'py>(
         &self,
         py: Python<'py>,
@@ -508,11 +663,19 @@ impl Decoder {
             }
             (left, columns)
         });
-        if columns.texts.iter().any(|c| c.data.len() > i32::MAX as usize) {
+        let texts = ID_COLUMNS.iter().zip(&columns.ids);
+        let texts = texts.chain(TEXT_COLUMNS.iter().zip(&columns.texts));
+        if texts.clone().any(|(_, c)| c.data.len() > i32::MAX as usize) {
             return Err(PyValueError::new_err("a batch too large for 32-bit offsets"));
         }
         let out = PyDict::new(py);
-        for (name, column) in TEXT_COLUMNS.iter().zip(&columns.texts) {
+        for (name, values) in TIME_COLUMNS.iter().zip(&columns.times) {
+            out.set_item(name, ("timestamp_ms", PyBytes::new(py, bytes_of(values))))?;
+        }
+        for (name, values) in AMOUNT_COLUMNS.iter().zip(&columns.amounts) {
+            out.set_item(name, ("decimal128", PyBytes::new(py, bytes_of(values))))?;
+        }
+        for (name, column) in texts {
             out.set_item(
                 name,
                 (
