@@ -344,10 +344,11 @@ class EventsBatchBuilder:
     """Builds an ``events_batch`` from rows added one at a time (``add``), converting them
     to Arrow every ``ROWS_PER_CHUNK`` rows (see there), or from records' JSON
     (``add_record``: the sink's way), decoded ``RECORDS_PER_CHUNK`` at a time by the native
-    decoder, the records it leaves by ``row_from_json``; ``finish`` checks the columns of the
-    whole batch. The result is the one ``events_batch`` gives for the same rows (for records:
-    for their ``row_from_json`` rows), rejections (by index in the order the rows and records
-    were added) and reasons included."""
+    decoder (its rows come checked and converted), the records it leaves by
+    ``row_from_json``; ``finish`` checks the columns of the rows it has not, and puts every
+    row back in the order it was added. The result is the one ``events_batch`` gives for the
+    same rows (for records: for their ``row_from_json`` rows), rejections (by index in the
+    order the rows and records were added) and reasons included."""
 
     def __init__(
         self, rows_per_chunk: int = ROWS_PER_CHUNK, decoder: NativeDecoder | None = NATIVE_DECODER

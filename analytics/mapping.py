@@ -12,12 +12,14 @@ Two ways in, one row out (``EVENT_COLUMNS`` order, see ``analytics.clickhouse``)
 - ``event_row``: from a decoded record (tests, tools); the same row, and the tests hold the
   two to it for every kind of record.
 - ``NativeDecoder``: the sink's fast way, many records at once, in Rust (the
-  ``sink_decoder`` extension under ``native/``): the rows ``row_from_json`` would give,
-  straight into Arrow column buffers, for the records that are plainly well formed; every
-  other record is handed back, and ``row_from_json`` decodes it (with its exact reason when it
-  refuses it). Python's per-record work (orjson's dict, this module's tuple, pyarrow reading
-  the tuples) cost about 9 µs a record; the extension does it in about 1 µs, with the GIL
-  released. The rules it follows are this module's tables, passed to it at import.
+  ``sink_decoder`` extension under ``native/``): the rows ``row_from_json`` would give, checked
+  and converted as ``analytics.clickhouse``'s column checks would, straight into Arrow column
+  buffers, for the records that are plainly well formed; every other record is handed back,
+  and ``row_from_json`` and the column checks take it (with their exact reason when they
+  refuse it). Python's per-record work (orjson's dict, this module's tuple, pyarrow reading
+  the tuples, the checks) cost about 8 µs a record; the extension's is about 2 µs, with the
+  GIL released. The rules it follows are this module's tables and the checks' constants,
+  passed to it when it is made.
 
 A row is a tuple (``events_batch`` reads tuples in one pass). It holds: ids as text, times
 as ISO-8601 text with a zone, amounts as decimal text, ``risk_score`` a float or None,
