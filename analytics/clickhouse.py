@@ -223,8 +223,9 @@ class Warehouse:
             wanted = pc.is_in(window_ids, value_set=_text_array(ids))
             return set(window_ids.filter(wanted).to_pylist())
         found: set[str] = set()
-        for first in range(0, len(ids), IDS_PER_QUERY_MAX):
-            chunk = _text_array(ids).slice(first, IDS_PER_QUERY_MAX).to_pylist()
+        every_id = _text_array(ids)
+        for first in range(0, len(every_id), IDS_PER_QUERY_MAX):
+            chunk = every_id.slice(first, IDS_PER_QUERY_MAX).to_pylist()
             rows = self.query(
                 f"SELECT toString(event_id) {_WINDOW} AND event_id IN {{ids:Array(UUID)}}",
                 {**window, "ids": chunk},
