@@ -143,7 +143,7 @@ _ROW = pa.struct([(name, read_as) for name, read_as, _ in _EVENT_FIELDS])
 #: skip that pass (about a fifth of a small insert's time with eight views). The ten views
 #: of an insert run side by side rather than one after the other: the sink's two threads
 #: leave the second core idle part of the time (1.0 to 1.3 times the rows/s in six paired
-#: runs of the sink's two threads, 1.14 on average; docs/analytics.md).
+#: runs of the sink's two threads, 1.16 on average; docs/analytics.md).
 INSERT_SETTINGS = {"optimize_on_insert": 0, "parallel_view_processing": 1}
 REPORT_COLUMNS = (
     "report_id",
