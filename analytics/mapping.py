@@ -1,8 +1,9 @@
 """Map a pipeline record to its ``pipeline_events`` row.
 
-Two ways in, one row out (``EVENT_COLUMNS`` order, see ``analytics.clickhouse``):
+Three ways in, one row out (``EVENT_COLUMNS`` order, see ``analytics.clickhouse``):
 
-- ``row_from_json``: the sink's way, straight from the record's JSON bytes. Decoding every
+- ``row_from_json``: the reference, straight from the record's JSON bytes (the sink's way for
+  every record the native decoder below leaves, with the reason if it refuses). Decoding every
   record into pydantic objects (seven ``uuid.UUID``, three ``Decimal``, two ``datetime``
   each) bounded a sink to about 30,000 records per CPU-second; this reads the JSON with
   orjson and checks, in Python, only what a whole column cannot: ids, times, amounts and the
