@@ -9,11 +9,12 @@ funds it, then for each rate starts the load generator in its own process
 and withdrawals, no fraud) for ``--seconds``. Per rate it prints completed/s, the share of
 accepted requests that ended, sent → final latency p50/p95/p99 by transaction type, and
 the CPU milliseconds per accepted transaction of each component, read from /proc from the
-first request until every outcome is in (so a backlog's work is counted): ingest, Kafka, streams, ledger (every shard's writer), PostgreSQL (the postmaster
-and its backends), analytics, gateway, and the generator. ``total`` is the pipeline's, the
-generator not counted. The last line is one JSON object:
+first request until every outcome is in (so a backlog's work is counted): ingest, Kafka,
+streams, ledger (every shard's writer), PostgreSQL (the postmaster and its backends),
+analytics, gateway, and the generator. ``total`` is the pipeline's, the generator not
+counted. The last line is one JSON object:
 
-    {"load_average": ..., "rates": [{"target_per_s", "completed_per_s", "ended_share",
+    {"load_average_start": ..., "rates": [{"target_per_s", "completed_per_s", "ended_share",
       "p50_ms": {type: ms}, "p95_ms": ..., "p99_ms": ..., "cpu_ms_per_tx": {"total",
       "kafka", "ingest", "streams", "ledger", "postgres", "analytics", "gateway",
       "generator"}}, ...]}
