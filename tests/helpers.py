@@ -154,5 +154,9 @@ def make_client(
         (name, hash_api_key(key), key[:10], roles, expires_at, rate_limit_per_second),
     )
     if burst is not None:
-        sql(database_url, "UPDATE api_clients SET rate_limit_burst = %s WHERE name = %s", (burst, name))
+        sql(
+            database_url,
+            "UPDATE api_clients SET rate_limit_burst = %s WHERE name = %s",
+            (burst, name),
+        )
     return key
