@@ -29,7 +29,7 @@ import hashlib
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAGIC = b"WPRLIM01"
 _HEADER = struct.Struct("<8sII")  # magic, slots, probe window
@@ -44,8 +44,7 @@ def bucket_digest(name: str) -> bytes:
     return hashlib.blake2b(name.encode(), digest_size=16).digest()
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(NamedTuple):
     """One bucket a request draws from."""
 
     digest: bytes
@@ -53,8 +52,7 @@ class Limit:
     burst: int
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome of a take, with what the RateLimit headers tell the caller: ``limit``
     (the binding bucket's capacity), ``remaining`` tokens, ``reset_s`` until it is full
     again, and ``retry_after_s`` until one token is there (0 when allowed)."""
@@ -112,30 +110,33 @@ class BucketTable:
 
     def take(self, limits: Sequence[Limit], now: float) -> Decision:
         """Take one token from every bucket, or none if any bucket is empty."""
-        taken: set[int] = set()
+        if len(limits) == 1:  # the usual request: its client's bucket alone
+            limit = limits[0]
+            offset, tokens = self._refill(limit, now, ())
+            if tokens < 1.0:
+                return _refused(limit, tokens)
+            self._write(offset, limit, tokens - 1.0, now)
+            return _allowed(limit, tokens - 1.0)
+        taken: list[int] = []
         found = []
         for limit in limits:
             found.append(self._refill(limit, now, taken))
-            taken.add(found[-1][0])
+            taken.append(found[-1][0])
         binding = min(range(len(found)), key=lambda i: found[i][1])
-        offset, tokens = found[binding]
-        limit = limits[binding]
+        tokens = found[binding][1]
         if tokens < 1.0:
-            wait = (1.0 - tokens) / limit.rate_per_second
-            return Decision(False, limit.burst, 0, _ceil(_full_in(limit, tokens)), _ceil(wait))
+            return _refused(limits[binding], tokens)
         for (slot, left), each in zip(found, limits, strict=True):
             self._write(slot, each, left - 1.0, now)
-        return Decision(
-            True, limit.burst, int(tokens - 1.0), _ceil(_full_in(limit, tokens - 1.0)), 0
-        )
+        return _allowed(limits[binding], tokens - 1.0)
 
     def give_back(self, limit: Limit, now: float) -> None:
         """Return a token taken for work that turned out not to count (a key that was
         valid after all, when only failed authentications are limited)."""
-        slot, tokens = self._refill(limit, now, set())
+        slot, tokens = self._refill(limit, now, ())
         self._write(slot, limit, min(float(limit.burst), tokens + 1.0), now)
 
-    def _refill(self, limit: Limit, now: float, taken: set[int]) -> tuple[int, float]:
+    def _refill(self, limit: Limit, now: float, taken: Sequence[int]) -> tuple[int, float]:
         """(slot offset, tokens now) of ``limit``'s bucket, or of the slot it will take
         (none of ``taken``, the slots of the other buckets of the same request)."""
         offset = self._slot_of(limit.digest, now, taken)
@@ -146,11 +147,13 @@ class BucketTable:
             return offset, burst
         return offset, min(burst, tokens + max(0.0, now - updated) * limit.rate_per_second)
 
-    def _slot_of(self, digest: bytes, now: float, taken: set[int]) -> int:
+    def _slot_of(self, digest: bytes, now: float, taken: Sequence[int]) -> int:
         if not self._slots:
             self.attach()
         home = int.from_bytes(digest[:8], "little") % self._slots
         first = HEADER_SIZE + home * SLOT_SIZE
+        if self._buffer[first : first + 16] == digest:  # most buckets sit in their home slot
+            return first
         reusable = -1
         fullest_at, fullest = math.inf, first
         for offset in range(first, first + PROBES * SLOT_SIZE, SLOT_SIZE):
@@ -168,6 +171,15 @@ class BucketTable:
     def _write(self, offset: int, limit: Limit, tokens: float, now: float) -> None:
         full_at = now + _full_in(limit, tokens)
         _SLOT.pack_into(self._buffer, offset, limit.digest, tokens, now, full_at)
+
+
+def _allowed(limit: Limit, tokens: float) -> Decision:
+    return Decision(True, limit.burst, int(tokens), _ceil(_full_in(limit, tokens)), 0)
+
+
+def _refused(limit: Limit, tokens: float) -> Decision:
+    wait = (1.0 - tokens) / limit.rate_per_second
+    return Decision(False, limit.burst, 0, _ceil(_full_in(limit, tokens)), _ceil(wait))
 
 
 def _full_in(limit: Limit, tokens: float) -> float:

@@ -13,12 +13,14 @@ Three kinds of bucket:
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import mmap
 import os
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from domain.access import KeyGrant, burst_of
@@ -82,6 +84,12 @@ class _FileLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _limit(kind: str, owner: uuid.UUID, rate_per_second: int, burst: int) -> Limit:
+    """A client's or key's bucket; made once per owner and limit (hashing is not free)."""
+    return Limit(bucket_digest(f"{kind}:{owner}"), rate_per_second, burst)
+
+
 class RateLimiter:
     """The API's limits over ``SharedBuckets``; raises ``RateLimited`` with the headers."""
 
@@ -95,20 +103,11 @@ class RateLimiter:
     def take_request(self, grant: KeyGrant) -> None:
         """One request of ``grant``'s key: from its client's bucket, and its own if it has one."""
         limits = [
-            Limit(
-                bucket_digest(f"client:{grant.client_id}"),
-                grant.client_rate_per_second,
-                grant.client_burst,
-            )
+            _limit("client", grant.client_id, grant.client_rate_per_second, grant.client_burst)
         ]
         if grant.key_rate_per_second is not None:
-            limits.append(
-                Limit(
-                    bucket_digest(f"key:{grant.key_id}"),
-                    grant.key_rate_per_second,
-                    burst_of(grant.key_rate_per_second, grant.key_burst),
-                )
-            )
+            burst = burst_of(grant.key_rate_per_second, grant.key_burst)
+            limits.append(_limit("key", grant.key_id, grant.key_rate_per_second, burst))
         decision = self._buckets.take(limits)
         if not decision.allowed:
             raise RateLimited(
