@@ -12,9 +12,10 @@ from decimal import ROUND_CEILING
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.routing import APIRoute
 
 from analytics import export, history, reports
-from analytics.auth import Principal, authorize
+from analytics.auth import READERS, Principal, audience_of, authorize
 from analytics.exceptions import AuthenticationError, UnknownReport
 from analytics.ranges import ReportRange, business_zone, parse_period, report_range, time_range
 from analytics.regulatory import ReportType
@@ -34,17 +35,43 @@ def _settings(request: Request) -> AnalyticsSettings:
     return request.app.state.settings
 
 
-def reader(report: str) -> Any:
+def _principal(request: Request, api_key: str | None) -> Principal | None:
+    """The caller, limited: its client's (and key's) bucket, and its address's key lookups."""
+    address = request.client.host if request.client else "unknown"
+    return request.app.state.clients.principal(api_key, address)  # type: ignore[no-any-return]
+
+
+class ReportReader:
     """A dependency: the caller's key must let them read ``report``."""
 
-    def dependency(
-        request: Request, x_api_key: Annotated[str | None, Header()] = None
+    def __init__(self, report: str) -> None:
+        self.report = report
+
+    def __call__(
+        self, request: Request, x_api_key: Annotated[str | None, Header()] = None
     ) -> Principal:
-        principal = request.app.state.clients.principal(x_api_key)
-        authorize(principal, report)
+        principal = _principal(request, x_api_key)
+        authorize(principal, self.report)
+        assert principal is not None  # authorize refuses None
         return principal
 
-    return Depends(dependency)
+
+def reader(report: str) -> Any:
+    return Depends(ReportReader(report))
+
+
+def document_roles(routes: APIRouter) -> APIRouter:
+    """Append "Roles: ..." to each report's OpenAPI description, from ``auth.READERS``."""
+    for route in routes.routes:
+        if not isinstance(route, APIRoute) or "**Roles:**" in (route.description or ""):
+            continue
+        reports = [
+            d.call.report for d in route.dependant.dependencies if isinstance(d.call, ReportReader)
+        ]
+        if reports:
+            roles = ", ".join(sorted(READERS[audience_of(reports[0])]))
+            route.description = f"{route.description}\n\n**Roles:** {roles}.".strip()
+    return routes
 
 
 def _range(request: Request, start: Any, end: Any, granularity: str | None) -> ReportRange:
@@ -251,6 +278,6 @@ def unknown(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> None:
     """Any other name: 401 without a valid key, else 404 UNKNOWN_REPORT."""
-    if request.app.state.clients.principal(x_api_key) is None:
+    if _principal(request, x_api_key) is None:
         raise AuthenticationError("send your reporting key in X-API-Key", code="MISSING_API_KEY")
     raise UnknownReport(f"there is no report {name!r}; the reports are in /openapi.json")

@@ -1,23 +1,19 @@
 """Who may read which report. Pure: the key lookup itself lives in ``clients``.
 
-Analysts read the analytics reports, regulators only the regulatory ones, admins both;
-a plain API client (POS, app, partner) reads none.
+Analysts read the analytics reports, regulators only the regulatory ones, compliance
+officers and admins both; the keys of apps, POS terminals and partners read none. The roles
+are the API keys' (domain/access.py); a key with several roles reads what any of them may.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
 from analytics.exceptions import AuthenticationError, ReportForbidden, UnknownReport
+from domain.access import KeyGrant, Role, hash_api_key
 
-
-class Role(StrEnum):
-    CLIENT = "client"
-    ANALYST = "analyst"
-    REGULATOR = "regulator"
-    ADMIN = "admin"
+__all__ = ["REPORTS", "Audience", "Principal", "Role", "authorize", "hash_api_key"]
 
 
 class Audience(StrEnum):
@@ -42,11 +38,10 @@ REPORTS: dict[str, Audience] = {
     "regulatory/export": Audience.REGULATORY,
 }
 
-_READS: dict[Role, frozenset[Audience]] = {
-    Role.CLIENT: frozenset(),
-    Role.ANALYST: frozenset({Audience.ANALYTICS}),
-    Role.REGULATOR: frozenset({Audience.REGULATORY}),
-    Role.ADMIN: frozenset(Audience),
+#: Which audiences' reports each role reads (the roles of ``/openapi.json``'s descriptions).
+READERS: dict[Audience, frozenset[Role]] = {
+    Audience.ANALYTICS: frozenset({Role.ANALYST, Role.COMPLIANCE, Role.ADMIN}),
+    Audience.REGULATORY: frozenset({Role.REGULATOR, Role.COMPLIANCE, Role.ADMIN}),
 }
 
 
@@ -56,12 +51,9 @@ class Principal:
 
     client_id: str
     name: str
-    role: Role
-
-
-def hash_api_key(api_key: str) -> str:
-    """How api_clients stores a key: sha256 hex, so the database never holds the secret."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
+    roles: frozenset[Role]
+    #: The key as looked up (limits, expiry); None in tests that make principals by hand.
+    grant: KeyGrant | None = None
 
 
 def audience_of(report: str) -> Audience:
@@ -77,8 +69,10 @@ def authorize(principal: Principal | None, report: str) -> Audience:
     if principal is None:
         raise AuthenticationError("send your reporting key in X-API-Key", code="MISSING_API_KEY")
     audience = audience_of(report)
-    if audience not in _READS[principal.role]:
+    if principal.roles.isdisjoint(READERS[audience]):
+        roles = ", ".join(sorted(principal.roles))
         raise ReportForbidden(
-            f"role {principal.role.value} may not read the {audience.value} report {report!r}"
+            f"roles {roles} may not read the {audience.value} report {report!r}; it needs "
+            f"one of {', '.join(sorted(READERS[audience]))}"
         )
     return audience

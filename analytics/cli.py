@@ -174,8 +174,10 @@ def add_commands(sub: Any, stack_env: Env, local_dir: Callable[[], Path]) -> Non
         print(f"(shown once; {args.role} key {args.name!r} stored as its sha256)", file=sys.stderr)
         return 0
 
-    p = group.add_parser("create-key", help="register an analyst or regulator; prints its key")
-    p.add_argument("--role", required=True, choices=("analyst", "regulator", "admin"))
+    p = group.add_parser(
+        "create-key", help="a reporting key (see also `walletpipe keys`); prints it once"
+    )
+    p.add_argument("--role", required=True, choices=("analyst", "compliance", "regulator", "admin"))
     p.add_argument("--name", required=True)
     p.set_defaults(func=_guarded(run_create_key))
 

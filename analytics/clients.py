@@ -1,35 +1,54 @@
-"""Reporting keys in PostgreSQL's ``api_clients``: look one up (briefly cached), make one.
+"""Reporting keys in PostgreSQL's ``api_keys`` (shared with the ingest API): look one up,
+limit its caller, and issue one (for the reporting CLI and tests).
 
-The table is shared with the ingest API; keys are stored as sha256 hex, and a key is shown
-only once, when it is made.
+A looked-up key is cached in a ``domain.access.KeyCache``: a thread reads
+``api_key_revision`` every ``api_key_revision_poll_ms`` and the cache trusts its entries for
+``api_key_trust_ms`` (<= 1 s) after the last read, so a revoked key stops here within a
+second, as in the ingest API; an expiry is checked against the clock on every request. A
+key not in the cache is looked up only if the caller's address has a token for it
+(analytics/ratelimit.py): failing keys are limited before any database work.
 """
 
 from __future__ import annotations
 
-import secrets
+import logging
 import threading
 import time
-import uuid
+from pathlib import Path
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from analytics.auth import Principal, Role, hash_api_key
+from analytics.auth import Principal
 from analytics.exceptions import AnalyticsError, AuthenticationError, AuthUnavailable
+from analytics.ratelimit import ReportLimiter, default_table_path
+from analytics.settings import AnalyticsSettings
+from domain.access import (
+    API_KEY_LENGTH_MAX,
+    REFUSALS,
+    KeyCache,
+    KeyGrant,
+    KeyLookup,
+    Role,
+    display_prefix,
+    hash_api_key,
+    new_api_key,
+)
+
+log = logging.getLogger("analytics.clients")
 
 CONNECT_TIMEOUT_S = 5
-POOL_SIZE_MAX = 2
-KEY_ROLES = (Role.ANALYST, Role.REGULATOR, Role.ADMIN)
-API_KEY_LENGTH_MAX = 200
+POOL_SIZE_MAX = 3
+KEY_ROLES = (Role.ANALYST, Role.COMPLIANCE, Role.REGULATOR, Role.ADMIN)
 
 
 class ClientDirectory:
-    """API key → ``Principal``. Known keys are cached for ``cache_s``; unknown ones are not,
-    so a key works as soon as it is made."""
+    """API key → ``Principal``, limited (``ReportLimiter``) and cached (``KeyCache``)."""
 
-    def __init__(self, database_url: str, *, cache_s: float, entries_max: int) -> None:
+    def __init__(self, settings: AnalyticsSettings) -> None:
         self._pool = ConnectionPool(
-            database_url,
+            settings.database_url,
             min_size=1,
             max_size=POOL_SIZE_MAX,
             timeout=CONNECT_TIMEOUT_S,
@@ -37,71 +56,108 @@ class ClientDirectory:
             open=False,
             name="analytics-clients",
         )
-        self._cache: dict[str, tuple[float, Principal]] = {}
-        self._cache_s = cache_s
-        self._entries_max = entries_max
-        self._lock = threading.Lock()
+        self._cache = KeyCache(settings.api_key_cache_entries_max, settings.api_key_trust_ms)
+        self._cache_lock = threading.Lock()
+        self._poll_s = settings.api_key_revision_poll_ms / 1000
+        path = settings.rate_limit_file or default_table_path(settings.database_url)
+        self.limiter = ReportLimiter(
+            Path(path),
+            settings.rate_limit_slots,
+            auth_failures_per_second=settings.auth_failures_per_second,
+            auth_failures_burst=settings.auth_failures_burst,
+        )
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(
+            target=self._watch_revisions, name="api-key-revisions", daemon=True
+        )
 
     def open(self) -> None:
         self._pool.open(wait=False)
+        self._watcher.start()
 
     def close(self) -> None:
+        self._stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=5)
         self._pool.close()
+        self.limiter.close()
 
-    def principal(self, api_key: str | None) -> Principal | None:
-        """None without a key; ``AuthenticationError`` for a key nobody holds."""
+    def principal(self, api_key: str | None, address: str = "unknown") -> Principal | None:
+        """None without a key; ``AuthenticationError`` for a key that is not valid."""
         if not api_key:
             return None
         if len(api_key) > API_KEY_LENGTH_MAX:
             raise AuthenticationError("this API key is not known")
         key_hash = hash_api_key(api_key)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key_hash)
-        if cached and cached[0] > now:
-            return cached[1]
-        found = self._lookup(key_hash)
-        if found is None:
-            raise AuthenticationError("this API key is not known")
-        with self._lock:
-            if len(self._cache) >= self._entries_max:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key_hash] = (now + self._cache_s, found)
-        return found
+        with self._cache_lock:
+            grant = self._cache.get(key_hash)
+        if grant is None:
+            grant = self._look_up(key_hash, address)
+        if grant.expired(time.time()):
+            raise AuthenticationError(REFUSALS["API_KEY_EXPIRED"], code="API_KEY_EXPIRED")
+        self.limiter.take_request(grant)
+        return Principal(str(grant.client_id), grant.client_name, grant.roles, grant)
 
-    def _lookup(self, key_hash: str) -> Principal | None:
+    def _look_up(self, key_hash: str, address: str) -> KeyGrant:
+        self.limiter.take_key_lookup(address)
         try:
             with self._pool.connection() as conn:
-                row = conn.execute(
-                    "SELECT client_id, name, role FROM api_clients WHERE api_key_hash = %s",
-                    (key_hash,),
-                ).fetchone()
+                row = (
+                    conn.cursor(row_factory=dict_row)
+                    .execute("SELECT * FROM api_key_grants WHERE key_hash = %s", (key_hash,))
+                    .fetchone()
+                )
         except (psycopg.OperationalError, TimeoutError) as error:
+            self.limiter.give_back_key_lookup(address)
             raise AuthUnavailable(f"cannot reach PostgreSQL to check the key: {error}") from None
         if row is None:
-            return None
-        return Principal(client_id=str(row[0]), name=row[1], role=Role(row[2]))
+            raise AuthenticationError("this API key is not known")
+        found = KeyLookup.from_row(row)
+        if found.grant is None:
+            assert found.refusal is not None
+            raise AuthenticationError(REFUSALS[found.refusal], code=found.refusal)
+        self.limiter.give_back_key_lookup(address)
+        grant = found.grant
+        with self._cache_lock:
+            self._cache.put(key_hash, grant, found.revision)
+        return grant
+
+    def check_revision(self) -> None:
+        sent_at = time.monotonic()
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT revision FROM api_key_revision").fetchone()
+        with self._cache_lock:
+            self._cache.confirm(int(row[0]) if row else 0, sent_at)
+
+    def _watch_revisions(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check_revision()
+            except Exception as error:  # noqa: BLE001 - keep watching; the cache stops trusting
+                log.warning("cannot read api_key_revision: %s", error)
+            self._stop.wait(self._poll_s)
 
 
 def create_api_key(
     database_url: str, *, name: str, role: Role, rate_limit_per_second: int = 100
 ) -> str:
-    """Register a reporting client and return its key (the only time it is shown)."""
+    """Issue a reporting key of the client ``name`` (made if new) and return it (the only
+    time it is shown), through the database's ``api_key_issue`` as every tool does."""
     if role not in KEY_ROLES:
         raise AnalyticsError(f"reporting keys are for {[r.value for r in KEY_ROLES]}")
     if not name.strip() or len(name) > 100:
         raise AnalyticsError("a key needs a name of 1 to 100 characters", code="INVALID_NAME")
-    api_key = f"wp_{role.value}_{secrets.token_urlsafe(24)}"
-    try:
-        with psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-            conn.execute(
-                "INSERT INTO api_clients "
-                "(client_id, name, api_key_hash, role, rate_limit_per_second, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, now())",
-                (uuid.uuid4(), name, hash_api_key(api_key), role.value, rate_limit_per_second),
-            )
-    except psycopg.errors.UniqueViolation:
-        raise AnalyticsError(
-            f"a client named {name!r} exists already; pick another name", code="CLIENT_EXISTS"
-        ) from None
+    api_key = new_api_key()
+    with psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.execute(
+            "SELECT api_key_issue(p_client_name => %s, p_key_hash => %s, p_key_prefix => %s,"
+            " p_roles => %s, p_label => 'reports', p_client_rate_limit => %s)",
+            (
+                name,
+                hash_api_key(api_key),
+                display_prefix(api_key),
+                [role.value],
+                rate_limit_per_second,
+            ),
+        )
     return api_key

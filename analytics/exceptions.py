@@ -10,11 +10,15 @@ class AnalyticsError(Exception):
     code = "ANALYTICS_ERROR"
     status = 500
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        #: Response headers the answer must carry (Retry-After and RateLimit-* of a 429).
+        self.headers = headers
 
 
 class ReportError(AnalyticsError):
@@ -35,8 +39,9 @@ class UnknownReport(AnalyticsError):
 
 
 class AuthenticationError(AnalyticsError):
-    """No API key, or one PostgreSQL does not know. Caller: send X-API-Key (an operator
-    creates one with `walletpipe reports create-key --role analyst|regulator --name N`)."""
+    """No API key, or one PostgreSQL does not know (``INVALID_API_KEY``), or a revoked or
+    expired one (``API_KEY_REVOKED``, ``API_KEY_EXPIRED``). Caller: send X-API-Key (an
+    operator issues one with `walletpipe keys create --client N --role analyst`)."""
 
     code = "INVALID_API_KEY"
     status = 401
@@ -48,6 +53,15 @@ class ReportForbidden(AnalyticsError):
 
     code = "REPORT_FORBIDDEN_FOR_ROLE"
     status = 403
+
+
+class RateLimited(AnalyticsError):
+    """Too many reports for this client or key (``RATE_LIMITED``), or too many failed
+    authentications from this address (``AUTH_RATE_LIMITED``). Caller: wait the
+    ``Retry-After`` seconds (RateLimit-* headers say the bucket's size and state)."""
+
+    code = "RATE_LIMITED"
+    status = 429
 
 
 class AuthUnavailable(AnalyticsError):

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics import export
-from analytics.api import router
+from analytics.api import document_roles, router
 from analytics.clickhouse import NATIVE_DECODER, Warehouse
 from analytics.clients import ClientDirectory
 from analytics.detector import RegulatoryDetector
@@ -54,11 +54,7 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
         warehouse = Warehouse(settings.clickhouse_target)
         if warehouse.rebuilt_roll_ups:
             log.info("roll-ups rebuilt from their sources: %s", warehouse.rebuilt_roll_ups)
-        clients = ClientDirectory(
-            settings.database_url,
-            cache_s=settings.api_key_cache_s,
-            entries_max=settings.api_key_cache_entries_max,
-        )
+        clients = ClientDirectory(settings)
         clients.open()
         sink = EventSink(settings, warehouse)
         detector = RegulatoryDetector(settings, warehouse)
@@ -86,7 +82,11 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
 
     @app.exception_handler(AnalyticsError)
     async def on_analytics_error(_request: Request, error: AnalyticsError) -> JSONResponse:
-        return JSONResponse(status_code=error.status, content=error_body(error.code, error.message))
+        return JSONResponse(
+            status_code=error.status,
+            content=error_body(error.code, error.message),
+            headers=error.headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -122,7 +122,7 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
         the server in the URL) and refreshes itself every few seconds."""
         return dashboard_html()
 
-    app.include_router(router)
+    app.include_router(document_roles(router))
     return app
 
 

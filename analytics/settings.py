@@ -53,9 +53,18 @@ class AnalyticsSettings(BaseSettings):
     high_risk_score: Decimal = Field(default=Decimal("90"), ge=0, le=100)
     #: Decline reason codes that mean "declined as fraud" in the fraud rate.
     fraud_reason_codes: tuple[str, ...] = ("FRAUD_DECLINED",)
-    #: How long a looked-up API key is trusted before PostgreSQL is asked again.
-    api_key_cache_s: float = Field(default=30.0, ge=0, le=3_600)
+    #: API keys: how often ``api_key_revision`` is read, and how long a cached key is
+    #: trusted after the last read (at most 1 s: revocations take effect within it).
+    api_key_revision_poll_ms: int = Field(default=200, ge=10, le=1_000)
+    api_key_trust_ms: int = Field(default=900, ge=0, le=1_000)
     api_key_cache_entries_max: int = Field(default=1_024, ge=1, le=100_000)
+    #: Rate limits of the reports (per client and key: their api_clients / api_keys
+    #: limits), in a file shared by the processes of the host (default under /dev/shm).
+    rate_limit_file: str | None = Field(default=None, validation_alias="ANALYTICS_RATE_LIMIT_FILE")
+    rate_limit_slots: int = Field(default=4_096, ge=64, le=1_000_000)
+    #: Key lookups a client address may cause when its keys fail (unknown, revoked).
+    auth_failures_per_second: float = Field(default=1.0, gt=0, le=10_000)
+    auth_failures_burst: int = Field(default=20, ge=1, le=100_000)
 
     # Regulatory detection (amounts in the transaction's own currency, never converted).
     ctr_threshold: Decimal = Decimal("10000")

@@ -55,3 +55,10 @@ class LedgerInvariantError(DomainError):
     """
 
     code = "LEDGER_INVARIANT"
+
+
+class AccessError(DomainError):
+    """A request about API keys that cannot be honoured: an unknown role, roles the
+    caller does not hold itself. Caller: ask for roles from the list in the message."""
+
+    code = "INVALID_ROLES"

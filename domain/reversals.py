@@ -22,6 +22,7 @@ original becomes REVERSED once all of it is. ``ledger_reversals`` records each p
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 
 from domain.transactions import TransactionType
 
@@ -35,6 +36,8 @@ class ReversalReason:
     NOT_REVERSIBLE = "TRANSACTION_NOT_REVERSIBLE"
     EXCEEDS_ORIGINAL = "REVERSAL_EXCEEDS_ORIGINAL"
     MISMATCH = "REVERSAL_MISMATCH"
+    #: The payer's side asked to reverse money that another client's wallet pays back.
+    REQUEST_REQUIRED = "REFUND_REQUEST_REQUIRED"
 
 
 def mirror(
@@ -59,3 +62,31 @@ def reversal_of(metadata: dict[str, object]) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+class RefundRoute(StrEnum):
+    """How a client may get a transaction's money back (``refund_route``)."""
+
+    REVERSE = "reverse"  # reverse it directly: the caller is in charge of who pays back
+    REQUEST = "request"  # ask the payee: a refund request, granted or refused by its client
+    NONE = "none"  # the caller has nothing to do with this transaction
+
+
+def refund_route(
+    reversal_source: uuid.UUID | None,
+    controls_reversal_source: bool,
+    controls_reversal_destination: bool,
+    submitted_original: bool,
+) -> RefundRoute:
+    """Only the wallet that pays back moves its money: a reversal that debits a wallet
+    needs the client in charge of that wallet (its owner's, or one it granted); a reversal
+    from outside (a DEPOSIT back) needs the client of the wallet it credits, as any
+    deposit does. The payer's side (who submitted the original, or is in charge of the
+    wallet that paid) may otherwise only request a refund from the payee."""
+    if reversal_source is not None and controls_reversal_source:
+        return RefundRoute.REVERSE
+    if reversal_source is None and controls_reversal_destination:
+        return RefundRoute.REVERSE
+    if submitted_original or controls_reversal_destination:
+        return RefundRoute.REQUEST if reversal_source is not None else RefundRoute.NONE
+    return RefundRoute.NONE

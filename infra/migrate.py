@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,24 +105,28 @@ def _apply_one(conn: psycopg.Connection, path: Path, migration: Migration) -> No
 
 
 def hash_api_key(api_key: str) -> str:
-    """How api_clients stores a key: sha256 hex, so the database never holds the secret."""
+    """How api_keys stores a key: sha256 hex, so the database never holds the secret."""
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+#: The demo client drives the simulator: it onboards users (customer_app) and pays at
+#: points of sale (pos); it reads no reports and decides no reviews.
+DEMO_ROLES = ["customer_app", "pos"]
 
 
 def ensure_demo_client(
     database_url: str, *, name: str, api_key: str, rate_limit_per_second: int
 ) -> bool:
-    """Upsert the demo API client; False when api_clients does not exist (no migration)."""
+    """Register the demo client and its key (``api_key_issue`` leaves an existing key as it
+    is); False when the schema has no keys yet (no migration)."""
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
-        row = conn.execute("SELECT to_regclass('api_clients')").fetchone()
+        row = conn.execute("SELECT to_regproc('api_key_issue')").fetchone()
         if row is None or row[0] is None:
             return False
         conn.execute(
-            "INSERT INTO api_clients "
-            "(client_id, name, api_key_hash, role, rate_limit_per_second, created_at) "
-            "VALUES (%s, %s, %s, 'client', %s, now()) "
-            "ON CONFLICT (name) DO UPDATE SET api_key_hash = EXCLUDED.api_key_hash",
-            (uuid.uuid4(), name, hash_api_key(api_key), rate_limit_per_second),
+            "SELECT api_key_issue(p_client_name => %s, p_key_hash => %s, p_key_prefix => %s,"
+            " p_roles => %s, p_label => 'demo', p_client_rate_limit => %s)",
+            (name, hash_api_key(api_key), api_key[:10], DEMO_ROLES, rate_limit_per_second),
         )
     return True
 

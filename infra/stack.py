@@ -212,7 +212,7 @@ def _migrate(database_url: str, state: StackState, settings: StackSettings) -> N
     ):
         say(
             "postgres",
-            "WARNING table api_clients missing (no migration creates it yet); "
+            "WARNING api_key_issue missing (no migration creates it yet); "
             "demo API client not registered",
         )
 

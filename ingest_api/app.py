@@ -10,21 +10,24 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from domain.shards import split_database_urls
-from ingest_api import limits, reversals, reviews
+from ingest_api import keys_api, limits, refunds, reversals, reviews
+from ingest_api.authentication import Authenticator
+from ingest_api.deps import Caller, Onboarder, Tenant, document_roles, service_of
 from ingest_api.exceptions import ApiError
 from ingest_api.publisher import KafkaPublisher
-from ingest_api.repository import Client, Repository
+from ingest_api.ratelimit import RateLimiter, SharedBuckets, default_table_path
+from ingest_api.repository import Repository
 from ingest_api.schemas import (
     BalanceOut,
-    ClientOut,
     CreateGrant,
     CreateTransaction,
     CreateUser,
@@ -41,8 +44,14 @@ from ingest_api.settings import IngestSettings
 PUBLISHED_MARK_INTERVAL_S = 0.2
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"code": code, "message": message}},
+        headers=headers,
+    )
 
 
 def _validation_error(error: RequestValidationError) -> JSONResponse:
@@ -57,16 +66,13 @@ def _validation_error(error: RequestValidationError) -> JSONResponse:
     return _error(422, "INVALID_FIELD", f"{where}: {first['msg']}")
 
 
-def service_of(request: Request) -> IngestService:
-    return request.app.state.service  # type: ignore[no-any-return]
-
-
-async def caller(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Client:
-    """Every /v1 route authenticates (and rate-limits) its caller by API key."""
-    return await service_of(request).authenticate(x_api_key)
-
-
-Caller = Annotated[Client, Depends(caller)]
+def rate_limiter(settings: IngestSettings) -> RateLimiter:
+    path = settings.rate_limit_file or default_table_path("ingest", settings.database_url)
+    return RateLimiter(
+        SharedBuckets(Path(path), settings.rate_limit_clients_max),
+        auth_failures_per_second=settings.auth_failures_per_second,
+        auth_failures_burst=settings.auth_failures_burst,
+    )
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -89,7 +95,15 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             settings.kafka_bootstrap, settings.producer_linger_ms, settings.publish_timeout_ms
         )
         service = IngestService(settings, Repository(pool, shard_pools), publisher)
-        app.state.service = service
+        authenticator = Authenticator(
+            pool,
+            rate_limiter(settings),
+            cache_entries_max=settings.cache_entries_max,
+            trust_ms=settings.api_key_trust_ms,
+            poll_ms=settings.api_key_revision_poll_ms,
+        )
+        await authenticator.check_revision()
+        app.state.service, app.state.authenticator = service, authenticator
 
         async def mark_published_forever() -> None:
             while True:
@@ -98,9 +112,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                     await service.flush_published_marks()
 
         marker = asyncio.create_task(mark_published_forever())
+        revisions = asyncio.create_task(authenticator.watch_revisions())
         try:
             yield
         finally:
+            revisions.cancel()
             marker.cancel()
             with contextlib.suppress(Exception):
                 await service.flush_published_marks()
@@ -113,7 +129,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return _error(error.status_code, error.code, error.message)
+        return _error(error.status_code, error.code, error.message, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -124,31 +140,32 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/v1/users", status_code=201, response_model=UserOut)
-    async def create_user(body: CreateUser, client: Caller, request: Request) -> dict:
+    async def create_user(body: CreateUser, client: Onboarder, request: Request) -> dict:
         return await service_of(request).create_user(client, body)
 
     @app.post("/v1/wallets", status_code=201, response_model=WalletOut)
-    async def create_wallet(body: CreateWallet, client: Caller, request: Request) -> dict:
+    async def create_wallet(body: CreateWallet, client: Onboarder, request: Request) -> dict:
         return await service_of(request).create_wallet(client, body)
 
-    @app.get("/v1/me", response_model=ClientOut)
-    async def me(client: Caller) -> Client:
-        return client
+    @app.get("/v1/me", response_model=keys_api.MeOut)
+    async def me(client: Caller) -> dict:
+        """The client and key behind the X-API-Key header."""
+        return keys_api.me(client)
 
     @app.post("/v1/wallets/{wallet_id}/grants", status_code=201, response_model=GrantOut)
     async def grant_wallet(
-        wallet_id: uuid.UUID, body: CreateGrant, client: Caller, request: Request
+        wallet_id: uuid.UUID, body: CreateGrant, client: Tenant, request: Request
     ) -> dict:
         return await service_of(request).grant_wallet(client, wallet_id, body.client_id)
 
     @app.get("/v1/wallets/{wallet_id}/balance", response_model=BalanceOut)
-    async def wallet_balance(wallet_id: uuid.UUID, client: Caller, request: Request) -> dict:
+    async def wallet_balance(wallet_id: uuid.UUID, client: Tenant, request: Request) -> dict:
         return await service_of(request).get_balance(client, wallet_id)
 
     @app.post("/v1/transactions", status_code=202, response_model=TransactionAccepted)
     async def create_transaction(
         body: CreateTransaction,
-        client: Caller,
+        client: Tenant,
         request: Request,
         idempotency_key: Annotated[str | None, Header()] = None,
         user_agent: Annotated[str | None, Header()] = None,
@@ -165,10 +182,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         )
 
     @app.get("/v1/transactions/{transaction_id}", response_model=TransactionOut)
-    async def get_transaction(transaction_id: uuid.UUID, client: Caller, request: Request) -> dict:
+    async def get_transaction(transaction_id: uuid.UUID, client: Tenant, request: Request) -> dict:
         return await service_of(request).get_transaction(client, transaction_id)
 
-    app.include_router(limits.router)
-    app.include_router(reviews.router)
-    app.include_router(reversals.router)
+    document_roles(app.router)
+    for module in (limits, reviews, reversals, refunds, keys_api):
+        app.include_router(document_roles(module.router))
     return app

@@ -9,9 +9,18 @@ class ApiError(Exception):
     status_code = 400
     code = "BAD_REQUEST"
 
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
+        #: Response headers the answer must carry (Retry-After and RateLimit-* of a 429).
+        self.headers = headers
         if code is not None:
             self.code = code
         if status_code is not None:
@@ -54,7 +63,10 @@ class Unprocessable(ApiError):
 
 
 class RateLimited(ApiError):
-    """Too many requests for this client. Caller: slow down and retry after a second."""
+    """Too many requests for this client or key (``RATE_LIMITED``), or too many failed
+    authentications from this address (``AUTH_RATE_LIMITED``). Caller: wait the
+    ``Retry-After`` seconds; ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` say the
+    bucket's size, what is left and when it is full again."""
 
     status_code = 429
     code = "RATE_LIMITED"

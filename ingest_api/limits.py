@@ -12,32 +12,21 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from domain.access import KeyGrant
 from domain.exceptions import DomainError
 from domain.limits import LimitPeriod
 from domain.money import from_wire, wire
 from domain.transactions import TransactionType
+from ingest_api.deps import Onboarder, service_of
 from ingest_api.exceptions import Forbidden, NotFound, Unprocessable
 from ingest_api.limit_store import LimitStore, publish_sets
-from ingest_api.repository import Client
-from ingest_api.service import IngestService
 
 LIST_ROWS_MAX = 1000
 
 router = APIRouter(prefix="/v1/limits", tags=["limits"])
-
-
-def _service(request: Request) -> IngestService:
-    return request.app.state.service  # type: ignore[no-any-return]
-
-
-async def _caller(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Client:
-    return await _service(request).authenticate(x_api_key)
-
-
-Caller = Annotated[Client, Depends(_caller)]
 
 
 def _limit_amount(value: object) -> str:
@@ -100,8 +89,8 @@ def _out(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "max_amount": wire(row["max_amount"])}
 
 
-async def _owned_user(request: Request, client: Client, user_id: uuid.UUID) -> uuid.UUID:
-    owned = await _service(request).repository.user_owned(client.client_id, user_id)
+async def _owned_user(request: Request, client: KeyGrant, user_id: uuid.UUID) -> uuid.UUID:
+    owned = await service_of(request).repository.user_owned(client.client_id, user_id)
     if owned is None:
         raise NotFound(f"user {user_id} does not exist", code="USER_NOT_FOUND")
     if not owned:
@@ -109,9 +98,9 @@ async def _owned_user(request: Request, client: Client, user_id: uuid.UUID) -> u
     return user_id
 
 
-async def _owned_wallet(request: Request, client: Client, wallet_id: uuid.UUID) -> uuid.UUID:
+async def _owned_wallet(request: Request, client: KeyGrant, wallet_id: uuid.UUID) -> uuid.UUID:
     """The wallet's user, if the client may manage the wallet."""
-    access = await _service(request).repository.wallet_access(client.client_id, [wallet_id])
+    access = await service_of(request).repository.wallet_access(client.client_id, [wallet_id])
     wallet = access.get(wallet_id)
     if wallet is None:
         raise NotFound(f"wallet {wallet_id} does not exist", code="WALLET_NOT_FOUND")
@@ -120,7 +109,7 @@ async def _owned_wallet(request: Request, client: Client, wallet_id: uuid.UUID) 
     return wallet.user_id
 
 
-async def _owner(request: Request, client: Client, row: dict[str, Any]) -> uuid.UUID:
+async def _owner(request: Request, client: KeyGrant, row: dict[str, Any]) -> uuid.UUID:
     """The user whose lock guards this limit, if the client may manage it (else 404)."""
     try:
         if row["wallet_id"] is not None:
@@ -132,10 +121,10 @@ async def _owner(request: Request, client: Client, row: dict[str, Any]) -> uuid.
 
 
 def _store(request: Request) -> LimitStore:
-    return LimitStore(_service(request).repository.pool)
+    return LimitStore(service_of(request).repository.pool)
 
 
-async def _existing(request: Request, client: Client, limit_id: uuid.UUID) -> tuple[Any, Any]:
+async def _existing(request: Request, client: KeyGrant, limit_id: uuid.UUID) -> tuple[Any, Any]:
     row = await _store(request).get(limit_id)
     if row is None:
         raise NotFound(f"limit {limit_id} does not exist", code="LIMIT_NOT_FOUND")
@@ -143,7 +132,7 @@ async def _existing(request: Request, client: Client, limit_id: uuid.UUID) -> tu
 
 
 @router.post("", status_code=201, response_model=LimitOut)
-async def create_limit(body: CreateLimit, client: Caller, request: Request) -> dict[str, Any]:
+async def create_limit(body: CreateLimit, client: Onboarder, request: Request) -> dict[str, Any]:
     if (body.user_id is None) == (body.wallet_id is None):
         raise Unprocessable(
             "give exactly one of user_id (a user's limit) and wallet_id (a wallet's)",
@@ -159,13 +148,13 @@ async def create_limit(body: CreateLimit, client: Caller, request: Request) -> d
     fields["transaction_type"] = body.transaction_type.value
     fields["period_type"] = body.period_type.value
     row, sets = await _store(request).create(owner, fields)
-    await publish_sets(_service(request).publisher, sets)
+    await publish_sets(service_of(request).publisher, sets)
     return _out(row)
 
 
 @router.get("", response_model=LimitList)
 async def list_limits(
-    client: Caller,
+    client: Onboarder,
     request: Request,
     user_id: Annotated[uuid.UUID | None, Query()] = None,
     wallet_id: Annotated[uuid.UUID | None, Query()] = None,
@@ -177,14 +166,14 @@ async def list_limits(
 
 
 @router.get("/{limit_id}", response_model=LimitOut)
-async def get_limit(limit_id: uuid.UUID, client: Caller, request: Request) -> dict[str, Any]:
+async def get_limit(limit_id: uuid.UUID, client: Onboarder, request: Request) -> dict[str, Any]:
     row, _owner_id = await _existing(request, client, limit_id)
     return _out(row)
 
 
 @router.patch("/{limit_id}", response_model=LimitOut)
 async def update_limit(
-    limit_id: uuid.UUID, body: UpdateLimit, client: Caller, request: Request
+    limit_id: uuid.UUID, body: UpdateLimit, client: Onboarder, request: Request
 ) -> dict[str, Any]:
     if body.max_amount is None and body.max_count is None:
         raise Unprocessable("give max_amount, max_count or both", code="MISSING_FIELD")
@@ -196,15 +185,15 @@ async def update_limit(
     row, sets = await _store(request).update(limit_id, owner, changes)
     if row is None:
         raise NotFound(f"limit {limit_id} does not exist", code="LIMIT_NOT_FOUND")
-    await publish_sets(_service(request).publisher, sets)
+    await publish_sets(service_of(request).publisher, sets)
     return _out(row)
 
 
 @router.delete("/{limit_id}", status_code=204)
-async def delete_limit(limit_id: uuid.UUID, client: Caller, request: Request) -> Response:
+async def delete_limit(limit_id: uuid.UUID, client: Onboarder, request: Request) -> Response:
     _row, owner = await _existing(request, client, limit_id)
     row, sets = await _store(request).delete(limit_id, owner)
     if row is None:
         raise NotFound(f"limit {limit_id} does not exist", code="LIMIT_NOT_FOUND")
-    await publish_sets(_service(request).publisher, sets)
+    await publish_sets(service_of(request).publisher, sets)
     return Response(status_code=204)

@@ -6,6 +6,7 @@ It records users and wallets (reference data) and each accepted request.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,14 +20,6 @@ from psycopg_pool import AsyncConnectionPool
 from domain.shards import ShardMap
 from ingest_api import ledger_view
 from ingest_api.exceptions import Conflict
-
-
-@dataclass(frozen=True)
-class Client:
-    client_id: uuid.UUID
-    name: str
-    role: str
-    rate_limit_per_second: int
 
 
 @dataclass(frozen=True)
@@ -88,16 +81,6 @@ class Repository:
     def ledger_pool(self, shard: int) -> AsyncConnectionPool:
         """The database of ledger shard ``shard`` (the directory when not sharded)."""
         return self._shard_pools[shard] if self.shards.sharded else self._pool
-
-    async def client_by_key_hash(self, key_hash: str) -> Client | None:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT client_id, name, role, rate_limit_per_second FROM api_clients"
-                " WHERE api_key_hash = %s",
-                (key_hash,),
-            )
-            row = await cur.fetchone()
-        return None if row is None else Client(*row)
 
     async def create_user(self, client_id: uuid.UUID, fields: dict[str, Any]) -> dict[str, Any]:
         now = datetime.now(UTC)
@@ -215,6 +198,16 @@ class Repository:
             row = await cur.fetchone()
         return None if row is None else AcceptedRequest(*row)
 
+    async def accepted_request_by_id(self, transaction_id: uuid.UUID) -> AcceptedRequest | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT transaction_id, request_hash, record, published_at IS NOT NULL
+                     FROM transaction_requests WHERE transaction_id = %s""",
+                (transaction_id,),
+            )
+            row = await cur.fetchone()
+        return None if row is None else AcceptedRequest(*row)
+
     async def record_request(
         self,
         client_id: uuid.UUID,
@@ -223,9 +216,13 @@ class Repository:
         transaction_id: uuid.UUID,
         record: dict[str, Any],
         created_at: datetime,
+        conn: psycopg.AsyncConnection[Any] | None = None,
     ) -> bool:
-        """False when the same client and key won the race first."""
-        async with self._pool.connection() as conn:
+        """False when the same client and key won the race first. With ``conn``, inside
+        the caller's transaction (a refund grant records its reversal with its decision)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if conn is None:
+                conn = await stack.enter_async_context(self._pool.connection())
             cur = await conn.execute(
                 """INSERT INTO transaction_requests (transaction_id, client_id, idempotency_key,
                        request_hash, record, created_at)

@@ -1,12 +1,18 @@
 """``POST /v1/transactions/{id}/reversals``: reverse (refund) a completed transaction, in full
-or in part.
+or in part, by the client in charge of the wallet that pays back.
 
 The reversal is a transaction of its own, the mirror of the original (domain/reversals.py),
 with no fee and ``metadata.reversal_of``. It goes through the stream like any request, keyed
 by the wallet that pays back, so that wallet's funds are held first and it can never go
 negative; the ledger then checks it against the original (completed, same wallets and
 currency, never more than what moved minus what was reversed) and posts it, or fails it
-with a reason. Only the API client that submitted the original may reverse it.
+with a reason.
+
+Only the wallet that pays back moves its money (``domain.reversals.refund_route``): the
+payee's client (its owner's, or a client it granted) reverses directly, e.g. a merchant
+refunding a customer; the payer's client gets ``403 REFUND_REQUEST_REQUIRED`` and asks the
+payee with a refund request (ingest_api/refunds.py), which the payee's client grants or
+refuses. This module also builds the reversal those grants submit.
 """
 
 from __future__ import annotations
@@ -14,35 +20,30 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain import records
+from domain.access import KeyGrant
 from domain.exceptions import DomainError
 from domain.money import parse_amount
-from domain.reversals import REVERSAL_OF, ReversalReason, mirror
+from domain.reversals import REVERSAL_OF, RefundRoute, ReversalReason, mirror, refund_route
 from domain.transactions import TransactionType
 from ingest_api import ledger_view
-from ingest_api.exceptions import Conflict, NotFound, Unprocessable
-from ingest_api.repository import Client, Repository
+from ingest_api.deps import Tenant, service_of
+from ingest_api.exceptions import Conflict, Forbidden, NotFound, Unprocessable
+from ingest_api.repository import Repository, WalletAccess
 from ingest_api.schemas import TransactionAccepted
 from ingest_api.service import IDEMPOTENCY_KEY_LENGTH_MAX, IngestService, accepted_answer
 
 router = APIRouter()
-
-
-def _service(request: Request) -> IngestService:
-    return request.app.state.service  # type: ignore[no-any-return]
-
-
-async def _caller(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Client:
-    return await _service(request).authenticate(x_api_key)
 
 
 class CreateReversal(BaseModel):
@@ -50,6 +51,57 @@ class CreateReversal(BaseModel):
 
     amount: str = Field(max_length=40)
     description: str | None = Field(default=None, max_length=1000)
+
+
+@dataclass(frozen=True)
+class Original:
+    """A completed transaction as the ledger wrote it, its reversal's shape, and how the
+    caller stands to the wallets of that reversal."""
+
+    transaction_id: uuid.UUID
+    row: dict[str, Any]
+    submitted_by: uuid.UUID
+    kind: TransactionType
+    source: uuid.UUID | None  # the reversal's: the wallet that pays back, if any
+    destination: uuid.UUID | None  # the reversal's: the wallet paid back, if any
+    paying_back: WalletAccess | None  # the source's facts, for the caller
+    paid_back: WalletAccess | None  # the destination's
+    route: RefundRoute
+
+    @property
+    def left(self) -> Decimal:
+        return self.row["moved"] - self.row["reversed"]  # type: ignore[no-any-return]
+
+    def check_amount(self, amount: Decimal) -> None:
+        if amount > self.left:
+            raise Unprocessable(
+                f"only {self.left} {self.row['currency_code']} of {self.transaction_id} is "
+                "left to reverse",
+                code=ReversalReason.EXCEEDS_ORIGINAL,
+            )
+
+
+def parse_reversal_amount(value: str, original: Original) -> Decimal:
+    try:
+        amount = parse_amount(value, original.row["currency_code"])
+    except DomainError as error:
+        raise Unprocessable(error.message, code=error.code) from None
+    original.check_amount(amount)
+    return amount
+
+
+def fingerprint(transaction_id: uuid.UUID, body: dict[str, Any]) -> str:
+    canonical = json.dumps({"reversal_of": str(transaction_id), **body}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def accepted_response(answer: dict[str, Any]) -> JSONResponse:
+    content = TransactionAccepted.model_validate(answer).model_dump(mode="json")
+    return JSONResponse(
+        status_code=202,
+        content=content,
+        headers={"Location": f"/v1/transactions/{answer['transaction_id']}"},
+    )
 
 
 @router.post(
@@ -61,89 +113,90 @@ async def create_reversal(
     transaction_id: uuid.UUID,
     body: CreateReversal,
     request: Request,
-    client: Annotated[Client, Depends(_caller)],
+    client: Tenant,
     idempotency_key: Annotated[str | None, Header()] = None,
     user_agent: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    service = _service(request)
+    """Reverse a COMPLETED transaction, in full or in part, from the wallet that pays it
+    back; only that wallet's client may (403 ``REFUND_REQUEST_REQUIRED`` for the payer's:
+    POST /v1/transactions/{id}/refund-requests instead)."""
+    service = service_of(request)
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_LENGTH_MAX:
         raise Unprocessable(
             "send an Idempotency-Key header (unique per reversal, at most 255 characters)",
             code="MISSING_IDEMPOTENCY_KEY",
         )
-    canonical = json.dumps(
-        {"reversal_of": str(transaction_id), **body.model_dump()}, sort_keys=True
-    )
-    fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
-    repository = service._repository  # noqa: SLF001 - the same store as every request
-    earlier = await repository.accepted_request(client.client_id, idempotency_key)
+    request_hash = fingerprint(transaction_id, body.model_dump())
+    earlier = await service.repository.accepted_request(client.client_id, idempotency_key)
     if earlier is not None:
-        return _accepted(await service._replay(earlier, fingerprint))  # noqa: SLF001
-    original = await _original(repository, client.client_id, transaction_id)
-    try:
-        amount = parse_amount(body.amount, original["currency_code"])
-    except DomainError as error:
-        raise Unprocessable(error.message, code=error.code) from None
-    if amount > original["moved"] - original["reversed"]:
-        raise Unprocessable(
-            f"only {original['moved'] - original['reversed']} {original['currency_code']} of "
-            f"{transaction_id} is left to reverse",
-            code=ReversalReason.EXCEEDS_ORIGINAL,
+        return accepted_response(await service._replay(earlier, request_hash))  # noqa: SLF001
+    original = await load_original(service, client, transaction_id)
+    if original.route is RefundRoute.REQUEST:
+        raise Forbidden(
+            f"the money of {transaction_id} is paid back from a wallet of another client: ask "
+            f"for it with POST /v1/transactions/{transaction_id}/refund-requests",
+            code=ReversalReason.REQUEST_REQUIRED,
         )
-    kind, source, destination = mirror(
-        TransactionType(original["transaction_type"]),
-        original["source_wallet_id"],
-        original["destination_wallet_id"],
+    amount = parse_reversal_amount(body.amount, original)
+    record = reversal_record(
+        original,
+        client,
+        amount,
+        body.description,
+        idempotency_key,
+        request.client.host if request.client else None,
+        user_agent,
     )
-    wallets = await service._wallet_access(  # noqa: SLF001
-        client, [w for w in (source, destination) if w]
+    as_json = record.model_dump(mode="json")
+    stored = await service.repository.record_request(
+        client.client_id,
+        idempotency_key,
+        request_hash,
+        record.transaction_id,
+        as_json,
+        record.requested_at,
     )
-    payer = wallets.get(source) if source else None
-    payee = wallets.get(destination) if destination else None
-    record = records.TransactionRequested(
+    if not stored:  # the same key raced in from a concurrent request
+        earlier = await service.repository.accepted_request(client.client_id, idempotency_key)
+        if earlier is None:
+            raise Conflict("the Idempotency-Key is being used", code="IDEMPOTENCY_KEY_REUSED")
+        return accepted_response(await service._replay(earlier, request_hash))  # noqa: SLF001
+    await service._publish(record)  # noqa: SLF001
+    return accepted_response(accepted_answer(as_json))
+
+
+def reversal_record(
+    original: Original,
+    client: KeyGrant,
+    amount: Decimal,
+    description: str | None,
+    idempotency_key: str,
+    ip_address: str | None,
+    user_agent: str | None,
+) -> records.TransactionRequested:
+    payer, payee = original.paying_back, original.paid_back
+    return records.TransactionRequested(
         transaction_id=uuid.uuid4(),
-        transaction_type=kind,
-        source_wallet_id=source,
-        destination_wallet_id=destination,
+        transaction_type=original.kind,
+        source_wallet_id=original.source,
+        destination_wallet_id=original.destination,
         source_user_id=payer.user_id if payer else None,
         destination_user_id=payee.user_id if payee else None,
         kyc_status=(payer or payee).kyc_status if (payer or payee) else None,
         amount=amount,
         fee_amount=Decimal(0),
         total_amount=amount,
-        currency_code=original["currency_code"],
-        description=body.description or f"reversal of {transaction_id}",
+        currency_code=original.row["currency_code"],
+        description=description or f"reversal of {original.transaction_id}",
         client_id=client.client_id,
         idempotency_key=idempotency_key,
-        ip_address=request.client.host if request.client else None,
+        ip_address=ip_address,
         user_agent=(user_agent or None) and user_agent[:500],
-        metadata={REVERSAL_OF: str(transaction_id), "external_reference_id": str(transaction_id)},
+        metadata={
+            REVERSAL_OF: str(original.transaction_id),
+            "external_reference_id": str(original.transaction_id),
+        },
         requested_at=datetime.now(UTC),
-    )
-    as_json = record.model_dump(mode="json")
-    stored = await repository.record_request(
-        client.client_id,
-        idempotency_key,
-        fingerprint,
-        record.transaction_id,
-        as_json,
-        record.requested_at,
-    )
-    if not stored:  # the same key raced in from a concurrent request
-        earlier = await repository.accepted_request(client.client_id, idempotency_key)
-        if earlier is None:
-            raise Conflict("the Idempotency-Key is being used", code="IDEMPOTENCY_KEY_REUSED")
-        return _accepted(await service._replay(earlier, fingerprint))  # noqa: SLF001
-    await service._publish(record)  # noqa: SLF001
-    return _accepted(accepted_answer(as_json))
-
-
-def _accepted(answer: dict[str, Any]) -> JSONResponse:
-    content = TransactionAccepted.model_validate(answer).model_dump(mode="json")
-    return JSONResponse(
-        status_code=202,
-        content=content,
-        headers={"Location": f"/v1/transactions/{answer['transaction_id']}"},
     )
 
 
@@ -156,34 +209,69 @@ _ORIGINAL_SQL = """SELECT t.transaction_type, t.transaction_status, t.source_wal
                     WHERE t.transaction_id = %s"""
 
 
-async def _original(
-    repository: Repository, client_id: uuid.UUID, transaction_id: uuid.UUID
-) -> dict[str, Any]:
-    """The original as the ledger wrote it, if this client submitted it; else 404/409.
-    With shards it is read where the reversal will post: the payee's shard."""
-    async with repository.pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "SELECT record FROM transaction_requests WHERE transaction_id = %s AND client_id = %s",
-            (transaction_id, client_id),
-        )
-        request = await cur.fetchone()
-    row = None
-    if request is not None:
-        shard = ledger_view.payee_shard(repository.shards, request["record"])
-        async with repository.ledger_pool(shard).connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(_ORIGINAL_SQL, (transaction_id,))
-            row = await cur.fetchone()
-    if row is None:
-        raise NotFound(
-            f"transaction {transaction_id} does not exist or is not posted yet",
-            code="TRANSACTION_NOT_FOUND",
-        )
+async def load_original(
+    service: IngestService, client: KeyGrant, transaction_id: uuid.UUID
+) -> Original:
+    """The original and the caller's standing; 404 for a caller with no part in it (as
+    for one that does not exist), 409 unless it is COMPLETED. With shards it is read where
+    the reversal will post: the payee's shard."""
+    repository = service.repository
+    request, row = await _request_and_row(repository, transaction_id)
+    missing = NotFound(
+        f"transaction {transaction_id} does not exist or is not posted yet",
+        code="TRANSACTION_NOT_FOUND",
+    )
+    if request is None or row is None:
+        raise missing
+    kind, source, destination = mirror(
+        TransactionType(row["transaction_type"]),
+        row["source_wallet_id"],
+        row["destination_wallet_id"],
+    )
+    wallets = await service._wallet_access(  # noqa: SLF001
+        client, [w for w in (source, destination) if w]
+    )
+    paying_back = wallets.get(source) if source else None
+    paid_back = wallets.get(destination) if destination else None
+    submitted_by = uuid.UUID(str(request["record"]["client_id"]))
+    route = refund_route(
+        source,
+        bool(paying_back and paying_back.allowed),
+        bool(paid_back and paid_back.allowed),
+        submitted_by == client.client_id,
+    )
+    if route is RefundRoute.NONE:
+        if submitted_by == client.client_id:
+            raise Forbidden(
+                f"this client is no longer in charge of the wallets of {transaction_id}",
+                code="WALLET_FORBIDDEN",
+            )
+        raise missing
     if row["transaction_status"] != "COMPLETED":
         raise Conflict(
             f"transaction {transaction_id} is {row['transaction_status']}: only a COMPLETED "
             "transaction can be reversed",
             code=ReversalReason.NOT_REVERSIBLE,
         )
-    return row
+    return Original(
+        transaction_id, row, submitted_by, kind, source, destination, paying_back, paid_back, route
+    )
+
+
+async def _request_and_row(
+    repository: Repository, transaction_id: uuid.UUID
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    async with repository.pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "SELECT record FROM transaction_requests WHERE transaction_id = %s",
+            (transaction_id,),
+        )
+        request = await cur.fetchone()
+    if request is None:
+        return None, None
+    shard = ledger_view.payee_shard(repository.shards, request["record"])
+    async with repository.ledger_pool(shard).connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(_ORIGINAL_SQL, (transaction_id,))
+        return request, await cur.fetchone()

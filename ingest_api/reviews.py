@@ -7,7 +7,7 @@ review whose deadline passed. An analyst's approve or decline is published on
 the stream applies the first decision it reads and ignores later ones, so an analyst racing
 the timeout can never both release and post the funds.
 
-Only API clients with the role ``analyst`` or ``admin`` may list and decide reviews.
+Keys with the role ``analyst``, ``compliance`` or ``admin`` list and decide reviews.
 """
 
 from __future__ import annotations
@@ -23,42 +23,27 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from confluent_kafka import Consumer, KafkaError, Producer
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain import records
+from domain.access import KeyGrant
 from domain.exceptions import RecordDecodeError
 from domain.money import wire
 from domain.topics import REVIEWS_DECISIONS, REVIEWS_REQUESTED
-from ingest_api.exceptions import Conflict, Forbidden, NotFound
+from ingest_api.deps import Reviewer, service_of
+from ingest_api.exceptions import Conflict, NotFound
 from ingest_api.publisher import producer_config
-from ingest_api.repository import Client
-from ingest_api.service import IngestService
 
 log = logging.getLogger("ingest_api.reviews")
 
-REVIEWER_ROLES = frozenset({"analyst", "admin"})
 LIST_ROWS_MAX = 500
 #: Overdue reviews declined per pass of the timeout loop, and its pace.
 EXPIRE_BATCH_MAX = 100
 POLL_INTERVAL_S = 0.5
 CONSUMER_GROUP = "ingest-reviews"
-
-
-def _service(request: Request) -> IngestService:
-    return request.app.state.service  # type: ignore[no-any-return]
-
-
-async def _reviewer(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Client:
-    client = await _service(request).authenticate(x_api_key)
-    if client.role not in REVIEWER_ROLES:
-        raise Forbidden("only analysts decide reviews", code="REVIEWER_ONLY")
-    return client
-
-
-Reviewer = Annotated[Client, Depends(_reviewer)]
 
 
 class ReviewDecision(BaseModel):
@@ -218,7 +203,7 @@ async def list_reviews(
     request: Request,
     status: Annotated[Literal["PENDING", "APPROVED", "DECLINED", "EXPIRED"], Query()] = "PENDING",
 ) -> dict[str, Any]:
-    async with _service(request).repository.pool.connection() as conn:
+    async with service_of(request).repository.pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
             f"""SELECT {_COLUMNS} FROM transaction_reviews WHERE status = %s
@@ -231,12 +216,12 @@ async def list_reviews(
 
 async def _decide(
     request: Request,
-    client: Client,
+    client: KeyGrant,
     transaction_id: uuid.UUID,
     decision: Literal["APPROVE", "DECLINE"],
     note: str | None,
 ) -> dict[str, Any]:
-    service = _service(request)
+    service = service_of(request)
     async with service.repository.pool.connection() as conn, conn.transaction():
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
@@ -248,7 +233,7 @@ async def _decide(
             raise NotFound(f"no review of transaction {transaction_id}", code="REVIEW_NOT_FOUND")
         if row["status"] != "PENDING":
             raise Conflict(f"the review was {row['status']} already", code="REVIEW_DECIDED")
-        decided = decision_record(row, decision, f"analyst {client.name}", note)
+        decided = decision_record(row, decision, f"analyst {client.client_name}", note)
         await service.publisher.publish(
             REVIEWS_DECISIONS.name, str(row["wallet_id"]).encode(), records.encode(decided)
         )

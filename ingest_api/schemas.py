@@ -112,13 +112,6 @@ class TransactionOut(BaseModel):
     events: list[TransactionEventOut]
 
 
-class ClientOut(BaseModel):
-    client_id: uuid.UUID
-    name: str
-    role: str
-    rate_limit_per_second: int
-
-
 class CreateGrant(Strict):
     client_id: uuid.UUID
 

@@ -16,32 +16,21 @@ from decimal import Decimal
 from typing import Any
 
 from domain import records
+from domain.access import KeyGrant
 from domain.exceptions import DomainError
 from domain.money import AMOUNT_MAX, currency_exponent, parse_amount, wire
 from domain.topics import TRANSACTIONS_REQUESTED
 from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
 from ingest_api.caching import TtlCache
-from ingest_api.exceptions import (
-    Conflict,
-    Forbidden,
-    NotFound,
-    Unauthorized,
-    Unavailable,
-    Unprocessable,
-)
+from ingest_api.exceptions import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
 from ingest_api.limit_store import publish_wallet_limits
 from ingest_api.publisher import KafkaPublisher
-from ingest_api.ratelimit import RateLimiter
-from ingest_api.repository import Client, Repository, WalletAccess
+from ingest_api.repository import Repository, WalletAccess
 from ingest_api.schemas import CreateTransaction, CreateUser, CreateWallet
 from ingest_api.settings import IngestSettings
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 PUBLISHED_MARKS_MAX = 10_000
-
-
-def hash_api_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
 
 
 def request_fingerprint(body: CreateTransaction) -> str:
@@ -127,13 +116,9 @@ class IngestService:
         self._repository = repository
         self._publisher = publisher
         self._fees = settings.fee_schedule
-        self._clients: TtlCache[str, Client] = TtlCache(
-            settings.cache_entries_max, settings.cache_ttl_ms
-        )
         self._wallets: TtlCache[tuple[uuid.UUID, uuid.UUID], WalletAccess] = TtlCache(
             settings.cache_entries_max, settings.cache_ttl_ms
         )
-        self._rate_limiter = RateLimiter(settings.rate_limit_clients_max)
         self._published: asyncio.Queue[uuid.UUID] = asyncio.Queue(PUBLISHED_MARKS_MAX)
 
     @property
@@ -148,20 +133,7 @@ class IngestService:
     def publisher(self) -> KafkaPublisher:
         return self._publisher
 
-    async def authenticate(self, api_key: str | None) -> Client:
-        if not api_key:
-            raise Unauthorized("send your API key in the X-API-Key header", code="MISSING_API_KEY")
-        key_hash = hash_api_key(api_key)
-        client = self._clients.get(key_hash)
-        if client is None:
-            client = await self._repository.client_by_key_hash(key_hash)
-            if client is None:
-                raise Unauthorized("unknown API key")
-            self._clients.put(key_hash, client)
-        self._rate_limiter.take(client.client_id, client.rate_limit_per_second)
-        return client
-
-    async def create_user(self, client: Client, body: CreateUser) -> dict[str, Any]:
+    async def create_user(self, client: KeyGrant, body: CreateUser) -> dict[str, Any]:
         salt = secrets.token_hex(16)
         digest = await asyncio.to_thread(
             hashlib.scrypt,
@@ -177,7 +149,7 @@ class IngestService:
         fields.update(password_hash=digest.hex(), salt=salt)
         return await self._repository.create_user(client.client_id, fields)
 
-    async def create_wallet(self, client: Client, body: CreateWallet) -> dict[str, Any]:
+    async def create_wallet(self, client: KeyGrant, body: CreateWallet) -> dict[str, Any]:
         try:
             currency_exponent(body.currency_code)
         except DomainError as error:
@@ -195,7 +167,7 @@ class IngestService:
         return wallet
 
     async def _wallet_access(
-        self, client: Client, wallet_ids: list[uuid.UUID]
+        self, client: KeyGrant, wallet_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, WalletAccess]:
         found: dict[uuid.UUID, WalletAccess] = {}
         missing = []
@@ -214,7 +186,7 @@ class IngestService:
 
     async def submit_transaction(
         self,
-        client: Client,
+        client: KeyGrant,
         body: CreateTransaction,
         idempotency_key: str | None,
         ip_address: str | None,
@@ -303,7 +275,7 @@ class IngestService:
             await self._repository.mark_published(batch)
         return len(batch)
 
-    async def get_transaction(self, client: Client, transaction_id: uuid.UUID) -> dict[str, Any]:
+    async def get_transaction(self, client: KeyGrant, transaction_id: uuid.UUID) -> dict[str, Any]:
         row, events, request = await self._repository.transaction(client.client_id, transaction_id)
         if request is None:
             raise NotFound(
@@ -344,7 +316,7 @@ class IngestService:
         }
 
     async def grant_wallet(
-        self, client: Client, wallet_id: uuid.UUID, grantee: uuid.UUID
+        self, client: KeyGrant, wallet_id: uuid.UUID, grantee: uuid.UUID
     ) -> dict[str, Any]:
         """The owner lets another client (a partner, an acquirer) move money from a wallet.
 
@@ -363,7 +335,7 @@ class IngestService:
         self._wallets.discard((grantee, wallet_id))
         return grant
 
-    async def get_balance(self, client: Client, wallet_id: uuid.UUID) -> dict[str, Any]:
+    async def get_balance(self, client: KeyGrant, wallet_id: uuid.UUID) -> dict[str, Any]:
         access = (await self._wallet_access(client, [wallet_id])).get(wallet_id)
         if access is None:
             raise NotFound(f"wallet {wallet_id} does not exist", code="WALLET_NOT_FOUND")

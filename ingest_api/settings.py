@@ -26,7 +26,21 @@ class IngestSettings(BaseSettings):
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
     cache_entries_max: int = Field(default=100_000, ge=100)
     cache_ttl_ms: int = Field(default=5_000, ge=0)
-    rate_limit_clients_max: int = Field(default=10_000, ge=1)
+    #: API keys: how often each process reads ``api_key_revision``, and how long a cached
+    #: key is trusted after the last read (at most 1 s: revocations take effect within it).
+    api_key_revision_poll_ms: int = Field(default=200, ge=10, le=1_000)
+    api_key_trust_ms: int = Field(default=900, ge=0, le=1_000)
+    #: A rotated key keeps working this long unless the rotation says otherwise (30 days max).
+    key_rotation_grace_s: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    #: Rate limits, shared by every API process on the host through one mapped file
+    #: (default: /dev/shm/walletpipe-ingest-<hash of DATABASE_URL>.buckets).
+    rate_limit_file: str | None = Field(default=None, validation_alias="INGEST_RATE_LIMIT_FILE")
+    #: Buckets in the file (clients, keys with their own limit, client addresses).
+    rate_limit_clients_max: int = Field(default=16_384, ge=64, le=4_000_000)
+    #: Key lookups in PostgreSQL a client address may cause when its keys fail
+    #: (unknown, revoked, expired): a bucket per address, taken before the lookup.
+    auth_failures_per_second: float = Field(default=1.0, gt=0, le=10_000)
+    auth_failures_burst: int = Field(default=20, ge=1, le=100_000)
     password_scrypt_n: int = Field(default=2**14, ge=2**10)
 
     @field_validator("fee_schedule_json")

@@ -132,21 +132,31 @@ def sql(database_url: str, query: str, params: tuple | dict = ()) -> list[tuple]
         return cursor.fetchall() if cursor.description is not None else []
 
 
-def make_client(database_url: str, role: str = "client", rate_limit_per_second: int = 1000) -> str:
-    """Another API client (tenant): returns its key."""
-    import hashlib
+def make_client(
+    database_url: str,
+    role: str = "client",
+    rate_limit_per_second: int = 1000,
+    *,
+    burst: int | None = None,
+    expires_at: Any = None,
+) -> str:
+    """Another API client (tenant) with one key: returns the key. ``role`` is a role name,
+    several comma-separated, or ``client`` (customer_app, pos and partner)."""
+    from domain.access import hash_api_key, new_api_key, parse_roles
 
-    key = f"wp_test_{uuid.uuid4().hex}"
+    key = new_api_key()
+    roles = sorted(parse_roles(role.split(",")))
+    name = f"test-{uuid.uuid4().hex[:12]}"
     sql(
         database_url,
-        """INSERT INTO api_clients (client_id, name, api_key_hash, role,
-                             rate_limit_per_second) VALUES (%s, %s, %s, %s, %s)""",
-        (
-            uuid.uuid4(),
-            f"test-{uuid.uuid4().hex[:12]}",
-            hashlib.sha256(key.encode()).hexdigest(),
-            role,
-            rate_limit_per_second,
-        ),
+        "SELECT api_key_issue(p_client_name => %s, p_key_hash => %s, p_key_prefix => %s,"
+        " p_roles => %s, p_expires_at => %s, p_client_rate_limit => %s)",
+        (name, hash_api_key(key), key[:10], roles, expires_at, rate_limit_per_second),
     )
+    if burst is not None:
+        sql(
+            database_url,
+            "UPDATE api_clients SET rate_limit_burst = %s WHERE name = %s",
+            (burst, name),
+        )
     return key

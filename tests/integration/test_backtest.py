@@ -395,9 +395,9 @@ def test_unreadable_history_exits_1(history: dict, tmp_path: Path) -> None:
 class Keys:
     """Stands in for the PostgreSQL key directory: 'analyst' and 'regulator' keys."""
 
-    def principal(self, api_key: str | None) -> Principal | None:
+    def principal(self, api_key: str | None, _address: str = "") -> Principal | None:
         if api_key in ("analyst", "regulator"):
-            return Principal(client_id=api_key, name=api_key, role=Role(api_key))
+            return Principal(client_id=api_key, name=api_key, roles=frozenset({Role(api_key)}))
         return None
 
 

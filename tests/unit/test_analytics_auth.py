@@ -1,4 +1,5 @@
-"""analytics.auth: analysts read analytics, regulators only regulatory reports."""
+"""analytics.auth: analysts read analytics, regulators only regulatory reports, compliance
+officers and admins both, the keys of apps, terminals and partners none."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ ANALYTICS = sorted(name for name, audience in REPORTS.items() if audience is Aud
 REGULATORY = sorted(name for name, audience in REPORTS.items() if audience is Audience.REGULATORY)
 
 
-def who(role: Role) -> Principal:
-    return Principal(client_id="c", name=role.value, role=role)
+def who(*roles: Role) -> Principal:
+    return Principal(client_id="c", name="c", roles=frozenset(roles))
 
 
 def test_there_are_reports_of_both_audiences() -> None:
@@ -36,10 +37,16 @@ def test_regulators_read_regulatory_reports_and_analysts_do_not(report: str) -> 
 
 
 @pytest.mark.parametrize("report", sorted(REPORTS))
-def test_admins_read_everything_and_clients_nothing(report: str) -> None:
+def test_admins_and_compliance_read_everything_and_tenants_nothing(report: str) -> None:
     authorize(who(Role.ADMIN), report)
+    authorize(who(Role.COMPLIANCE), report)
     with pytest.raises(ReportForbidden):
-        authorize(who(Role.CLIENT), report)
+        authorize(who(Role.CUSTOMER_APP, Role.POS, Role.PARTNER), report)
+
+
+@pytest.mark.parametrize("report", sorted(REPORTS))
+def test_a_key_with_several_roles_reads_what_any_of_them_may(report: str) -> None:
+    authorize(who(Role.ANALYST, Role.REGULATOR), report)
 
 
 def test_no_key_is_401_before_the_name_is_looked_at() -> None:
@@ -54,7 +61,7 @@ def test_an_unknown_report_is_404() -> None:
     assert (caught.value.code, caught.value.status) == ("UNKNOWN_REPORT", 404)
 
 
-def test_keys_are_stored_as_sha256_hex() -> None:
+def test_keys_are_stored_as_sha256_hex_as_the_ingest_api_stores_them() -> None:
     digest = hash_api_key("wp_analyst_secret")
     assert len(digest) == 64 and digest == hash_api_key("wp_analyst_secret")
     assert "secret" not in digest

@@ -1,5 +1,5 @@
 """The API's pure rules: wallet access, amounts and fees; API key hashing; request
-fingerprints; the per-client rate limiter; the bounded TTL cache."""
+fingerprints; the bounded TTL cache (the rate limits: test_ratelimit.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
+from domain.access import hash_api_key
 from domain.transactions import FeeSchedule
 from ingest_api import caching
 from ingest_api.caching import TtlCache
-from ingest_api.exceptions import ApiError, Forbidden, NotFound, RateLimited, Unprocessable
-from ingest_api.ratelimit import BURST_FACTOR, RateLimiter
+from ingest_api.exceptions import ApiError, Forbidden, NotFound, Unprocessable
 from ingest_api.repository import WalletAccess
 from ingest_api.schemas import CreateTransaction
-from ingest_api.service import check_transaction, hash_api_key, request_fingerprint
+from ingest_api.service import check_transaction, request_fingerprint
 
 MINE = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000001")
 MINE_TOO = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000002")
@@ -249,76 +249,6 @@ def test_request_fingerprint_is_stable_and_sensitive() -> None:
         ),
     ]:
         assert request_fingerprint(different) != request_fingerprint(base)
-
-
-# --- rate limiter --------------------------------------------------------------------------
-
-
-def test_rate_limiter_allows_a_burst_of_twice_the_rate() -> None:
-    limiter = RateLimiter(clients_max=10)
-    client = uuid.uuid4()
-    for _ in range(5 * BURST_FACTOR):
-        limiter.take(client, 5, now=100.0)
-    with pytest.raises(RateLimited) as caught:
-        limiter.take(client, 5, now=100.0)
-    assert (caught.value.status_code, caught.value.code) == (429, "RATE_LIMITED")
-    assert "more than 5 requests per second" in caught.value.message
-
-
-def test_rate_limiter_refills_over_time() -> None:
-    limiter = RateLimiter(clients_max=10)
-    client = uuid.uuid4()
-    for _ in range(10):
-        limiter.take(client, 5, now=0.0)
-    with pytest.raises(RateLimited):
-        limiter.take(client, 5, now=0.1)  # 0.5 of a token back: not enough
-    limiter.take(client, 5, now=0.2)  # one token back since t=0
-    with pytest.raises(RateLimited):
-        limiter.take(client, 5, now=0.2)
-    # A long pause refills to the burst, never beyond it.
-    for _ in range(10):
-        limiter.take(client, 5, now=60.0)
-    with pytest.raises(RateLimited):
-        limiter.take(client, 5, now=60.0)
-
-
-def test_rate_limiter_sustains_the_rate() -> None:
-    limiter = RateLimiter(clients_max=10)
-    client = uuid.uuid4()
-    # Exactly `rate` requests a second, for a minute, after the burst is spent (eighths of
-    # a second are exact in binary floating point, so no rounding decides the outcome).
-    for _ in range(16):
-        limiter.take(client, 8, now=0.0)
-    for n in range(1, 480):
-        limiter.take(client, 8, now=n / 8)
-    with pytest.raises(RateLimited):
-        limiter.take(client, 8, now=479 / 8)
-
-
-def test_rate_limiter_buckets_are_per_client() -> None:
-    limiter = RateLimiter(clients_max=10)
-    first, second = uuid.uuid4(), uuid.uuid4()
-    for _ in range(2):
-        limiter.take(first, 1, now=0.0)
-    with pytest.raises(RateLimited):
-        limiter.take(first, 1, now=0.0)
-    limiter.take(second, 1, now=0.0)  # unaffected
-
-
-def test_rate_limiter_holds_a_bounded_number_of_clients() -> None:
-    limiter = RateLimiter(clients_max=3)
-    clients = [uuid.uuid4() for _ in range(5)]
-    for client in clients:
-        limiter.take(client, 1, now=0.0)
-        limiter.take(client, 1, now=0.0)
-    assert len(limiter._buckets) == 3
-    assert list(limiter._buckets) == clients[2:]
-    # An evicted client starts over with a full bucket (the price of the bound) ...
-    limiter.take(clients[0], 1, now=0.0)
-    # ... while a remembered one is still limited.
-    with pytest.raises(RateLimited):
-        limiter.take(clients[4], 1, now=0.0)
-    assert len(limiter._buckets) == 3
 
 
 # --- TTL cache -----------------------------------------------------------------------------
