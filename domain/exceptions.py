@@ -55,3 +55,19 @@ class LedgerInvariantError(DomainError):
     """
 
     code = "LEDGER_INVARIANT"
+
+
+class InvalidText(DomainError):
+    """A text field holds a character that is not text: NUL or another control character,
+    a lone surrogate, a bidirectional override. Caller: send printable text only (a
+    multi-line note may hold line breaks and tabs); nothing was recorded."""
+
+    code = "INVALID_TEXT"
+
+
+class InvalidMetadata(DomainError):
+    """``metadata`` breaks a bound: a key not of letters, digits and ``_.:-`` (at most 64),
+    a string longer than 256 characters, an integer outside 64 bits, a reserved key.
+    Caller: fix the named entry; nothing was recorded."""
+
+    code = "INVALID_METADATA"

@@ -25,8 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain import records
 from domain.exceptions import DomainError
-from domain.money import parse_amount
+from domain.inputs import CanonicalUuid, MaskedText
+from domain.money import AMOUNT_PATTERN, parse_amount
 from domain.reversals import REVERSAL_OF, ReversalReason, mirror
+from domain.text import is_visible_ascii
 from domain.transactions import TransactionType
 from ingest_api import ledger_view
 from ingest_api.exceptions import Conflict, NotFound, Unprocessable
@@ -48,8 +50,9 @@ async def _caller(request: Request, x_api_key: Annotated[str | None, Header()] =
 class CreateReversal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: str = Field(max_length=40)
-    description: str | None = Field(default=None, max_length=1000)
+    #: Checked by parse_amount against the original's currency (INVALID_AMOUNT).
+    amount: str = Field(max_length=40, json_schema_extra={"pattern": AMOUNT_PATTERN})
+    description: MaskedText | None = Field(default=None, max_length=1000)
 
 
 @router.post(
@@ -58,7 +61,7 @@ class CreateReversal(BaseModel):
     response_model=TransactionAccepted,
 )
 async def create_reversal(
-    transaction_id: uuid.UUID,
+    transaction_id: CanonicalUuid,
     body: CreateReversal,
     request: Request,
     client: Annotated[Client, Depends(_caller)],
@@ -70,6 +73,10 @@ async def create_reversal(
         raise Unprocessable(
             "send an Idempotency-Key header (unique per reversal, at most 255 characters)",
             code="MISSING_IDEMPOTENCY_KEY",
+        )
+    if not is_visible_ascii(idempotency_key):
+        raise Unprocessable(
+            "Idempotency-Key must be printable ASCII", code="INVALID_IDEMPOTENCY_KEY"
         )
     canonical = json.dumps(
         {"reversal_of": str(transaction_id), **body.model_dump()}, sort_keys=True

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain import records
 from domain.exceptions import RecordDecodeError
+from domain.inputs import CanonicalUuid, MaskedNote
 from domain.money import wire
 from domain.topics import REVIEWS_DECISIONS, REVIEWS_REQUESTED
 from ingest_api.exceptions import Conflict, Forbidden, NotFound
@@ -64,7 +65,7 @@ Reviewer = Annotated[Client, Depends(_reviewer)]
 class ReviewDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str | None = Field(default=None, max_length=1000)
+    note: MaskedNote | None = Field(default=None, max_length=1000)
 
 
 class ReviewOut(BaseModel):
@@ -269,7 +270,7 @@ async def _decide(
 
 @router.post("/{transaction_id}/approve", response_model=ReviewOut)
 async def approve(
-    transaction_id: uuid.UUID,
+    transaction_id: CanonicalUuid,
     client: Reviewer,
     request: Request,
     body: ReviewDecision | None = None,
@@ -279,7 +280,7 @@ async def approve(
 
 @router.post("/{transaction_id}/decline", response_model=ReviewOut)
 async def decline(
-    transaction_id: uuid.UUID,
+    transaction_id: CanonicalUuid,
     client: Reviewer,
     request: Request,
     body: ReviewDecision | None = None,

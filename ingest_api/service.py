@@ -18,6 +18,7 @@ from typing import Any
 from domain import records
 from domain.exceptions import DomainError
 from domain.money import AMOUNT_MAX, currency_exponent, parse_amount, wire
+from domain.text import is_visible_ascii
 from domain.topics import TRANSACTIONS_REQUESTED
 from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
 from ingest_api.caching import TtlCache
@@ -228,6 +229,10 @@ class IngestService:
         if len(idempotency_key) > IDEMPOTENCY_KEY_LENGTH_MAX:
             raise Unprocessable(
                 "Idempotency-Key is longer than 255 characters", code="INVALID_IDEMPOTENCY_KEY"
+            )
+        if not is_visible_ascii(idempotency_key):
+            raise Unprocessable(
+                "Idempotency-Key must be printable ASCII", code="INVALID_IDEMPOTENCY_KEY"
             )
         fingerprint = request_fingerprint(body)
         earlier = await self._repository.accepted_request(client.client_id, idempotency_key)
