@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from domain.exceptions import DomainError, InvalidAmount, InvalidMetadata, InvalidText
-from domain.masking import mask_sensitive
+from domain.masking import PAN_DIGITS_MAX, PAN_DIGITS_MIN, mask_sensitive
 from domain.metadata import (
     INT64_MAX,
     INT64_MIN,
@@ -115,9 +115,19 @@ MaskedNote = Annotated[
 # --- metadata --------------------------------------------------------------------------
 
 
+def _masked_value(value: MetadataValue) -> MetadataValue:
+    if isinstance(value, str):
+        return mask_sensitive(value)
+    if type(value) is int and PAN_DIGITS_MIN <= len(str(abs(value))) <= PAN_DIGITS_MAX:
+        # A card number sent as a JSON number is a card number all the same.
+        masked = mask_sensitive(str(value))
+        return masked if "*" in masked else value
+    return value
+
+
 def _metadata(value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
     check_metadata(value)
-    return {k: mask_sensitive(v) if isinstance(v, str) else v for k, v in value.items()}
+    return {key: _masked_value(item) for key, item in value.items()}
 
 
 METADATA_SCHEMA = {
@@ -134,7 +144,8 @@ METADATA_SCHEMA = {
     },
     "description": "Flat channel facts (channel, terminal_id, device_id, ...): keys of ASCII "
     "letters, digits and _.:- (at most 64), values strings (at most 256 characters, masked "
-    "like descriptions), 64-bit integers, booleans or null.",
+    "like descriptions), 64-bit integers (one that is a card number is masked into a string), "
+    "booleans or null.",
 }
 
 #: The type checks (a dict of scalars, at most 32 entries) come first and keep the generic
