@@ -16,7 +16,14 @@ from analytics import export, history, reports
 from analytics.auth import Principal, authorize
 from analytics.errors import ERROR_RESPONSES
 from analytics.exceptions import AuthenticationError, UnknownReport
-from analytics.ranges import ReportRange, business_zone, parse_period, report_range, time_range
+from analytics.ranges import (
+    Granularity,
+    ReportRange,
+    business_zone,
+    parse_period,
+    report_range,
+    time_range,
+)
 from analytics.regulatory import ReportType
 from analytics.regulatory_source import RegulatorySource
 from analytics.settings import AnalyticsSettings
@@ -25,7 +32,14 @@ from domain.transactions import TransactionType as TransactionKind
 
 Start = Annotated[datetime | None, Query(alias="from", description="ISO-8601 with a zone")]
 End = Annotated[datetime | None, Query(alias="to", description="exclusive; default now")]
-GranularityText = Annotated[str | None, Query(description="minute (default), hour or day")]
+GranularityText = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        description="minute (default), hour or day",
+        json_schema_extra={"enum": [g.value for g in Granularity]},
+    ),
+]
 Currency = Annotated[
     str, Query(pattern=r"^([A-Z]{3})?$", description="only this currency (ISO 4217, e.g. USD)")
 ]
@@ -38,7 +52,12 @@ TransactionType = Annotated[
 ]
 #: A business day (2026-01-31) or month (2026-01); parse_period says which is wrong.
 PeriodText = Annotated[
-    str, Query(max_length=10, description="a business day 2026-01-31 or month 2026-01")
+    str,
+    Query(
+        max_length=10,
+        description="a business day 2026-01-31 or month 2026-01",
+        json_schema_extra={"pattern": r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$"},
+    ),
 ]
 
 router = APIRouter(responses=ERROR_RESPONSES)

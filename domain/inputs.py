@@ -136,7 +136,7 @@ METADATA_SCHEMA = {
     "propertyNames": {"pattern": KEY_PATTERN},
     "additionalProperties": {
         "anyOf": [
-            {"type": "string", "maxLength": METADATA_TEXT_LENGTH_MAX},
+            {"type": "string", "maxLength": METADATA_TEXT_LENGTH_MAX, "pattern": TEXT_PATTERN},
             {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
             {"type": "boolean"},
             {"type": "null"},

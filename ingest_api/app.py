@@ -38,6 +38,8 @@ from ingest_api.service import IngestService
 from ingest_api.settings import IngestSettings
 
 PUBLISHED_MARK_INTERVAL_S = 0.2
+#: Required (MISSING_IDEMPOTENCY_KEY without it); printable ASCII, unique per transaction.
+IDEMPOTENCY_KEY_SCHEMA = {"maxLength": 255, "pattern": "^[ -~]+$"}
 
 
 def service_of(request: Request) -> IngestService:
@@ -133,7 +135,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         body: CreateTransaction,
         client: Caller,
         request: Request,
-        idempotency_key: Annotated[str | None, Header()] = None,
+        idempotency_key: Annotated[
+            str | None, Header(json_schema_extra=IDEMPOTENCY_KEY_SCHEMA)
+        ] = None,
         user_agent: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         ip = request.client.host if request.client else None

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from domain.inputs import (
+    UUID_PATTERN,
     AmountText,
     CanonicalUuid,
     FreeText,
@@ -109,7 +110,43 @@ class BalanceOut(BaseModel):
     last_updated_at: datetime
 
 
+#: Which wallets each type names (domain.transactions.check_wallets), stated in the schema;
+#: a request that breaks it still answers INVALID_TRANSACTION, not a schema error.
+_WALLET_ID = {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}
+_NO_WALLET = {"type": "null"}
+WALLETS_BY_TYPE_SCHEMA = {
+    "anyOf": [
+        {
+            "properties": {
+                "transaction_type": {"const": "DEPOSIT"},
+                "source_wallet_id": _NO_WALLET,
+                "destination_wallet_id": _WALLET_ID,
+            },
+            "required": ["destination_wallet_id"],
+        },
+        {
+            "properties": {
+                "transaction_type": {"const": "WITHDRAWAL"},
+                "source_wallet_id": _WALLET_ID,
+                "destination_wallet_id": _NO_WALLET,
+            },
+            "required": ["source_wallet_id"],
+        },
+        {
+            "properties": {
+                "transaction_type": {"enum": ["TRANSFER", "PAYMENT"]},
+                "source_wallet_id": _WALLET_ID,
+                "destination_wallet_id": _WALLET_ID,
+            },
+            "required": ["source_wallet_id", "destination_wallet_id"],
+        },
+    ]
+}
+
+
 class CreateTransaction(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=WALLETS_BY_TYPE_SCHEMA)
+
     transaction_type: TransactionType
     source_wallet_id: CanonicalUuid | None = None
     destination_wallet_id: CanonicalUuid | None = None
