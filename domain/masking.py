@@ -6,8 +6,9 @@ everywhere and cannot be taken back, so the API masks it at the edge. What is ma
 
 - a PAN: 13-19 digits, written together or in groups joined by one space or dash, that
   pass the Luhn check: ``4111 1111 1111 1111`` → ``**** **** **** 1111``;
-- an IBAN: two letters, two check digits and 11-30 letters or digits (a BBAN), written
-  together or in groups joined by one space, that pass the ISO 13616 mod-97 check:
+- an IBAN: two letters, two check digits and 11-30 letters or digits (a BBAN, holding at
+  least 8 digits), written together or in groups joined by one space, its letters all of
+  one case, that pass the ISO 13616 mod-97 check:
   ``DE89 3704 0044 0532 0130 00`` → ``**** **** **** **** **30 00``.
 
 Only the last four characters of a match stay; separators and the text's length are kept.
