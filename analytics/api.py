@@ -6,7 +6,6 @@ Every route is thin: the rules are in ``auth``, ``ranges``, ``reports``, ``regul
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING
 from typing import Annotated, Any
@@ -16,19 +15,53 @@ from fastapi.routing import APIRoute
 
 from analytics import export, history, reports
 from analytics.auth import READERS, Principal, audience_of, authorize
+from analytics.errors import ERROR_RESPONSES
 from analytics.exceptions import AuthenticationError, UnknownReport
-from analytics.ranges import ReportRange, business_zone, parse_period, report_range, time_range
+from analytics.ranges import (
+    Granularity,
+    ReportRange,
+    business_zone,
+    parse_period,
+    report_range,
+    time_range,
+)
 from analytics.regulatory import ReportType
 from analytics.regulatory_source import RegulatorySource
 from analytics.settings import AnalyticsSettings
+from domain.inputs import CanonicalUuid
+from domain.transactions import TransactionType as TransactionKind
 
 Start = Annotated[datetime | None, Query(alias="from", description="ISO-8601 with a zone")]
 End = Annotated[datetime | None, Query(alias="to", description="exclusive; default now")]
-GranularityText = Annotated[str | None, Query(description="minute (default), hour or day")]
-Currency = Annotated[str, Query(max_length=3, description="only this currency")]
-TransactionType = Annotated[str, Query(max_length=20, description="only this type")]
+GranularityText = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        description="minute (default), hour or day",
+        json_schema_extra={"enum": [g.value for g in Granularity]},
+    ),
+]
+Currency = Annotated[
+    str, Query(pattern=r"^([A-Z]{3})?$", description="only this currency (ISO 4217, e.g. USD)")
+]
+TransactionType = Annotated[
+    str,
+    Query(
+        pattern=f"^({'|'.join(t.value for t in TransactionKind)})?$",
+        description="only this type",
+    ),
+]
+#: A business day (2026-01-31) or month (2026-01); parse_period says which is wrong.
+PeriodText = Annotated[
+    str,
+    Query(
+        max_length=10,
+        description="a business day 2026-01-31 or month 2026-01",
+        json_schema_extra={"pattern": r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$"},
+    ),
+]
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 def _settings(request: Request) -> AnalyticsSettings:
@@ -194,7 +227,7 @@ def dashboard(
 
 
 @router.get("/v1/reports/transactions/{transaction_id}", dependencies=[reader("transactions")])
-def transaction(request: Request, transaction_id: uuid.UUID) -> dict[str, Any]:
+def transaction(request: Request, transaction_id: CanonicalUuid) -> dict[str, Any]:
     """Every stored event of one transaction, in time order."""
     events = reports.transaction_events(request.app.state.warehouse, str(transaction_id))
     return {"transaction_id": str(transaction_id), "events": events}
@@ -256,7 +289,7 @@ def suspicious_activity(request: Request, start: Start = None, end: End = None) 
 @router.get("/v1/reports/regulatory/export", dependencies=[reader("regulatory/export")])
 def regulatory_export(
     request: Request,
-    period: Annotated[str, Query(description="a business day 2026-01-31 or month 2026-01")],
+    period: PeriodText,
 ) -> dict[str, Any]:
     """A period's reports as CSV and JSON plus a signed manifest; the same period gives
     byte-identical files. ``files`` maps each file name to its UTF-8 text."""

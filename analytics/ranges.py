@@ -18,6 +18,10 @@ from analytics.exceptions import ReportError
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 DEFAULT_SPAN = timedelta(days=1)
+#: The times a report may name: the roll-ups store ClickHouse ``DateTime`` (1970 to 2106),
+#: and a year like 0999 must be a 422, not a query that fails.
+TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class Granularity(StrEnum):
@@ -89,18 +93,31 @@ def time_range(
     now: datetime | None = None,
 ) -> tuple[datetime, datetime]:
     """The caller's [from, to): default the last day; aware times; ordered; bounded."""
-    end = end or now or datetime.now(UTC)
-    start = start or end - DEFAULT_SPAN
-    if start.tzinfo is None or end.tzinfo is None:
+    if (start is not None and start.tzinfo is None) or (end is not None and end.tzinfo is None):
         raise ReportError(
             "give times with a timezone, e.g. 2026-01-01T00:00Z", code="INVALID_RANGE"
         )
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    end = _within_bounds(end or now or datetime.now(UTC), "to")
+    start = _within_bounds(start or end - DEFAULT_SPAN, "from")
     if start >= end:
         raise ReportError("'from' must be before 'to'", code="INVALID_RANGE")
     if end - start > timedelta(days=days_max):
         raise ReportError(f"a report spans at most {days_max} days", code="RANGE_TOO_LARGE")
     return start, end
+
+
+def _within_bounds(moment: datetime, name: str) -> datetime:
+    """``moment`` in UTC, if between ``TIME_MIN`` and ``TIME_MAX``."""
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # year 1 at +01:00, year 9999 at -01:00
+        utc = None
+    if utc is None or not TIME_MIN <= utc <= TIME_MAX:
+        raise ReportError(
+            f"{name!r} must be between {TIME_MIN:%Y-%m-%d} and {TIME_MAX:%Y-%m-%d} (UTC)",
+            code="INVALID_RANGE",
+        )
+    return utc
 
 
 def report_range(
@@ -159,11 +176,16 @@ def parse_period(text: str | None, zone: ZoneInfo, *, days_max: int) -> Period:
             after = date(first.year + first.month // 12, first.month % 12 + 1, 1)
         else:
             raise ValueError(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # month 13, or the day after 9999-12-31
         raise ReportError(
             f"period {text!r} is neither a day (2026-01-31) nor a month (2026-01)",
             code="INVALID_PERIOD",
         ) from None
+    if not TIME_MIN.year <= first.year < TIME_MAX.year:
+        raise ReportError(
+            f"period {text!r} is not between {TIME_MIN.year} and {TIME_MAX.year - 1}",
+            code="INVALID_PERIOD",
+        )
     start = datetime(first.year, first.month, first.day, tzinfo=zone).astimezone(UTC)
     end = datetime(after.year, after.month, after.day, tzinfo=zone).astimezone(UTC)
     if end - start > timedelta(days=days_max):

@@ -14,32 +14,23 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
 from urllib.parse import urlparse
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analytics import export
+from analytics import errors, export
 from analytics.api import document_roles, router
 from analytics.clickhouse import NATIVE_DECODER, Warehouse
 from analytics.clients import ClientDirectory
 from analytics.detector import RegulatoryDetector
-from analytics.exceptions import AnalyticsError
 from analytics.mapping import NATIVE_DECODER_MISSING
 from analytics.settings import AnalyticsSettings
 from analytics.sink import EventSink
 
 log = logging.getLogger("analytics")
 THREAD_JOIN_TIMEOUT_S = 30.0
-_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
 
 
 def dashboard_html() -> str:
@@ -80,25 +71,7 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
     app = FastAPI(title="wallet-pipeline analytics", version="1", lifespan=lifespan)
     app.state.settings = settings
 
-    @app.exception_handler(AnalyticsError)
-    async def on_analytics_error(_request: Request, error: AnalyticsError) -> JSONResponse:
-        return JSONResponse(
-            status_code=error.status,
-            content=error_body(error.code, error.message),
-            headers=error.headers,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "query")
-        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
-        return JSONResponse(status_code=422, content=error_body("INVALID_REQUEST", message))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(error.status_code, f"HTTP_{error.status_code}")
-        return JSONResponse(status_code=error.status_code, content=error_body(code, error.detail))
+    errors.install(app)
 
     @app.get("/health")
     def health(request: Request) -> JSONResponse:

@@ -62,3 +62,19 @@ class AccessError(DomainError):
     caller does not hold itself. Caller: ask for roles from the list in the message."""
 
     code = "INVALID_ROLES"
+
+
+class InvalidText(DomainError):
+    """A text field holds a character that is not text: NUL or another control character,
+    a lone surrogate, a bidirectional override. Caller: send printable text only (a
+    multi-line note may hold line breaks and tabs); nothing was recorded."""
+
+    code = "INVALID_TEXT"
+
+
+class InvalidMetadata(DomainError):
+    """``metadata`` breaks a bound: a key not of letters, digits and ``_.:-`` (at most 64),
+    a string longer than 256 characters, an integer outside 64 bits, a reserved key.
+    Caller: fix the named entry; nothing was recorded."""
+
+    code = "INVALID_METADATA"

@@ -6,6 +6,7 @@ digits and 4 fractional digits. Amounts travel as decimal strings on the wire.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from domain.exceptions import InvalidAmount, UnsupportedCurrency
@@ -45,6 +46,36 @@ def currency_exponent(currency_code: str) -> int:
         raise UnsupportedCurrency(f"currency {currency_code!r} is not supported") from None
 
 
+#: The one grammar of an amount a caller sends: ASCII digits, at most one point with digits
+#: on both sides. No sign, exponent, spaces, underscores or other digits: Python's Decimal()
+#: reads "1_0" as 10, "+3", " 2 ", "1e1" and Arabic-Indic or full-width digits too, and a
+#: typo must never move a different sum.
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+AMOUNT_TEXT_LENGTH_MAX = 40
+_AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
+def amount_text_value(text: object) -> Decimal:
+    """The value of an amount written in the one grammar, at most ``AMOUNT_MAX``.
+
+    >>> amount_text_value("0.50")
+    Decimal('0.50')
+    """
+    if not isinstance(text, str):
+        raise InvalidAmount('amount must be a decimal string such as "12.50"')
+    if len(text) > AMOUNT_TEXT_LENGTH_MAX or not _AMOUNT_TEXT.fullmatch(text):
+        raise InvalidAmount(
+            f"amount {text[:AMOUNT_TEXT_LENGTH_MAX]!r} is not a plain decimal such as "
+            '"12.50": ASCII digits and at most one point; no sign, exponent, spaces or '
+            "separators"
+        )
+    value = Decimal(text)
+    # Magnitude first: quantizing a 40-digit number would overflow the decimal context.
+    if value > AMOUNT_MAX:
+        raise InvalidAmount(f"amount {text!r} is larger than {AMOUNT_MAX}")
+    return value
+
+
 def parse_amount(text: object, currency_code: str) -> Decimal:
     """Parse a caller's amount: a decimal *string*, positive, within the currency's precision.
 
@@ -54,23 +85,26 @@ def parse_amount(text: object, currency_code: str) -> Decimal:
     Floats are refused on purpose: 0.1 + 0.2 must never reach the ledger.
     """
     exponent = currency_exponent(currency_code)
-    if not isinstance(text, str):
-        raise InvalidAmount('amount must be a decimal string such as "12.50"')
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise InvalidAmount(f"amount {text!r} is not a decimal number") from None
-    if not value.is_finite():
-        raise InvalidAmount(f"amount {text!r} is not a finite number")
+    value = amount_text_value(text)
     if value <= 0:
         raise InvalidAmount("amount must be greater than zero")
-    # Magnitude first: quantizing a 40-digit number would overflow the decimal context.
-    if value > AMOUNT_MAX:
-        raise InvalidAmount(f"amount {text!r} is larger than {AMOUNT_MAX}")
     if value != value.quantize(Decimal(1).scaleb(-exponent)):
         raise InvalidAmount(
             f"amount {text!r} has more decimals than {currency_code} allows ({exponent})"
         )
+    return to_storage(value)
+
+
+def parse_limit_amount(text: object) -> Decimal:
+    """A spending limit's ``max_amount``: the same grammar, zero allowed (nothing may be
+    spent), at most the storage scale's decimals (a limit has no currency of its own).
+
+    >>> parse_limit_amount("500.00")
+    Decimal('500.0000')
+    """
+    value = amount_text_value(text)
+    if value != value.quantize(STORAGE_QUANTUM):
+        raise InvalidAmount(f"amount {text!r} has more than {STORAGE_SCALE} decimals")
     return to_storage(value)
 
 

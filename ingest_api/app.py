@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Header, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
+from domain.inputs import CanonicalUuid
 from domain.shards import split_database_urls
-from ingest_api import keys_api, limits, refunds, reversals, reviews
+from ingest_api import errors, keys_api, limits, refunds, reversals, reviews
 from ingest_api.authentication import Authenticator
 from ingest_api.deps import Caller, Onboarder, Tenant, document_roles, service_of
-from ingest_api.exceptions import ApiError
+from ingest_api.errors import BodyGuard
 from ingest_api.publisher import KafkaPublisher
 from ingest_api.ratelimit import RateLimiter, SharedBuckets, default_table_path
 from ingest_api.repository import Repository
@@ -42,28 +41,8 @@ from ingest_api.service import IngestService
 from ingest_api.settings import IngestSettings
 
 PUBLISHED_MARK_INTERVAL_S = 0.2
-
-
-def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        status_code=status,
-        content={"error": {"code": code, "message": message}},
-        headers=headers,
-    )
-
-
-def _validation_error(error: RequestValidationError) -> JSONResponse:
-    first = error.errors()[0] if error.errors() else {"type": "", "msg": "invalid", "loc": ()}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    if first["type"] == "json_invalid":
-        return _error(400, "MALFORMED_JSON", f"the body is not valid JSON: {first['msg']}")
-    if first["type"] == "extra_forbidden":
-        return _error(422, "UNKNOWN_FIELD", f"unknown field {where!r}")
-    if first["type"] == "missing":
-        return _error(422, "MISSING_FIELD", f"field {where!r} is required")
-    return _error(422, "INVALID_FIELD", f"{where}: {first['msg']}")
+#: Required (MISSING_IDEMPOTENCY_KEY without it); printable ASCII, unique per transaction.
+IDEMPOTENCY_KEY_SCHEMA = {"maxLength": 255, "pattern": "^[ -~]+$"}
 
 
 def rate_limiter(settings: IngestSettings) -> RateLimiter:
@@ -125,15 +104,15 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 await shard_pool.close()
             await pool.close()
 
-    app = FastAPI(title="wallet-pipeline ingest API", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="wallet-pipeline ingest API",
+        version="1",
+        lifespan=lifespan,
+        responses=errors.ERROR_RESPONSES,
+    )
 
-    @app.exception_handler(ApiError)
-    async def on_api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return _error(error.status_code, error.code, error.message, error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
-        return _validation_error(error)
+    errors.install(app)
+    app.add_middleware(BodyGuard)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -154,12 +133,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @app.post("/v1/wallets/{wallet_id}/grants", status_code=201, response_model=GrantOut)
     async def grant_wallet(
-        wallet_id: uuid.UUID, body: CreateGrant, client: Tenant, request: Request
+        wallet_id: CanonicalUuid, body: CreateGrant, client: Tenant, request: Request
     ) -> dict:
         return await service_of(request).grant_wallet(client, wallet_id, body.client_id)
 
     @app.get("/v1/wallets/{wallet_id}/balance", response_model=BalanceOut)
-    async def wallet_balance(wallet_id: uuid.UUID, client: Tenant, request: Request) -> dict:
+    async def wallet_balance(wallet_id: CanonicalUuid, client: Tenant, request: Request) -> dict:
         return await service_of(request).get_balance(client, wallet_id)
 
     @app.post("/v1/transactions", status_code=202, response_model=TransactionAccepted)
@@ -167,7 +146,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         body: CreateTransaction,
         client: Tenant,
         request: Request,
-        idempotency_key: Annotated[str | None, Header()] = None,
+        idempotency_key: Annotated[
+            str | None, Header(json_schema_extra=IDEMPOTENCY_KEY_SCHEMA)
+        ] = None,
         user_agent: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         ip = request.client.host if request.client else None
@@ -182,7 +163,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         )
 
     @app.get("/v1/transactions/{transaction_id}", response_model=TransactionOut)
-    async def get_transaction(transaction_id: uuid.UUID, client: Tenant, request: Request) -> dict:
+    async def get_transaction(
+        transaction_id: CanonicalUuid, client: Tenant, request: Request
+    ) -> dict:
         return await service_of(request).get_transaction(client, transaction_id)
 
     document_roles(app.router)

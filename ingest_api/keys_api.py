@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from domain.access import EVERY_ROLE, KeyAction, KeyGrant, Role, may_manage
+from domain.inputs import CanonicalUuid, FreeText
 from ingest_api import key_store
 from ingest_api.deps import Admin, Caller, authenticator_of, service_of
 from ingest_api.exceptions import Conflict, Forbidden, NotFound, Unprocessable
@@ -79,9 +80,9 @@ class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: The client the key belongs to; a new name makes a new client.
-    client_name: str = Field(min_length=1, max_length=100)
+    client_name: FreeText = Field(min_length=1, max_length=100)
     roles: list[Role] = Field(min_length=1, max_length=len(EVERY_ROLE))
-    label: str = Field(default="", max_length=100)
+    label: FreeText = Field(default="", max_length=100)
     expires_at: AwareDatetime | None = None
     #: The key's own limit (beside its client's); none: only the client's applies.
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1_000_000)
@@ -104,7 +105,7 @@ def _future(expires_at: datetime | None) -> None:
         raise Unprocessable("expires_at must be in the future", code="INVALID_EXPIRY")
 
 
-async def _visible_key(request: Request, caller: KeyGrant, key_id: uuid.UUID) -> dict[str, Any]:
+async def _visible_key(request: Request, caller: KeyGrant, key_id: CanonicalUuid) -> dict[str, Any]:
     async with service_of(request).repository.pool.connection() as conn:
         row = await key_store.key(conn, key_id)
     if row is None or not may_manage(caller, KeyAction.READ, row["client_id"], key_id):
@@ -116,7 +117,7 @@ async def _visible_key(request: Request, caller: KeyGrant, key_id: uuid.UUID) ->
 async def list_keys(
     caller: Caller,
     request: Request,
-    client_id: Annotated[uuid.UUID | None, Query(description="admins: one client's")] = None,
+    client_id: Annotated[CanonicalUuid | None, Query(description="admins: one client's")] = None,
 ) -> dict[str, Any]:
     """Your client's keys, newest first (an admin: every client's, or ``client_id``'s)."""
     if Role.ADMIN not in caller.roles:
@@ -145,13 +146,13 @@ async def create_key(body: CreateKey, caller: Admin, request: Request) -> dict[s
 
 
 @router.get("/{key_id}", response_model=KeyOut)
-async def get_key(key_id: uuid.UUID, caller: Caller, request: Request) -> dict[str, Any]:
+async def get_key(key_id: CanonicalUuid, caller: Caller, request: Request) -> dict[str, Any]:
     return await _visible_key(request, caller, key_id)
 
 
 @router.post("/{key_id}/rotate", status_code=201, response_model=IssuedKey)
 async def rotate_key(
-    key_id: uuid.UUID, caller: Caller, request: Request, body: RotateKey | None = None
+    key_id: CanonicalUuid, caller: Caller, request: Request, body: RotateKey | None = None
 ) -> dict[str, Any]:
     """A new key with this key's client, roles, label and limits; this key keeps working
     for the grace period, then expires. A key rotates itself (admins: any key)."""
@@ -176,7 +177,7 @@ async def rotate_key(
 
 
 @router.post("/{key_id}/revoke", response_model=KeyOut)
-async def revoke_key(key_id: uuid.UUID, caller: Caller, request: Request) -> dict[str, Any]:
+async def revoke_key(key_id: CanonicalUuid, caller: Caller, request: Request) -> dict[str, Any]:
     """Stop a key of your client (admins: any key) in every service within a second."""
     await _visible_key(request, caller, key_id)
     async with service_of(request).repository.pool.connection() as conn:

@@ -17,26 +17,29 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domain.access import KeyGrant
 from domain.exceptions import DomainError
+from domain.inputs import CanonicalUuid
 from domain.limits import LimitPeriod
-from domain.money import from_wire, wire
+from domain.money import AMOUNT_PATTERN, AMOUNT_TEXT_LENGTH_MAX, parse_limit_amount, wire
 from domain.transactions import TransactionType
 from ingest_api.deps import Onboarder, service_of
 from ingest_api.exceptions import Forbidden, NotFound, Unprocessable
 from ingest_api.limit_store import LimitStore, publish_sets
 
 LIST_ROWS_MAX = 1000
+AMOUNT_SCHEMA = {"pattern": AMOUNT_PATTERN, "maxLength": AMOUNT_TEXT_LENGTH_MAX}
 
 router = APIRouter(prefix="/v1/limits", tags=["limits"])
 
 
 def _limit_amount(value: object) -> str:
+    """The one amount grammar (domain/money.py); refused as INVALID_FIELD, as always."""
     if not isinstance(value, str):
         raise ValueError('max_amount must be a decimal string such as "500.00"')
     try:
-        from_wire(value.strip())
+        parse_limit_amount(value)
     except DomainError as error:
         raise ValueError(error.message) from None
-    return value.strip()
+    return value
 
 
 class CreateLimit(BaseModel):
@@ -45,11 +48,11 @@ class CreateLimit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: uuid.UUID | None = None
-    wallet_id: uuid.UUID | None = None
+    user_id: CanonicalUuid | None = None
+    wallet_id: CanonicalUuid | None = None
     transaction_type: TransactionType
     period_type: LimitPeriod
-    max_amount: str
+    max_amount: str = Field(json_schema_extra=AMOUNT_SCHEMA)
     max_count: int = Field(ge=0, le=2**31 - 1)
 
     _amount = field_validator("max_amount", mode="before")(_limit_amount)
@@ -58,7 +61,7 @@ class CreateLimit(BaseModel):
 class UpdateLimit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_amount: str | None = None
+    max_amount: str | None = Field(default=None, json_schema_extra=AMOUNT_SCHEMA)
     max_count: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
     @field_validator("max_amount", mode="before")
@@ -156,8 +159,8 @@ async def create_limit(body: CreateLimit, client: Onboarder, request: Request) -
 async def list_limits(
     client: Onboarder,
     request: Request,
-    user_id: Annotated[uuid.UUID | None, Query()] = None,
-    wallet_id: Annotated[uuid.UUID | None, Query()] = None,
+    user_id: Annotated[CanonicalUuid | None, Query()] = None,
+    wallet_id: Annotated[CanonicalUuid | None, Query()] = None,
 ) -> dict[str, Any]:
     rows = await _store(request).list_for_client(
         client.client_id, user_id, wallet_id, LIST_ROWS_MAX
@@ -166,14 +169,14 @@ async def list_limits(
 
 
 @router.get("/{limit_id}", response_model=LimitOut)
-async def get_limit(limit_id: uuid.UUID, client: Onboarder, request: Request) -> dict[str, Any]:
+async def get_limit(limit_id: CanonicalUuid, client: Onboarder, request: Request) -> dict[str, Any]:
     row, _owner_id = await _existing(request, client, limit_id)
     return _out(row)
 
 
 @router.patch("/{limit_id}", response_model=LimitOut)
 async def update_limit(
-    limit_id: uuid.UUID, body: UpdateLimit, client: Onboarder, request: Request
+    limit_id: CanonicalUuid, body: UpdateLimit, client: Onboarder, request: Request
 ) -> dict[str, Any]:
     if body.max_amount is None and body.max_count is None:
         raise Unprocessable("give max_amount, max_count or both", code="MISSING_FIELD")
@@ -190,7 +193,7 @@ async def update_limit(
 
 
 @router.delete("/{limit_id}", status_code=204)
-async def delete_limit(limit_id: uuid.UUID, client: Onboarder, request: Request) -> Response:
+async def delete_limit(limit_id: CanonicalUuid, client: Onboarder, request: Request) -> Response:
     _row, owner = await _existing(request, client, limit_id)
     row, sets = await _store(request).delete(limit_id, owner)
     if row is None:

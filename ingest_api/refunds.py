@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.access import KeyGrant
+from domain.inputs import CanonicalUuid, MaskedNote
 from domain.money import wire
 from domain.reversals import RefundRoute
 from ingest_api.deps import Tenant, service_of
@@ -41,7 +42,7 @@ from ingest_api.reversals import (
     reversal_record,
 )
 from ingest_api.schemas import TransactionAccepted
-from ingest_api.service import IDEMPOTENCY_KEY_LENGTH_MAX, IngestService, accepted_answer
+from ingest_api.service import IngestService, accepted_answer, checked_idempotency_key
 
 router = APIRouter(tags=["refunds"])
 
@@ -64,7 +65,7 @@ class CreateRefundRequest(CreateReversal):
 class RefundDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str | None = Field(default=None, max_length=1000)
+    note: MaskedNote | None = Field(default=None, max_length=1000)
 
 
 class RefundRequestOut(BaseModel):
@@ -103,7 +104,7 @@ def _out(row: dict[str, Any]) -> dict[str, Any]:
     response_model=RefundRequestOut,
 )
 async def request_refund(
-    transaction_id: uuid.UUID,
+    transaction_id: CanonicalUuid,
     body: CreateRefundRequest,
     client: Tenant,
     request: Request,
@@ -113,11 +114,7 @@ async def request_refund(
     side only; where this client pays back itself, it reverses directly (422
     ``REFUND_REQUEST_NOT_NEEDED``)."""
     service = service_of(request)
-    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_LENGTH_MAX:
-        raise Unprocessable(
-            "send an Idempotency-Key header (unique per request, at most 255 characters)",
-            code="MISSING_IDEMPOTENCY_KEY",
-        )
+    idempotency_key = checked_idempotency_key(idempotency_key, "refund request")
     request_hash = fingerprint(transaction_id, body.model_dump())
     earlier = await _by_idempotency_key(service, client, idempotency_key)
     if earlier is not None:
@@ -189,7 +186,7 @@ async def list_refund_requests(
 
 @router.get("/v1/refund-requests/{refund_request_id}", response_model=RefundRequestOut)
 async def get_refund_request(
-    refund_request_id: uuid.UUID, client: Tenant, request: Request
+    refund_request_id: CanonicalUuid, client: Tenant, request: Request
 ) -> dict[str, Any]:
     row, _payee = await _visible(service_of(request), client, refund_request_id)
     return _out(row)
@@ -201,7 +198,7 @@ async def get_refund_request(
     response_model=RefundGranted,
 )
 async def grant_refund(
-    refund_request_id: uuid.UUID,
+    refund_request_id: CanonicalUuid,
     client: Tenant,
     request: Request,
     body: RefundDecision | None = None,
@@ -263,7 +260,7 @@ async def grant_refund(
 
 @router.post("/v1/refund-requests/{refund_request_id}/refuse", response_model=RefundRequestOut)
 async def refuse_refund(
-    refund_request_id: uuid.UUID,
+    refund_request_id: CanonicalUuid,
     client: Tenant,
     request: Request,
     body: RefundDecision | None = None,
@@ -276,7 +273,7 @@ async def refuse_refund(
 
 @router.post("/v1/refund-requests/{refund_request_id}/cancel", response_model=RefundRequestOut)
 async def cancel_refund(
-    refund_request_id: uuid.UUID, client: Tenant, request: Request
+    refund_request_id: CanonicalUuid, client: Tenant, request: Request
 ) -> dict[str, Any]:
     """The requester withdraws its request while it is PENDING."""
     service = service_of(request)
@@ -341,7 +338,7 @@ async def _decidable(
 
 async def _close(
     service: IngestService,
-    refund_request_id: uuid.UUID,
+    refund_request_id: CanonicalUuid,
     status: str,
     client: KeyGrant,
     note: str | None,

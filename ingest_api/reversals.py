@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain import records
 from domain.access import KeyGrant
 from domain.exceptions import DomainError
-from domain.money import parse_amount
+from domain.inputs import CanonicalUuid, MaskedText
+from domain.money import AMOUNT_PATTERN, parse_amount
 from domain.reversals import REVERSAL_OF, RefundRoute, ReversalReason, mirror, refund_route
 from domain.transactions import TransactionType
 from ingest_api import ledger_view
@@ -41,7 +42,7 @@ from ingest_api.deps import Tenant, service_of
 from ingest_api.exceptions import Conflict, Forbidden, NotFound, Unprocessable
 from ingest_api.repository import Repository, WalletAccess
 from ingest_api.schemas import TransactionAccepted
-from ingest_api.service import IDEMPOTENCY_KEY_LENGTH_MAX, IngestService, accepted_answer
+from ingest_api.service import IngestService, accepted_answer, checked_idempotency_key
 
 router = APIRouter()
 
@@ -49,8 +50,9 @@ router = APIRouter()
 class CreateReversal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: str = Field(max_length=40)
-    description: str | None = Field(default=None, max_length=1000)
+    #: Checked by parse_amount against the original's currency (INVALID_AMOUNT).
+    amount: str = Field(max_length=40, json_schema_extra={"pattern": AMOUNT_PATTERN})
+    description: MaskedText | None = Field(default=None, max_length=1000)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def accepted_response(answer: dict[str, Any]) -> JSONResponse:
     response_model=TransactionAccepted,
 )
 async def create_reversal(
-    transaction_id: uuid.UUID,
+    transaction_id: CanonicalUuid,
     body: CreateReversal,
     request: Request,
     client: Tenant,
@@ -121,11 +123,7 @@ async def create_reversal(
     back; only that wallet's client may (403 ``REFUND_REQUEST_REQUIRED`` for the payer's:
     POST /v1/transactions/{id}/refund-requests instead)."""
     service = service_of(request)
-    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_LENGTH_MAX:
-        raise Unprocessable(
-            "send an Idempotency-Key header (unique per reversal, at most 255 characters)",
-            code="MISSING_IDEMPOTENCY_KEY",
-        )
+    idempotency_key = checked_idempotency_key(idempotency_key, "reversal")
     request_hash = fingerprint(transaction_id, body.model_dump())
     earlier = await service.repository.accepted_request(client.client_id, idempotency_key)
     if earlier is not None:

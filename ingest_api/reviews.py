@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain import records
 from domain.access import KeyGrant
 from domain.exceptions import RecordDecodeError
+from domain.inputs import CanonicalUuid, MaskedNote
 from domain.money import wire
 from domain.topics import REVIEWS_DECISIONS, REVIEWS_REQUESTED
 from ingest_api.deps import Reviewer, service_of
@@ -49,7 +50,7 @@ CONSUMER_GROUP = "ingest-reviews"
 class ReviewDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str | None = Field(default=None, max_length=1000)
+    note: MaskedNote | None = Field(default=None, max_length=1000)
 
 
 class ReviewOut(BaseModel):
@@ -254,7 +255,7 @@ async def _decide(
 
 @router.post("/{transaction_id}/approve", response_model=ReviewOut)
 async def approve(
-    transaction_id: uuid.UUID,
+    transaction_id: CanonicalUuid,
     client: Reviewer,
     request: Request,
     body: ReviewDecision | None = None,
@@ -264,7 +265,7 @@ async def approve(
 
 @router.post("/{transaction_id}/decline", response_model=ReviewOut)
 async def decline(
-    transaction_id: uuid.UUID,
+    transaction_id: CanonicalUuid,
     client: Reviewer,
     request: Request,
     body: ReviewDecision | None = None,

@@ -1,14 +1,66 @@
-"""Request and response bodies. Unknown fields are refused (``extra="forbid"``)."""
+"""Request and response bodies. Unknown fields are refused (``extra="forbid"``).
+
+Every field a caller sends is typed with its rule (domain/inputs.py): ids in canonical
+form, text without control characters (descriptions, references and metadata masked of card
+numbers and IBANs), metadata within bounds, amounts in the one grammar of domain/money.py.
+"""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
+from domain.inputs import (
+    UUID_PATTERN,
+    AmountText,
+    CanonicalUuid,
+    FreeText,
+    MaskedText,
+    Metadata,
+    PlainText,
+)
+from domain.money import CURRENCY_EXPONENTS
 from domain.transactions import TransactionType, WalletType
+
+#: The currencies the wallet holds, stated in the schema; another 3-letter code still
+#: answers UNSUPPORTED_CURRENCY (not a schema error) as it always has.
+CURRENCY_SCHEMA = {"enum": sorted(CURRENCY_EXPONENTS)}
+BIRTH_DATE_MIN = date(1900, 1, 1)
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("must be a date written YYYY-MM-DD")
+
+
+def _a_birth_date(value: date) -> date:
+    if not BIRTH_DATE_MIN <= value <= date.today():
+        raise ValueError(f"a date of birth is between {BIRTH_DATE_MIN} and today")
+    return value
+
+
+#: An ISO date (YYYY-MM-DD) only, no timestamps, from 1900 to today.
+BirthDate = Annotated[
+    date,
+    BeforeValidator(_iso_date),
+    AfterValidator(_a_birth_date),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
 
 
 class Strict(BaseModel):
@@ -16,12 +68,14 @@ class Strict(BaseModel):
 
 
 class CreateUser(Strict):
-    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    phone_number: str = Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9 \-]{3,19}$")
-    password: str = Field(min_length=8, max_length=200)
-    first_name: str = Field(min_length=1, max_length=100)
-    last_name: str = Field(min_length=1, max_length=100)
-    date_of_birth: date
+    email: PlainText = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone_number: PlainText = Field(
+        min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9 \-]{3,19}$"
+    )
+    password: FreeText = Field(min_length=8, max_length=200)
+    first_name: FreeText = Field(min_length=1, max_length=100)
+    last_name: FreeText = Field(min_length=1, max_length=100)
+    date_of_birth: BirthDate
 
 
 class UserOut(BaseModel):
@@ -33,9 +87,9 @@ class UserOut(BaseModel):
 
 
 class CreateWallet(Strict):
-    user_id: uuid.UUID
+    user_id: CanonicalUuid
     wallet_type: WalletType = WalletType.PRIMARY
-    currency_code: str = Field(min_length=3, max_length=3)
+    currency_code: str = Field(min_length=3, max_length=3, json_schema_extra=CURRENCY_SCHEMA)
 
 
 class WalletOut(BaseModel):
@@ -56,17 +110,53 @@ class BalanceOut(BaseModel):
     last_updated_at: datetime
 
 
+#: Which wallets each type names (domain.transactions.check_wallets), stated in the schema;
+#: a request that breaks it still answers INVALID_TRANSACTION, not a schema error.
+_WALLET_ID = {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}
+_NO_WALLET = {"type": "null"}
+WALLETS_BY_TYPE_SCHEMA = {
+    "anyOf": [
+        {
+            "properties": {
+                "transaction_type": {"const": "DEPOSIT"},
+                "source_wallet_id": _NO_WALLET,
+                "destination_wallet_id": _WALLET_ID,
+            },
+            "required": ["destination_wallet_id"],
+        },
+        {
+            "properties": {
+                "transaction_type": {"const": "WITHDRAWAL"},
+                "source_wallet_id": _WALLET_ID,
+                "destination_wallet_id": _NO_WALLET,
+            },
+            "required": ["source_wallet_id"],
+        },
+        {
+            "properties": {
+                "transaction_type": {"enum": ["TRANSFER", "PAYMENT"]},
+                "source_wallet_id": _WALLET_ID,
+                "destination_wallet_id": _WALLET_ID,
+            },
+            "required": ["source_wallet_id", "destination_wallet_id"],
+        },
+    ]
+}
+
+
 class CreateTransaction(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=WALLETS_BY_TYPE_SCHEMA)
+
     transaction_type: TransactionType
-    source_wallet_id: uuid.UUID | None = None
-    destination_wallet_id: uuid.UUID | None = None
-    #: A decimal string; typed loosely here so a JSON number gets the precise INVALID_AMOUNT.
-    amount: Any
-    currency_code: str = Field(min_length=3, max_length=3)
-    description: str | None = Field(default=None, max_length=1000)
-    external_reference_id: str | None = Field(default=None, max_length=255)
+    source_wallet_id: CanonicalUuid | None = None
+    destination_wallet_id: CanonicalUuid | None = None
+    #: A decimal string; anything else (a JSON number too) answers INVALID_AMOUNT.
+    amount: AmountText
+    currency_code: str = Field(min_length=3, max_length=3, json_schema_extra=CURRENCY_SCHEMA)
+    description: MaskedText | None = Field(default=None, max_length=1000)
+    external_reference_id: MaskedText | None = Field(default=None, max_length=255)
     #: Channel facts for fraud scoring: channel, terminal_id, device_id, merchant_id, ...
-    metadata: dict[str, str | int | bool | None] = Field(default_factory=dict, max_length=32)
+    metadata: Metadata = Field(default_factory=dict, max_length=32)
 
 
 class TransactionAccepted(BaseModel):
@@ -113,10 +203,22 @@ class TransactionOut(BaseModel):
 
 
 class CreateGrant(Strict):
-    client_id: uuid.UUID
+    client_id: CanonicalUuid
 
 
 class GrantOut(BaseModel):
     wallet_id: uuid.UUID
     client_id: uuid.UUID
     created_at: datetime
+
+
+class ErrorDetail(BaseModel):
+    #: Stable: callers branch on it (README, "The HTTP API", lists every code).
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail

@@ -19,6 +19,7 @@ from domain import records
 from domain.access import KeyGrant
 from domain.exceptions import DomainError
 from domain.money import AMOUNT_MAX, currency_exponent, parse_amount, wire
+from domain.text import is_visible_ascii
 from domain.topics import TRANSACTIONS_REQUESTED
 from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
 from ingest_api.caching import TtlCache
@@ -31,6 +32,24 @@ from ingest_api.settings import IngestSettings
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 PUBLISHED_MARKS_MAX = 10_000
+
+
+def checked_idempotency_key(idempotency_key: str | None, per: str) -> str:
+    """The Idempotency-Key header every money-moving request carries: present, printable
+    ASCII, at most 255 characters (it is stored and compared as given)."""
+    if not idempotency_key:
+        raise Unprocessable(
+            f"send an Idempotency-Key header (unique per {per})", code="MISSING_IDEMPOTENCY_KEY"
+        )
+    if len(idempotency_key) > IDEMPOTENCY_KEY_LENGTH_MAX:
+        raise Unprocessable(
+            "Idempotency-Key is longer than 255 characters", code="INVALID_IDEMPOTENCY_KEY"
+        )
+    if not is_visible_ascii(idempotency_key):
+        raise Unprocessable(
+            "Idempotency-Key must be printable ASCII", code="INVALID_IDEMPOTENCY_KEY"
+        )
+    return idempotency_key
 
 
 def request_fingerprint(body: CreateTransaction) -> str:
@@ -192,15 +211,7 @@ class IngestService:
         ip_address: str | None,
         user_agent: str | None,
     ) -> dict[str, Any]:
-        if not idempotency_key:
-            raise Unprocessable(
-                "send an Idempotency-Key header (unique per transaction)",
-                code="MISSING_IDEMPOTENCY_KEY",
-            )
-        if len(idempotency_key) > IDEMPOTENCY_KEY_LENGTH_MAX:
-            raise Unprocessable(
-                "Idempotency-Key is longer than 255 characters", code="INVALID_IDEMPOTENCY_KEY"
-            )
+        idempotency_key = checked_idempotency_key(idempotency_key, "transaction")
         fingerprint = request_fingerprint(body)
         earlier = await self._repository.accepted_request(client.client_id, idempotency_key)
         if earlier is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -106,3 +106,38 @@ def test_bad_periods_are_refused(text: str) -> None:
 
 def test_a_month_is_too_long_when_exports_are_capped_below_it() -> None:
     assert codes(lambda: parse_period("2026-01", ZoneInfo("UTC"), days_max=7)) == "RANGE_TOO_LARGE"
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (None, datetime(999, 1, 1, tzinfo=UTC)),  # the fuzzed to=0999-01-01T00:00Z
+        (None, datetime(1, 1, 1, tzinfo=UTC)),  # its default 'from' would not even exist
+        (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), NOW),  # overflows UTC
+        (datetime(9999, 12, 31, tzinfo=timezone(timedelta(hours=-1))), None),
+        (datetime(1969, 12, 31, 23, 59, tzinfo=UTC), datetime(1970, 1, 1, 1, tzinfo=UTC)),
+        (NOW, datetime(2100, 1, 1, 0, 1, tzinfo=UTC)),
+        (None, datetime(1970, 1, 1, 12, tzinfo=UTC)),  # from = to - 1 day is before 1970
+    ],
+)
+def test_times_outside_what_the_warehouse_holds_are_refused(
+    start: datetime | None, end: datetime | None
+) -> None:
+    assert codes(lambda: time_range(start, end, days_max=10**6, now=NOW)) == "INVALID_RANGE"
+    assert (
+        codes(lambda: report_range(start, end, "day", days_max=10**6, points_max=10**9, now=NOW))
+        == "INVALID_RANGE"
+    )
+
+
+def test_the_bounds_themselves_are_allowed() -> None:
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 2, tzinfo=UTC)
+    assert time_range(start, end, days_max=1) == (start, end)
+    start, end = datetime(2099, 12, 31, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    assert time_range(start, end, days_max=1) == (start, end)
+
+
+@pytest.mark.parametrize("text", ["0999-01", "0001-01-01", "1969-12-31", "2100-01", "9999-12-31"])
+def test_export_periods_outside_the_warehouse_years_are_refused(text: str) -> None:
+    zone = ZoneInfo("Europe/Berlin")
+    assert codes(lambda: parse_period(text, zone, days_max=31)) == "INVALID_PERIOD"

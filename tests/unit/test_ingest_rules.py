@@ -9,8 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from domain.access import hash_api_key
+from domain.inputs import ERROR_CODES
 from domain.transactions import FeeSchedule
 from ingest_api import caching
 from ingest_api.caching import TtlCache
@@ -170,8 +172,18 @@ def test_currency_mismatch(item: CreateTransaction) -> None:
 
 
 @pytest.mark.parametrize(
-    "amount", [10.5, 10, "0", "-5", "abc", "NaN", "Infinity", "1.001", "1e16", None, True]
+    "amount",
+    [10.5, 10, "-5", "abc", "NaN", "Infinity", "1e16", None, True, "1_0", " 2.00 ", "+3.00"],
 )
+def test_an_amount_not_in_the_grammar_is_refused_by_the_schema(amount: Any) -> None:
+    # The edge maps this pydantic error type to INVALID_AMOUNT (domain/inputs.py).
+    with pytest.raises(ValidationError) as caught:
+        body("WITHDRAWAL", MINE, None, amount)
+    assert [e["type"] for e in caught.value.errors()] == ["invalid_amount"]
+    assert ERROR_CODES["invalid_amount"] == "INVALID_AMOUNT"
+
+
+@pytest.mark.parametrize("amount", ["0", "0.00", "1.001"])
 def test_bad_amount(amount: Any) -> None:
     error = refused(body("WITHDRAWAL", MINE, None, amount))
     assert isinstance(error, Unprocessable)
@@ -213,7 +225,7 @@ def test_shape_is_checked_before_the_wallets_are_looked_up() -> None:
     # An unknown wallet in an ill-formed request: the request's own fault is reported.
     error = refused(body("TRANSFER", GHOST, GHOST))
     assert error.code == "INVALID_TRANSACTION"
-    error = refused(body("WITHDRAWAL", GHOST, None, "abc"))
+    error = refused(body("WITHDRAWAL", GHOST, None, "0"))
     assert error.code == "INVALID_AMOUNT"
 
 
