@@ -163,8 +163,8 @@ class _Shape:
     def __init__(self, cls: type[records.Record], extra_checks: dict) -> None:
         self.cls = cls
         self.kind = cls.model_fields["kind"].default
-        checks = {**_FACT_CHECKS, **extra_checks}
         fields = cls.model_fields
+        checks = {n: c for n, c in {**_FACT_CHECKS, **extra_checks}.items() if n in fields}
         if set(checks) | {"kind"} != set(fields):
             raise RuntimeError(f"fast decoder of {cls.__name__} is out of date with its fields")
         self.checks = checks
@@ -209,7 +209,7 @@ def trusted(cls: type, values: dict[str, Any], fields_set: set[str]) -> Any:
 _LEDGER_INPUTS = {
     shape.kind: shape
     for shape in (
-        _Shape(records.PostTransaction, {}),
+        _Shape(records.PostTransaction, {"expires_at": _optional(_timestamp)}),
         _Shape(
             records.TransactionRejected,
             {"reason_code": _text(50), "reason_message": _text(1000)},
@@ -221,7 +221,9 @@ _LEDGER_INPUTS = {
 _POST_FIELDS = tuple(records.PostTransaction.model_fields)
 _POST_KEYS = frozenset(_POST_FIELDS)
 _POST_VALUES = operator.itemgetter(*_POST_FIELDS)
-if _POST_FIELDS != tuple(_FACT_CHECKS)[:21] + ("kind",) + tuple(_FACT_CHECKS)[21:]:
+if _POST_FIELDS != (
+    tuple(_FACT_CHECKS)[:21] + ("kind",) + tuple(_FACT_CHECKS)[21:] + ("expires_at",)
+):
     raise RuntimeError("fast decoder of PostTransaction is out of date with its fields")
 
 
@@ -255,6 +257,7 @@ def _post_transaction(raw: dict) -> records.PostTransaction:
         _kind,
         risk_score,
         decided_at,
+        expires_at,
     ) = _POST_VALUES(raw)
     if (
         type(schema_version) is not int
@@ -300,6 +303,7 @@ def _post_transaction(raw: dict) -> records.PostTransaction:
         "kind": "PostTransaction",
         "risk_score": _risk_score(risk_score),
         "decided_at": _timestamp(decided_at),
+        "expires_at": None if expires_at is None else _timestamp(expires_at),
     }
     return trusted(records.PostTransaction, values, set(_POST_FIELDS))
 
