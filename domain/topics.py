@@ -3,8 +3,9 @@
 Topics keyed by wallet share one partition count, so that a wallet's records of every kind
 land in the same partition number and one worker handles a wallet in order. Everything that
 changes a wallet's stream state reaches the stream on ONE topic, ``wallet.commands``, in the
-order it was written (docs/topics.md: "One ordered input per wallet"). Each topic has a dead-letter companion, ``<name>.dlq``, that
-receives records which cannot be decoded or processed, with the reason in the headers.
+order it was written (docs/topics.md: "One ordered input per wallet"). Each topic has a
+dead-letter companion, ``<name>.dlq``, that receives records which cannot be decoded or
+processed, with the reason in the headers.
 """
 
 from __future__ import annotations

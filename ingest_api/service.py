@@ -18,7 +18,7 @@ from typing import Any
 from domain import records
 from domain.exceptions import DomainError
 from domain.money import AMOUNT_MAX, currency_exponent, parse_amount, wire
-from domain.topics import TRANSACTIONS_REQUESTED
+from domain.topics import WALLET_COMMANDS
 from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
 from ingest_api.caching import TtlCache
 from ingest_api.exceptions import (
@@ -287,7 +287,7 @@ class IngestService:
 
     async def _publish(self, record: records.TransactionRequested) -> None:
         await self._publisher.publish(
-            TRANSACTIONS_REQUESTED.name, record.partition_key, records.encode(record)
+            WALLET_COMMANDS.name, record.partition_key, records.encode(record)
         )
         try:
             self._published.put_nowait(record.transaction_id)
