@@ -105,8 +105,6 @@ class FlowSettings:
     terminal_flush_ms: int = 500
     #: Clock buckets read per tick at most (a long-stopped clock catches up over ticks).
     clock_buckets_max: int = 3_000
-    #: A partition's first tick reads buckets from this far back.
-    clock_lookback_ms: int = 3_600_000
 
 
 def _ms(at: datetime) -> int:
@@ -218,10 +216,16 @@ class Flow:
             TerminalPending(store).add(event.terminal, event.time_s, False)
             self.pending_since.setdefault(partition, now_ms)
             schedule.add(
-                decided.deadline_ms + self.settings.grace_ms, EXPIRE, key.decode(), transaction_id
+                now_ms,
+                decided.deadline_ms + self.settings.grace_ms,
+                EXPIRE,
+                key.decode(),
+                transaction_id,
             )
         else:
-            schedule.add(now_ms + self.settings.retention_ms, FORGET, key.decode(), transaction_id)
+            schedule.add(
+                now_ms, now_ms + self.settings.retention_ms, FORGET, key.decode(), transaction_id
+            )
         if decided.status is Status.REVIEW:
             wallet.reviews_open += 1
         if outcome.wallet_changed or decided.status is Status.REVIEW:
@@ -288,9 +292,7 @@ class Flow:
         decided.held, decided.charge, decided.deadline_ms = decided.held * 0, None, 0
         store.set_bytes(WALLET, wallet.encode(), key)
         store.set_bytes(decided_key(transaction_id), decided.encode(), key)
-        Schedule(store).add(
-            now_ms + self.settings.retention_ms, FORGET, key.decode(), transaction_id
-        )
+        self.forget_later(store, key, transaction_id, now_ms)
 
     def on_credit(self, store: Store, key: bytes, credit: WalletCredited, now_ms: int) -> None:
         _wallet_key(key, credit.wallet_id)
@@ -303,7 +305,11 @@ class Flow:
         store.set_bytes(WALLET, wallet.encode(), key)
         store.set_bytes(marker, b"1", key)
         Schedule(store).add(
-            now_ms + self.settings.retention_ms, FORGET_CREDIT, key.decode(), transaction_id
+            now_ms,
+            now_ms + self.settings.retention_ms,
+            FORGET_CREDIT,
+            key.decode(),
+            transaction_id,
         )
 
     # ---- limits, reviews, labels ------------------------------------------------------
@@ -342,10 +348,9 @@ class Flow:
         schedule = Schedule(store)
         if decided.status is Status.SENT:
             due = decided.deadline_ms + self.settings.grace_ms
-            schedule.add(due, EXPIRE, key.decode(), transaction_id)
+            schedule.add(now_ms, due, EXPIRE, key.decode(), transaction_id)
         else:
-            due = now_ms + self.settings.retention_ms
-            schedule.add(due, FORGET, key.decode(), transaction_id)
+            self.forget_later(store, key, transaction_id, now_ms)
 
     def on_label(
         self, store: Store, partition: int, key: bytes, label: FraudLabelled, now_ms: int
@@ -383,9 +388,7 @@ class Flow:
                 log.warning("policy rules that failed to evaluate: %s", self.failed_rules)
                 self.failed_rules.clear()
         settings = self.settings
-        due = Schedule(store).due(
-            now_ms, now_ms - settings.clock_lookback_ms, settings.clock_buckets_max
-        )
+        due = Schedule(store).due(now_ms, settings.clock_buckets_max)
         for action, wallet, transaction_id in due:
             prefix = wallet.encode()
             if action == EXPIRE:
@@ -446,9 +449,12 @@ class Flow:
             decided.status, decided.held, decided.charge = Status.EXPIRED, decided.held * 0, None
         store.set_bytes(WALLET, wallet.encode(), key)
         store.set_bytes(decided_key(transaction_id), decided.encode(), key)
-        Schedule(store).add(
-            now_ms + self.settings.retention_ms, FORGET, key.decode(), transaction_id
-        )
+        self.forget_later(store, key, transaction_id, now_ms)
+
+    def forget_later(self, store: Store, key: bytes, transaction_id: str, now_ms: int) -> None:
+        """The transaction is closed: keep its key for the retention, then delete it."""
+        due = now_ms + self.settings.retention_ms
+        Schedule(store).add(now_ms, due, FORGET, key.decode(), transaction_id)
 
     def send_terminal_counts(self, store: Store, partition: int, out: list[Output]) -> None:
         self.pending_since.pop(partition, None)

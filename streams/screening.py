@@ -91,8 +91,8 @@ def _ms(at: datetime) -> int:
 def screen(
     request: TransactionRequested,
     state: WalletState,
-    limits: list[Limit],
-    usage: LimitUsage,
+    limits: list[Limit] | None = None,
+    usage: LimitUsage | None = None,
     assessment: Assessment = APPROVED,
     reviews_open: int = 0,
     timeouts: Timeouts | None = None,
@@ -100,6 +100,8 @@ def screen(
 ) -> Outcome:
     """``limits`` are those that apply to this request (``streams.limits.applicable``);
     ``state`` and ``usage`` are changed in place when the request is approved or held."""
+    limits = limits or []
+    usage = usage if usage is not None else LimitUsage()
     timeouts = timeouts or Timeouts()
     now = now or datetime.now(UTC)
     at, amount = request.requested_at, request.amount

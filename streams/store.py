@@ -120,20 +120,27 @@ class Schedule:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def add(self, due_ms: int, action: bytes, wallet: str, transaction_id: str) -> None:
+    def add(
+        self, now_ms: int, due_ms: int, action: bytes, wallet: str, transaction_id: str
+    ) -> None:
         entry = action + wallet.encode() + transaction_id.encode()
         if len(entry) != _ENTRY:
             raise ValueError(f"clock entry for {wallet!r} {transaction_id!r} is not two ids")
-        key = b"b:%d" % (due_ms // BUCKET_MS)
-        self.store.set_bytes(key, (self.store.get_bytes(key, PARTITION) or b"") + entry, PARTITION)
+        store = self.store
+        if store.get_bytes(CLOCK, PARTITION) is None:  # the partition's first entry
+            store.set_bytes(CLOCK, b"%d" % (now_ms // BUCKET_MS), PARTITION)
+        key = b"b:%d" % (max(due_ms, now_ms) // BUCKET_MS)
+        store.set_bytes(key, (store.get_bytes(key, PARTITION) or b"") + entry, PARTITION)
 
-    def due(self, now_ms: int, first_ms: int, buckets_max: int) -> Iterator[tuple[bytes, str, str]]:
+    def due(self, now_ms: int, buckets_max: int) -> Iterator[tuple[bytes, str, str]]:
         """Take the entries of every bucket that ended by ``now_ms``, oldest first, at most
-        ``buckets_max`` buckets (the rest at the next tick). A partition's first tick
-        starts at ``first_ms``."""
+        ``buckets_max`` buckets (the rest at the next tick): from the bucket where the last
+        tick stopped, or the partition's first entry's."""
         store = self.store
         stored = store.get_bytes(CLOCK, PARTITION)
-        start = int(stored) if stored is not None else first_ms // BUCKET_MS
+        if stored is None:
+            return  # nothing was ever scheduled here
+        start = int(stored)
         end = min(now_ms // BUCKET_MS, start + buckets_max)  # the current bucket is open
         for index in range(start, end):
             key = b"b:%d" % index
@@ -144,7 +151,7 @@ class Schedule:
             for at in range(0, len(bucket), _ENTRY):
                 entry = bucket[at : at + _ENTRY]
                 yield entry[:1], entry[1:37].decode(), entry[37:].decode()
-        if end > start or stored is None:
+        if end > start:
             store.set_bytes(CLOCK, b"%d" % end, PARTITION)
 
 
