@@ -1,13 +1,12 @@
-"""Delayed fraud labels end to end: a label on ``fraud.labels`` reaches the stream, which
-learns from it with the features it scored the transaction with (seen in the ``scored``
-facet of the wallet in the ``wallet-history`` table's changelog); a label for a transaction the
-stream does not know, or keyed by another wallet, is dead-lettered with the reason; and ``walletpipe
+"""Delayed fraud labels end to end: a label on ``wallet.commands`` reaches the stream, which
+learns from it with the features it scored the transaction with (seen in the transaction's
+``t:<id>`` key in the stream's changelog); a label for a transaction the stream does not
+know, or keyed by another wallet, is dead-lettered with the reason; and ``walletpipe
 simulate`` sends fraud scenarios whose every label the stream knows."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -16,12 +15,14 @@ import httpx
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from domain import records
-from domain.topics import FRAUD_LABELS, WALLET_PARTITIONS
+from domain.topics import WALLET_COMMANDS, WALLET_PARTITIONS
+from models.features import FEATURE_NAMES
 from models.scenarios import SCENARIOS
+from streams.decided import Decided
 from tests.helpers import accepted, funded_wallet, new_wallet, wait_final
 from walletpipe.simulate import run_simulation
 
-CHANGELOG = "wallet-streams-wallet-history-changelog"  # facet "scored" of a wallet's value
+CHANGELOG = "changelog__wallet-streams--wallet.commands--default"  # the stream's state
 
 
 def send_label(bootstrap: str, key: str, transaction_id: str, wallet_id: str) -> None:
@@ -33,7 +34,7 @@ def send_label(bootstrap: str, key: str, transaction_id: str, wallet_id: str) ->
         labelled_at=datetime.now(UTC),
     )
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
-    producer.produce(FRAUD_LABELS.name, key=key.encode(), value=records.encode(label))
+    producer.produce(WALLET_COMMANDS.name, key=key.encode(), value=records.encode(label))
     assert producer.flush(10) == 0
 
 
@@ -50,7 +51,7 @@ def consumer(bootstrap: str) -> Consumer:
 
 def dead_letter(bootstrap: str, key: str, timeout_s: float = 30) -> dict[str, str]:
     reader = consumer(bootstrap)
-    reader.assign([TopicPartition(FRAUD_LABELS.dead_letter, 0, 0)])
+    reader.assign([TopicPartition(WALLET_COMMANDS.dead_letter, 0, 0)])
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -93,16 +94,13 @@ def test_a_label_reaches_the_stream_and_is_learnt_with_the_scored_features(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for message in changes.consume(500, timeout=0.5):
-                if message.error() or message.key() != wallet.encode():
+                if message.error() or message.key() != f"{wallet}|t:{payment}".encode():
                     continue
-                value = (json.loads(message.value()) or {}).get("scored") or {}
-                names = value.get("names", [])
-                rows = value.get("rows", [])
-                scored = {t: (dict(zip(names, x, strict=True)), y) for t, x, y, *_ in rows}
-                features, label = scored.get(payment, ({}, None))
-                if label is None:
-                    continue  # another change of the wallet (a settlement), not the label's
-                assert label is True  # learnt from, once
+                decided = Decided.decode(message.value())
+                if not decided.labelled:
+                    continue  # another change of the transaction (its settlement)
+                features = decided.features_for(FEATURE_NAMES)
+                assert features is not None
                 assert features["log_amount"] > 0 and "customer_amount_ratio_30d" in features
                 return
     finally:
@@ -118,9 +116,9 @@ def test_a_label_for_an_unknown_transaction_is_dead_lettered(
     unknown = str(uuid.uuid4())
     send_label(bootstrap, wallet, unknown, wallet)
     headers = dead_letter(bootstrap, wallet)
-    assert headers["dlq.topic"] == FRAUD_LABELS.name
-    # The stream's own reason, not a crash report ("processing failed: ...").
-    assert headers["dlq.reason"].startswith(f"transaction {unknown} is not among the last")
+    assert headers["dlq.topic"] == WALLET_COMMANDS.name
+    # The stream's own reason, not a crash report.
+    assert headers["dlq.reason"].startswith(f"transaction {unknown} is not held for this wallet")
     # Keyed by another wallet than the one it names: its partition cannot know it.
     stranger = str(uuid.uuid4())
     send_label(bootstrap, stranger, payment, wallet)
