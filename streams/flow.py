@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from domain import records
 from domain.records import (
     ClockTicked,
@@ -48,7 +46,8 @@ from domain.topics import (
     TRANSACTIONS_REQUESTED,
     TopicSpec,
 )
-from models.features import FEATURE_NAMES, CustomerState
+from models.features import FEATURE_NAMES
+from streams.customer_codec import decode_customer, encode_customer
 from streams.decided import OPEN, Decided, Status
 from streams.decision import assess
 from streams.exceptions import RecordRefused, UnknownLabelledTransaction, WalletInvariantError
@@ -189,7 +188,7 @@ class Flow:
         limits = applicable(request, wallet.limits, self.settings.default_limits)
         event = event_of(request)
         stored = store.get_bytes(CUSTOMER, key)
-        customer = None if stored is None else CustomerState.from_json(orjson.loads(stored))
+        customer = None if stored is None else decode_customer(stored)
         self.terminals.drain()
         x = self.features.features(event, customer, self.terminals.get(event.terminal))
         assessment = assess(request, x, self.models.score(x), self.policies.policy)
@@ -211,7 +210,7 @@ class Flow:
         schedule = Schedule(store)
         if decided.status in OPEN:  # it moves money: it enters the customer's and terminal's
             customer = self.features.observe(event, customer)
-            store.set_bytes(CUSTOMER, orjson.dumps(customer.to_json()), key)
+            store.set_bytes(CUSTOMER, encode_customer(customer), key)
             decided.terminal, decided.time_s = event.terminal, event.time_s
             TerminalPending(store).add(event.terminal, event.time_s, False)
             self.pending_since.setdefault(partition, now_ms)

@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_parser("verify", help="check that the books balance").set_defaults(
         func=cmd_ledger_verify
     )
+    from walletpipe.dlq import add_commands as add_dlq_commands
+
+    add_dlq_commands(sub, stack_env)
     from analytics.cli import add_commands as add_reports_commands
 
     add_reports_commands(sub, stack_env, local_dir)

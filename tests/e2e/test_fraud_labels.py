@@ -10,8 +10,11 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 
 import httpx
+import pytest
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from domain import records
@@ -20,6 +23,7 @@ from models.features import FEATURE_NAMES
 from models.scenarios import SCENARIOS
 from streams.decided import Decided
 from tests.helpers import accepted, funded_wallet, new_wallet, wait_final
+from walletpipe.cli import main as walletpipe
 from walletpipe.simulate import run_simulation
 
 CHANGELOG = "changelog__wallet-streams--wallet.commands--default"  # the stream's state
@@ -145,3 +149,57 @@ def test_simulated_fraud_and_its_labels_reach_the_stream(running: dict[str, str]
     assert summary["labels_published"] == summary["accepted"]
     assert summary["labels_undelivered"] == 0
     assert summary["labels_dead_lettered"] == 0, summary.get("label_dlq_reason")
+
+
+def test_a_label_that_came_too_early_is_applied_when_its_dead_letter_is_replayed(
+    api: httpx.Client,
+    running: dict[str, str],
+    stack_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``walletpipe dlq list`` shows the dead letter with its reason; once its cause is gone
+    (here: the transaction it labels has been decided since), ``dlq replay`` sends it back
+    and the stream applies it."""
+    monkeypatch.setenv("WALLETPIPE_LOCAL_DIR", str(stack_dir))
+    bootstrap = running["KAFKA_BOOTSTRAP"]
+    wallet, shop = funded_wallet(api, "50.00"), new_wallet(api)
+    early = uuid.uuid4()
+    send_label(bootstrap, wallet, str(early), wallet)  # its request has not come yet
+    dead_letter(bootstrap, wallet)
+    assert walletpipe(["dlq", "list", WALLET_COMMANDS.name, "--limit", "1000000"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if wallet in line]
+    assert listed and "FraudLabelled" in listed[-1] and "is not held for this wallet" in listed[-1]
+    offset = int(listed[-1].split()[0])
+    request = records.TransactionRequested(
+        transaction_id=early,
+        transaction_type="PAYMENT",
+        source_wallet_id=uuid.UUID(wallet),
+        destination_wallet_id=uuid.UUID(shop),
+        amount=Decimal("5.00"),
+        fee_amount=Decimal("0.05"),
+        total_amount=Decimal("5.05"),
+        currency_code="USD",
+        client_id=uuid.uuid4(),
+        idempotency_key=str(early),
+        requested_at=datetime.now(UTC),
+    )
+    changes = consumer(bootstrap)
+    changes.assign([TopicPartition(CHANGELOG, p, OFFSET_END) for p in range(WALLET_PARTITIONS)])
+    changes.consume(1, timeout=1.0)  # resolves the end offsets before anything goes out
+    try:
+        producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+        producer.produce(WALLET_COMMANDS.name, key=wallet.encode(), value=records.encode(request))
+        assert producer.flush(10) == 0
+        assert walletpipe(["dlq", "replay", WALLET_COMMANDS.name, "--offset", str(offset)]) == 0
+        assert "replayed 1 dead letter(s)" in capsys.readouterr().out
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for message in changes.consume(500, timeout=0.5):
+                if message.error() or message.key() != f"{wallet}|t:{early}".encode():
+                    continue
+                if Decided.decode(message.value()).labelled:
+                    return
+    finally:
+        changes.close()
+    raise AssertionError("the replayed label was not applied")
