@@ -1,4 +1,4 @@
-"""The whole system on real components: API → Kafka → faust → PostgreSQL ledger → chDB.
+"""The whole system on real components: API → Kafka → quix-streams → PostgreSQL ledger → chDB.
 
 Each test drives the public HTTP API only and checks what a user would: statuses, balances,
 and what the ledger and ClickHouse hold afterwards.
