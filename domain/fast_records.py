@@ -353,24 +353,34 @@ def _text_of(value: object) -> str:
 
 
 def encode(record: records.Record) -> bytes:
-    """``records.encode``, faster for a ``TransactionPosted`` (the ledger's one per posting):
-    orjson writes UUIDs, enums and times as pydantic does (``Z`` for UTC); amounts are
-    written here with ``money.wire``. Whatever orjson would write differently (a time zone
-    it does not know, a value of an unexpected type) goes to pydantic."""
-    if type(record) is not records.TransactionPosted:
+    """``records.encode``, faster for a ``TransactionPosted`` (the ledger's one per posting)
+    and a ``PostTransaction`` (the stream's one per approval): orjson writes UUIDs, enums and
+    times as pydantic does (``Z`` for UTC); amounts are written here with ``money.wire``.
+    Whatever orjson would write differently (a time zone it does not know, a value of an
+    unexpected type) goes to pydantic."""
+    kind = type(record)
+    if kind is records.TransactionPosted:
+        values = dict(zip(_POSTED_FIELDS, _POSTED_VALUES(record.__dict__), strict=True))
+    elif kind is records.PostTransaction:
+        values = dict(zip(_POST_FIELDS, _POST_VALUES(record.__dict__), strict=True))
+    else:
         return records.encode(record)
-    values = dict(zip(_POSTED_FIELDS, _POSTED_VALUES(record.__dict__), strict=True))
     try:
         for name in _POSTED_AMOUNTS:
             values[name] = wire(values[name])
-        risk_score, captured = values["risk_score"], values["captured_amount"]
+        risk_score = values["risk_score"]
         if risk_score is not None:
             values["risk_score"] = str(risk_score)
+        captured = values.get("captured_amount")
         if captured is not None:
             values["captured_amount"] = wire(captured)
+        shadow = values.get("shadow_scores")
+        if shadow:
+            values["shadow_scores"] = {name: str(score) for name, score in shadow.items()}
         if (
             type(values["metadata"]) is not dict
-            or type(values["transaction_status"]) is not TransactionStatus
+            or type(values.get("transaction_status", TransactionStatus.COMPLETED))
+            is not TransactionStatus
             or type(values["transaction_type"]) is not TransactionType
         ):
             return records.encode(record)

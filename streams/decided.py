@@ -22,6 +22,7 @@ the stream at its deadline: the ledger will only ever fail it).
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,9 +34,6 @@ import orjson
 from domain.money import ZERO, from_wire, wire
 from models.protocol import Features
 from streams.limits import Charge
-
-#: Decimals kept of each feature: enough for the model, short in the state.
-FEATURE_DECIMALS = 6
 
 
 class Status(StrEnum):
@@ -51,7 +49,8 @@ class Status(StrEnum):
 OPEN = frozenset({Status.REVIEW, Status.SENT})
 
 
-def names_signature(names: tuple[str, ...] | list[str]) -> int:
+@functools.lru_cache(maxsize=8)
+def _signature(names: tuple[str, ...]) -> int:
     """A short fingerprint of the feature names, kept instead of the names themselves."""
     return zlib.crc32("\x1f".join(names).encode())
 
@@ -76,12 +75,12 @@ class Decided:
     review: dict[str, Any] | None = field(default=None)
 
     def remember_features(self, features: Features) -> None:
-        self.features = [round(v, FEATURE_DECIMALS) for v in features.values()]
-        self.names = names_signature(tuple(features))
+        self.features = list(features.values())  # exact: what the model saw
+        self.names = _signature(tuple(features))
 
     def features_for(self, names: tuple[str, ...]) -> Features | None:
         """The features it was scored with, if they are of these names (same engine)."""
-        if self.features is None or self.names != names_signature(names):
+        if self.features is None or self.names != _signature(names):
             return None
         return dict(zip(names, self.features, strict=True))
 

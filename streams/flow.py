@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from domain import records
+from domain import fast_records, records
 from domain.records import (
     ClockTicked,
     DuplicateDiscarded,
@@ -231,7 +231,7 @@ class Flow:
             store.set_bytes(WALLET, wallet.encode(), key)
         store.set_bytes(decided_key(transaction_id), decided.encode(), key)
         command = outcome.command
-        out.append(Output(_TARGETS[type(command)], key, records.encode(command)))
+        out.append(Output(_TARGETS[type(command)], key, fast_records.encode(command)))
         out.append(Output(TRANSACTIONS_REQUESTED, key, raw))
 
     # ---- ledger outcomes and credits --------------------------------------------------

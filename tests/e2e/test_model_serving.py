@@ -46,7 +46,7 @@ from domain.topics import (
 from domain.transactions import TransactionType
 from models.features import FEATURE_NAMES, Event, replay
 from models.registry import Registry
-from streams.decided import FEATURE_DECIMALS, Decided
+from streams.decided import Decided
 from streams.features import event_of
 from streams.models_watch import to_risk_score
 from streams.store import WALLET
@@ -379,7 +379,7 @@ def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
     for item in everything:
         transaction_id = str(item.transaction_id)
         x = offline[transaction_id]
-        assert stored[transaction_id] == {k: round(v, FEATURE_DECIMALS) for k, v in x.items()}
+        assert stored[transaction_id] == x  # exact: what the model scored
         decision = decided[transaction_id]
         assert decision.risk_score == to_risk_score(champion.score_one(x))
         assert decision.shadow_scores["fraud v2"] == to_risk_score(challenger.score_one(x))

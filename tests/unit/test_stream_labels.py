@@ -12,7 +12,7 @@ def test_a_transaction_keeps_the_features_it_was_scored_with() -> None:
     decided = Decided(Status.SENT)
     decided.remember_features({"x": 1.23456789, "y": 2.0})
     kept = Decided.decode(decided.encode())
-    assert kept.features_for(("x", "y")) == {"x": 1.234568, "y": 2.0}
+    assert kept.features_for(("x", "y")) == {"x": 1.23456789, "y": 2.0}
 
 
 def test_features_of_another_engine_are_not_learnt_from() -> None:
