@@ -292,6 +292,7 @@ def run_latency(
     worker.start()
     sent: dict[str, float] = {}
     latencies: list[float] = []
+    read_count = [0]
     done = threading.Event()
 
     def read() -> None:
@@ -299,6 +300,7 @@ def run_latency(
             for message in consumer.consume(1000, timeout=0.1):
                 if message.error() is None:
                     at = time.perf_counter()
+                    read_count[0] += 1
                     start = sent.pop(orjson.loads(message.value())["transaction_id"], None)
                     if start is not None:
                         latencies.append((at - start) * 1000)
@@ -307,9 +309,11 @@ def run_latency(
     fill(worker.servers, worker.topic(WALLET_COMMANDS.name), warm)
     consumer_thread = threading.Thread(target=read, daemon=True)
     consumer_thread.start()
-    while len(latencies) < len(warm) and worker.cpu_s() >= 0:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while read_count[0] < len(warm) and worker.cpu_s() >= 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("latency: the worker did not decide the warm-up requests")
         time.sleep(0.2)
-    latencies.clear()
     out = Producer(
         {
             "bootstrap.servers": worker.servers,
