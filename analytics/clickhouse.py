@@ -312,7 +312,12 @@ def _rows_arrow_reads(rows: Sequence[tuple[Any, ...]]) -> tuple[pa.StructArray, 
 #: Records decoded per call of the native decoder: large enough that building the Arrow
 #: arrays from its buffers (a few µs a column) is spread thin, small enough to stay in cache.
 RECORDS_PER_CHUNK = 2_048
-NATIVE_DECODER = NativeDecoder(_TRANSACTION_TYPES.to_pylist(), REASON_CODE_MAX)
+#: None without the extension: the sink then decodes every record by ``row_from_json``.
+NATIVE_DECODER = (
+    NativeDecoder(_TRANSACTION_TYPES.to_pylist(), REASON_CODE_MAX)
+    if NativeDecoder.available()
+    else None
+)
 
 
 def _buffer(data: bytes | None) -> pa.Buffer | None:

@@ -44,11 +44,15 @@ from domain.topics import REVIEWS_REQUESTED
 
 try:
     import sink_decoder
-except ImportError as missing:
-    raise ImportError(
-        "the sink's native decoder is not installed: `bash infra/bootstrap.sh` builds it "
-        "(native/sink_decoder, with cargo)"
-    ) from missing
+except ImportError:  # an install without the Rust build: every record takes row_from_json
+    sink_decoder = None
+
+#: Said once when the sink starts without its native decoder.
+NATIVE_DECODER_MISSING = (
+    "analytics: the sink's native decoder (native/sink_decoder) is not installed; records are "
+    "decoded in Python (about half the rows/s). `bash infra/bootstrap.sh` or `pip install "
+    "native/sink_decoder` builds it with cargo."
+)
 
 _KIND = {
     "TransactionRequested": "requested",
@@ -238,9 +242,16 @@ class NativeDecoder:
         for name, kind in _KIND.items()
     ]
 
+    @classmethod
+    def available(cls) -> bool:
+        """Whether the extension is installed (it is optional: see NATIVE_DECODER_MISSING)."""
+        return sink_decoder is not None
+
     def __init__(self, transaction_types: list[str], reason_code_max: int) -> None:
         """``transaction_types`` and ``reason_code_max``: what the column checks
         (``analytics.clickhouse``) allow, for the rows the decoder converts itself."""
+        if sink_decoder is None:
+            raise ImportError(NATIVE_DECODER_MISSING)
         self._native = sink_decoder.Decoder(
             self.RULES,
             records.SCHEMA_VERSION,

@@ -25,10 +25,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics import export
 from analytics.api import router
-from analytics.clickhouse import Warehouse
+from analytics.clickhouse import NATIVE_DECODER, Warehouse
 from analytics.clients import ClientDirectory
 from analytics.detector import RegulatoryDetector
 from analytics.exceptions import AnalyticsError
+from analytics.mapping import NATIVE_DECODER_MISSING
 from analytics.settings import AnalyticsSettings
 from analytics.sink import EventSink
 
@@ -130,6 +131,8 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s analytics %(levelname)s %(message)s"
     )
     settings = AnalyticsSettings()  # type: ignore[call-arg]
+    if NATIVE_DECODER is None:
+        log.warning(NATIVE_DECODER_MISSING)
     url = urlparse(settings.analytics_url)
     uvicorn.run(
         create_app(settings),

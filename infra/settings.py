@@ -44,6 +44,9 @@ class StackSettings(BaseSettings):
     kafka_port_base: int = 19092
     http_port_base: int = 18080
     port_search_span: int = 200
+    #: The machine-wide record of every stack's ports (infra/port_registry.py); None = a
+    #: file per OS user in the temporary directory.
+    port_registry: Path | None = None
 
     # Bounds on everything else.
     command_timeout_s: float = 120.0

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import secrets
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from domain.topics import all_topic_names_with_partitions, topic_configs
 from infra import kafka, postgres
 from infra.exceptions import ShardCountChangedError, StackNotUpError
 from infra.migrate import apply_migrations, ensure_demo_client
+from infra.port_registry import PortRegistry, default_path
 from infra.processes import file_lock, pick_port, port_is_free, say
 from infra.settings import StackSettings
 
@@ -59,7 +61,10 @@ def up(local_dir: Path, *, settings: StackSettings | None = None) -> dict[str, s
     with file_lock(local_dir / LOCK_FILE, timeout_s=settings.lock_timeout_s):
         loaded = _load_state(local_dir)
         state = loaded or _new_state()
-        state.ports = _assign_ports(local_dir, state.ports, settings)
+        registry = PortRegistry(settings.port_registry or default_path(), STATE_FILE)
+        with registry.claiming(local_dir, timeout_s=settings.lock_timeout_s) as claims:
+            state.ports = _assign_ports(local_dir, state.ports, settings, claims.others)
+            claims.ports = state.ports
         state.ledger_shards = _shard_count(loaded, settings)
         _save_state(local_dir, state)
         ports = state.ports
@@ -245,12 +250,16 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _assign_ports(
-    local_dir: Path, ports: dict[str, int], settings: StackSettings
+    local_dir: Path,
+    ports: dict[str, int],
+    settings: StackSettings,
+    claimed_elsewhere: AbstractSet[int] = frozenset(),
 ) -> dict[str, int]:
     """Keep persisted ports; pick missing ones; move a stopped server off a port now taken.
 
-    The HTTP ports belong to services this module does not run, so they never move: busy
-    there usually means the service is up.
+    ``claimed_elsewhere``: ports other stacks on this machine hold (infra/port_registry.py).
+    A persisted port one of them holds too is picked again, unless our own server runs on
+    it. Otherwise the HTTP ports never move: busy there usually means our service is up.
     """
     ports = dict(ports)
     running = {
@@ -262,6 +271,10 @@ def _assign_ports(
         if name in ports and not is_running and not port_is_free(ports[name]):
             say("stack", f"port {ports[name]} ({name}) is taken by another process; moving")
             del ports[name]
+    for name in list(ports):
+        if ports[name] in claimed_elsewhere and not running.get(name, False):
+            say("stack", f"port {ports[name]} ({name}) belongs to another stack; moving")
+            del ports[name]
     bases = {
         "postgres": settings.pg_port_base,
         "kafka": settings.kafka_port_base,
@@ -269,7 +282,7 @@ def _assign_ports(
         "ingest": settings.http_port_base,
         "analytics": settings.http_port_base + 1,
     }
-    taken = set(ports.values()) | _neighbour_ports(local_dir)
+    taken = set(ports.values()) | _neighbour_ports(local_dir) | set(claimed_elsewhere)
     for name, base in bases.items():
         if name not in ports:
             ports[name] = pick_port(base, taken=taken, span=settings.port_search_span)

@@ -10,33 +10,17 @@ children alive now (backends, WAL writer, checkpointer).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+from bench.proctree import load_average, trees_cpu_s
+
+__all__ = ["CpuMeter", "CpuSample", "load_average", "postmaster_pid"]
 
 
-def _stat_fields(pid: int) -> list[str]:
-    # The command name may hold spaces and parentheses: split after the last ")".
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _cluster_ticks(postmaster: int) -> int:
-    fields = _stat_fields(postmaster)
-    # After the name: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based.
-    total = sum(int(fields[i]) for i in (11, 12, 13, 14))
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            child = _stat_fields(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # exited while we looked: the postmaster's cutime has it (or soon will)
-        if int(child[1]) == postmaster:
-            total += int(child[11]) + int(child[12])
-    return total
+def _cluster_cpu_s(postmaster: int) -> float:
+    return trees_cpu_s({"postgres": [postmaster]})["postgres"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +38,7 @@ class CpuMeter:
         self.postmaster = postmaster
 
     def sample(self) -> CpuSample:
-        postgres = _cluster_ticks(self.postmaster) / _TICKS_PER_S if self.postmaster else 0.0
+        postgres = _cluster_cpu_s(self.postmaster) if self.postmaster else 0.0
         return CpuSample(time.perf_counter(), time.process_time(), postgres)
 
 
@@ -64,7 +48,3 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
     except (FileNotFoundError, ValueError, PermissionError):
         return None
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])

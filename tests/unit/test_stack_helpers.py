@@ -137,3 +137,35 @@ def test_one_ledger_writer_per_shard() -> None:
         ("ledger-0", "ledger-writer-shard-0", {"LEDGER_SHARD": "0"}),
         ("ledger-1", "ledger-writer-shard-1", {"LEDGER_SHARD": "1"}),
     ]
+
+
+def test_two_checkouts_never_pick_the_same_ports(tmp_path: Path) -> None:
+    """Stacks in unrelated directories (two clones) see each other through the registry,
+    even while neither runs anything: the HTTP ports are only bound by `walletpipe run`."""
+    from infra.port_registry import PortRegistry
+    from infra.stack import STATE_FILE, _assign_ports
+
+    registry = PortRegistry(tmp_path / "registry" / "ports.json", STATE_FILE)
+    chosen = []
+    for clone in ("clone-a", "clone-b"):
+        local_dir = tmp_path / clone / "deep" / ".local"
+        local_dir.mkdir(parents=True)
+        with registry.claiming(local_dir, timeout_s=5) as claims:
+            ports = _assign_ports(local_dir, {}, StackSettings(), claims.others)
+            claims.ports = ports
+        (local_dir / STATE_FILE).write_text(json.dumps({"ports": ports}))
+        chosen.append(ports)
+    assert not set(chosen[0].values()) & set(chosen[1].values())
+    # The first stack keeps its ports when it is brought up again.
+    first = tmp_path / "clone-a" / "deep" / ".local"
+    with registry.claiming(first, timeout_s=5) as claims:
+        assert _assign_ports(first, chosen[0], StackSettings(), claims.others) == chosen[0]
+    # A persisted port that another stack holds is picked again.
+    clash = {**chosen[0], "ingest": chosen[1]["ingest"]}
+    with registry.claiming(first, timeout_s=5) as claims:
+        moved = _assign_ports(first, clash, StackSettings(), claims.others)
+    assert moved["ingest"] not in chosen[1].values()
+    # A removed stack promises nothing any more.
+    (tmp_path / "clone-b" / "deep" / ".local" / STATE_FILE).unlink()
+    with registry.claiming(first, timeout_s=5) as claims:
+        assert not claims.others
