@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +46,7 @@ from domain.topics import (
     TRANSACTIONS_REQUESTED,
     TopicSpec,
 )
-from models.features import FEATURE_NAMES
+from models.features import FEATURE_NAMES, CustomerState
 from streams.customer_codec import decode_customer, encode_customer
 from streams.decided import OPEN, Decided, Status
 from streams.decision import assess
@@ -74,6 +74,8 @@ from streams.store import (
 from streams.terminals import TerminalBook, batch_counts
 
 log = logging.getLogger("streams")
+#: Customer states kept decoded in memory, the most recently used (at most ~40 KB each).
+CUSTOMERS_CACHED_MAX = 4_096
 #: How often (in labels) the worker logs how its label-learnt classifier is doing.
 LABELS_LOG_EVERY = 500
 _TARGETS: dict[type, TopicSpec] = {
@@ -138,6 +140,8 @@ class Flow:
         self.terminals = terminals
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.failed_rules: Counter[str] = Counter()  # bounded by the policy's rules
+        #: The customer states of the busiest wallets, as last written (``customer``).
+        self.customers: OrderedDict[bytes, tuple[bytes, CustomerState]] = OrderedDict()
         #: partition -> when its oldest unsent terminal count was taken (ms; a hint: the
         #: partition's clock ticks send whatever a previous owner left).
         self.pending_since: dict[int, int] = {}
@@ -187,8 +191,7 @@ class Flow:
         wallet = WalletValue.decode(store.get_bytes(WALLET, key))
         limits = applicable(request, wallet.limits, self.settings.default_limits)
         event = event_of(request)
-        stored = store.get_bytes(CUSTOMER, key)
-        customer = None if stored is None else decode_customer(stored)
+        customer = self.customer(store, key)
         self.terminals.drain()
         x = self.features.features(event, customer, self.terminals.get(event.terminal))
         assessment = assess(request, x, self.models.score(x), self.policies.policy)
@@ -210,7 +213,7 @@ class Flow:
         schedule = Schedule(store)
         if decided.status in OPEN:  # it moves money: it enters the customer's and terminal's
             customer = self.features.observe(event, customer)
-            store.set_bytes(CUSTOMER, encode_customer(customer), key)
+            self.keep_customer(store, key, customer)
             decided.terminal, decided.time_s = event.terminal, event.time_s
             TerminalPending(store).add(event.terminal, event.time_s, False)
             self.pending_since.setdefault(partition, now_ms)
@@ -233,6 +236,28 @@ class Flow:
         command = outcome.command
         out.append(Output(_TARGETS[type(command)], key, fast_records.encode(command)))
         out.append(Output(TRANSACTIONS_REQUESTED, key, raw))
+
+    def customer(self, store: Store, key: bytes) -> CustomerState | None:
+        """The wallet's customer state: from memory when the store holds the very bytes it
+        was written as (a busy wallet: no decoding of its terminals per request), else
+        decoded. The bytes decide, so a state another worker changed meanwhile (a partition
+        that moved and came back), or a commit that was aborted, is never served stale."""
+        stored = store.get_bytes(CUSTOMER, key)
+        if stored is None:
+            return None
+        cached = self.customers.get(key)
+        if cached is not None and (cached[0] is stored or cached[0] == stored):
+            self.customers.move_to_end(key)
+            return cached[1]
+        return decode_customer(stored)
+
+    def keep_customer(self, store: Store, key: bytes, customer: CustomerState) -> None:
+        encoded = encode_customer(customer)
+        store.set_bytes(CUSTOMER, encoded, key)
+        self.customers[key] = (encoded, customer)
+        self.customers.move_to_end(key)
+        if len(self.customers) > CUSTOMERS_CACHED_MAX:
+            self.customers.popitem(last=False)
 
     # ---- ledger outcomes and credits --------------------------------------------------
 

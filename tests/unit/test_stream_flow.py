@@ -494,3 +494,18 @@ def test_an_unknown_kind_is_refused() -> None:
     part = Partition()
     with pytest.raises(RecordRefused):
         part.flow.handle(part.store, 0, KEY, object(), b"{}")
+
+
+def test_a_customer_state_in_memory_is_served_only_while_the_store_holds_its_bytes() -> None:
+    part = Partition()
+    part.fund("1000")
+    part.send(request("5"))
+    kept = part.flow.customer(part.store, KEY)
+    assert kept is not None and part.flow.customer(part.store, KEY) is kept
+    other = Partition()  # another worker's later state of the same wallet
+    other.fund("1000")
+    other.send(request("5"))
+    other.send(request("7"))
+    part.store.set_bytes(CUSTOMER, other.store.get_bytes(CUSTOMER, KEY) or b"", KEY)
+    fresh = part.flow.customer(part.store, KEY)
+    assert fresh is not kept and fresh == other.flow.customer(other.store, KEY)
