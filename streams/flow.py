@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,28 +40,28 @@ from domain.records import (
 from domain.topics import (
     LEDGER_COMMANDS,
     REVIEWS_REQUESTED,
-    TERMINAL_COUNTS,
     TRANSACTIONS_REJECTED,
     TRANSACTIONS_REQUESTED,
     TopicSpec,
 )
 from models.features import FEATURE_NAMES, CustomerState
+from streams.clock import ClockHandlers
 from streams.customer_codec import decode_customer, encode_customer
 from streams.decided import OPEN, Decided, Status
 from streams.decision import assess
 from streams.exceptions import RecordRefused, UnknownLabelledTransaction, WalletInvariantError
 from streams.features import StreamFeatures, event_of
 from streams.labels import LabelLearning
-from streams.limits import DefaultLimits, applicable
+from streams.limits import applicable
 from streams.models_watch import ModelWatcher
+from streams.outputs import FlowSettings, Output
 from streams.policy_watch import PolicyWatcher
-from streams.screening import Timeouts, decide_review, decline_held, screen
+from streams.screening import decide_review, screen
 from streams.store import (
     CUSTOMER,
     EXPIRE,
     FORGET,
     FORGET_CREDIT,
-    PARTITION,
     WALLET,
     Schedule,
     Store,
@@ -71,7 +70,7 @@ from streams.store import (
     credited_key,
     decided_key,
 )
-from streams.terminals import TerminalBook, batch_counts
+from streams.terminals import TerminalBook
 
 log = logging.getLogger("streams")
 #: Customer states kept decoded in memory, the most recently used (at most ~40 KB each).
@@ -85,29 +84,6 @@ _TARGETS: dict[type, TopicSpec] = {
 }
 
 
-@dataclass(frozen=True)
-class Output:
-    """A record to send: its topic (declared in ``domain.topics``), key and value."""
-
-    topic: TopicSpec
-    key: bytes
-    value: bytes
-
-
-@dataclass(frozen=True)
-class FlowSettings:
-    timeouts: Timeouts
-    default_limits: DefaultLimits
-    #: A hold is released this long after its deadline (clock skew, a ledger batch's time).
-    grace_ms: int = 60_000
-    #: How long a decided transaction (and an applied credit) is remembered after its outcome.
-    retention_ms: int = 8 * 86_400_000
-    #: A partition's terminal counts are sent at most this long after the first is taken.
-    terminal_flush_ms: int = 500
-    #: Clock buckets read per tick at most (a long-stopped clock catches up over ticks).
-    clock_buckets_max: int = 3_000
-
-
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
@@ -119,7 +95,7 @@ def _wallet_key(key: bytes, wallet_id: object) -> None:
         raise RecordRefused("record key is not the wallet it is about")
 
 
-class Flow:
+class Flow(ClockHandlers):
     """The handlers of every kind of ``wallet.commands`` record, for one worker."""
 
     def __init__(
@@ -401,89 +377,5 @@ class Flow:
             TerminalPending(store).add(decided.terminal, decided.time_s, True)
             self.pending_since.setdefault(partition, now_ms)
 
-    # ---- the clock ----------------------------------------------------------------------
 
-    def on_tick(self, store: Store, partition: int, now_ms: int, out: list[Output]) -> None:
-        """Release what is past its deadline, forget what is past its retention, send the
-        terminal counts; and let the model and policy watchers look for changes."""
-        self.models.poll()
-        if self.policies.poll() or self.failed_rules:
-            if self.failed_rules:
-                log.warning("policy rules that failed to evaluate: %s", self.failed_rules)
-                self.failed_rules.clear()
-        settings = self.settings
-        due = Schedule(store).due(now_ms, settings.clock_buckets_max)
-        for action, wallet, transaction_id in due:
-            prefix = wallet.encode()
-            if action == EXPIRE:
-                self.expire(store, prefix, transaction_id, now_ms, out)
-            elif action == FORGET:
-                stored = store.get_bytes(decided_key(transaction_id), prefix)
-                if stored is not None and Decided.decode(stored).status not in OPEN:
-                    store.delete(decided_key(transaction_id), prefix)
-            elif action == FORGET_CREDIT:
-                store.delete(credited_key(transaction_id), prefix)
-        self.send_terminal_counts(store, partition, out)
-
-    def expire(
-        self, store: Store, key: bytes, transaction_id: str, now_ms: int, out: list[Output]
-    ) -> None:
-        """A hold whose deadline (and grace) passed without an outcome: a review is declined,
-        a command's reservation released (the ledger fails a command it reads that late)."""
-        stored = store.get_bytes(decided_key(transaction_id), key)
-        if stored is None:
-            return
-        decided = Decided.decode(stored)
-        if decided.status not in OPEN or decided.deadline_ms + self.settings.grace_ms > now_ms:
-            return  # closed in time, or held again under a later deadline (its own entry)
-        wallet = WalletValue.decode(store.get_bytes(WALLET, key))
-        deadline = datetime.fromtimestamp(decided.deadline_ms / 1000, UTC).isoformat()
-        if decided.status is Status.REVIEW:
-            review = decided.review or {}
-            request = TransactionRequested.model_validate(review["request"])
-            scored = {
-                "scored_by": review.get("scored_by"),
-                "shadow_scores": review.get("shadow_scores") or {},
-            }
-            now = datetime.fromtimestamp(now_ms / 1000, UTC)
-            message = f"review timed out: no decision by {deadline}"
-            rejection = decline_held(
-                request,
-                decided,
-                wallet.state,
-                wallet.usage,
-                message,
-                review["risk_score"],
-                scored,
-                now,
-            )
-            decided.review = None
-            wallet.reviews_open -= 1
-            out.append(Output(TRANSACTIONS_REJECTED, key, records.encode(rejection)))
-        else:
-            log.warning(
-                "hold of transaction %s (wallet %s) released: no ledger outcome by %s",
-                transaction_id,
-                key.decode(),
-                deadline,
-            )
-            if decided.held > 0:
-                wallet.state.release(decided.held)
-            wallet.usage.give_back(decided.charge)
-            decided.status, decided.held, decided.charge = Status.EXPIRED, decided.held * 0, None
-        store.set_bytes(WALLET, wallet.encode(), key)
-        store.set_bytes(decided_key(transaction_id), decided.encode(), key)
-        self.forget_later(store, key, transaction_id, now_ms)
-
-    def forget_later(self, store: Store, key: bytes, transaction_id: str, now_ms: int) -> None:
-        """The transaction is closed: keep its key for the retention, then delete it."""
-        due = now_ms + self.settings.retention_ms
-        Schedule(store).add(now_ms, due, FORGET, key.decode(), transaction_id)
-
-    def send_terminal_counts(self, store: Store, partition: int, out: list[Output]) -> None:
-        self.pending_since.pop(partition, None)
-        for counted in batch_counts(TerminalPending(store).take()):
-            out.append(Output(TERMINAL_COUNTS, counted.terminal.encode(), records.encode(counted)))
-
-
-__all__ = ["Flow", "FlowSettings", "Output", "PARTITION"]
+__all__ = ["Flow", "FlowSettings", "Output"]

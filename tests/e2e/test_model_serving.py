@@ -207,16 +207,15 @@ class Kafka:
 
     def terminal_counts(self, until: Any) -> dict[str, list[int]]:
         """Every terminal's [transactions, frauds] sent so far, once ``until`` holds."""
-        totals: dict[str, list[int]] = {}
 
-        def add(message: Any, _values: dict) -> None:
+        def add(message: Any, totals: dict) -> None:
             counted = records.decode_terminal_counted(message.value())
             total = totals.setdefault(counted.terminal, [0, 0])
             total[0] += counted.transactions
             total[1] += counted.frauds
 
         topic = self.prefix + TERMINAL_COUNTS.name
-        self._gather(topic, TERMINAL_COUNTS.partitions, lambda _v: until(totals), add)
+        totals = self._gather(topic, TERMINAL_COUNTS.partitions, until, add)
         time.sleep(0.3)  # the workers' readers poll the same committed records
         return totals
 
