@@ -10,8 +10,8 @@ its fraud label, days later) and where and when it was counted at a terminal. So
   ids a replay could slip past; within a worker's own processing, Kafka transactions
   (exactly once) already exclude a second handling;
 * a ledger outcome settles or releases exactly the hold it names, and an outcome that does
-  not fit the status (a posting for a transaction the stream declined, released at its
-  deadline, or never saw) is a ``WalletInvariantError``: the worker stops;
+  not fit the status (a posting for a transaction the stream declined, held for review, or
+  released at its deadline) is a ``WalletInvariantError``: the worker stops;
 * the wallet's own value stays the same size whatever its history.
 
 Status: ``REJECTED`` (declined, nothing held), ``REVIEW`` (held for an analyst),

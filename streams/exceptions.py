@@ -2,8 +2,9 @@
 
 Two kinds, handled differently by the worker (``streams/engine.py``):
 
-* ``RecordRefused``: one record cannot be applied (a label for an unknown transaction, a
-  record keyed by another wallet than its own). It goes to ``wallet.commands.dlq`` with the
+* ``RecordRefused``: one record cannot be applied (a label or a ledger outcome for a
+  transaction the partition has no decision of, a record keyed by another wallet than its
+  own). It goes to ``wallet.commands.dlq`` with the
   message as ``dlq.reason``, nothing else changes, and the worker carries on. So does a
   record that cannot be decoded (``domain.exceptions.RecordDecodeError``).
 * everything else, above all ``WalletInvariantError``: the money path contradicts itself.
@@ -43,8 +44,8 @@ class UnknownLabelledTransaction(RecordRefused):
 
 class WalletInvariantError(StreamsError):
     """A wallet's stream state and a record about it contradict each other: a settle or
-    release that does not fit the balance, a ledger outcome for a transaction the stream
-    never sent (or released at its deadline), a balance below zero.
+    release that does not fit the balance, a posting for a transaction the stream declined,
+    held for review or released at its deadline, a balance below zero.
 
     The worker stops with this message, naming the wallet, the transaction and the record's
     partition and offset; nothing of its current Kafka transaction is committed, and it stops

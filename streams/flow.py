@@ -248,10 +248,10 @@ class Flow(ClockHandlers):
         _wallet_key(key, source or event.destination_wallet_id)
         transaction_id = str(event.transaction_id)
         stored = store.get_bytes(decided_key(transaction_id), key)
-        if stored is None:
-            raise WalletInvariantError(
-                f"{event.kind} for transaction {transaction_id} of wallet {key.decode()}, "
-                "which this wallet's partition has no decision of"
+        if stored is None:  # it holds nothing here: a record that does not belong
+            raise RecordRefused(
+                f"{event.kind} for transaction {transaction_id}, which this wallet's partition "
+                "has no decision of (never decided here, or forgotten after the retention)"
             )
         decided = Decided.decode(stored)
         status = decided.status

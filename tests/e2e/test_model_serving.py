@@ -216,7 +216,7 @@ class Kafka:
 
         topic = self.prefix + TERMINAL_COUNTS.name
         totals = self._gather(topic, TERMINAL_COUNTS.partitions, until, add)
-        time.sleep(0.3)  # the workers' readers poll the same committed records
+        time.sleep(2.0)  # the workers' reader threads poll the same committed records
         return totals
 
     def _gather(self, topic: str, partitions: int, until: Any, take: Any) -> Any:

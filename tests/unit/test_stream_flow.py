@@ -336,13 +336,21 @@ def test_a_credit_is_applied_once_per_transaction() -> None:
     assert part.wallet().state.available == D("5")
 
 
-@pytest.mark.parametrize("state", ["unknown", "rejected", "review", "expired", "settled"])
+def test_an_outcome_for_a_transaction_never_decided_here_is_refused() -> None:
+    part = Partition()
+    part.fund("100")
+    before = dict(part.store.values)
+    with pytest.raises(RecordRefused, match="no decision of"):
+        part.send(posted(request("40")))
+    assert part.store.values == before
+
+
+@pytest.mark.parametrize("state", ["rejected", "review", "expired", "settled"])
 def test_an_outcome_that_does_not_fit_stops_the_worker(state: str) -> None:
     part = Partition(score=0.7 if state == "review" else 0.1)
     part.fund("100" if state != "rejected" else "1")
     item = request("40")
-    if state != "unknown":
-        part.send(item)
+    part.send(item)
     if state == "expired":
         part.clock.now += timedelta(minutes=12)
         part.tick()
