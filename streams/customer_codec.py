@@ -11,8 +11,8 @@ events for ``to_json``. The values and totals come back bit for bit, so the feat
 
 Layout: a header ``<B4q4dQ`` (format version, the four windows' event counts, their totals,
 the number of maxima pairs), the events of the widest window, the maxima, then the
-terminals (``orjson``). Terminals not used within the widest window plus a day are left
-out, as ``to_json`` leaves them.
+terminals (``orjson``; the engine drops those not used within the widest window as it
+advances the state, and at most ``CUSTOMER_EVENTS_MAX`` are kept, the most recent).
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from array import array
 
 import orjson
 
-from models.features import CUSTOMER_EVENTS_MAX, STALE_SLACK_S, CustomerState
+from models.features import CUSTOMER_EVENTS_MAX, CustomerState
 
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<B4q4dQ")
-_LONGEST_S = 30 * 86_400
 
 
 def encode_customer(state: CustomerState) -> bytes:
@@ -38,9 +37,7 @@ def encode_customer(state: CustomerState) -> bytes:
         for start in (state.start_hour, state.start_day, state.start_week, state.start_month)
     ]
     maxima = state.maxima[state.maxima_head :]
-    newest = max([int(events[-2]) if end else 0, *state.terminals.values()])
-    stale_before = newest - _LONGEST_S - STALE_SLACK_S
-    terminals = {t: s for t, s in state.terminals.items() if s > stale_before}
+    terminals = state.terminals  # the engine prunes those past the widest window as it advances
     if len(terminals) > CUSTOMER_EVENTS_MAX:
         terminals = dict(sorted(terminals.items(), key=lambda item: item[1])[-CUSTOMER_EVENTS_MAX:])
     header = _HEADER.pack(

@@ -70,7 +70,7 @@ class StreamSettings(BaseSettings):
     #: dispute window.
     decided_retention_s: int = Field(default=8 * 86_400, ge=1, le=90 * 86_400)
     #: A partition sends its terminal counts at most this long after taking the first.
-    terminal_flush_ms: int = Field(default=500, ge=10, le=60_000)
+    terminal_flush_ms: int = Field(default=1_000, ge=10, le=60_000)
     #: Default spending limits by the paying user's KYC status (JSON, see DEFAULT_LIMITS_JSON).
     default_limits_json: str = Field(
         default=DEFAULT_LIMITS_JSON, validation_alias="STREAMS_DEFAULT_LIMITS"
