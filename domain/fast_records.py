@@ -163,8 +163,8 @@ class _Shape:
     def __init__(self, cls: type[records.Record], extra_checks: dict) -> None:
         self.cls = cls
         self.kind = cls.model_fields["kind"].default
-        checks = {**_FACT_CHECKS, **extra_checks}
         fields = cls.model_fields
+        checks = {n: c for n, c in {**_FACT_CHECKS, **extra_checks}.items() if n in fields}
         if set(checks) | {"kind"} != set(fields):
             raise RuntimeError(f"fast decoder of {cls.__name__} is out of date with its fields")
         self.checks = checks
@@ -209,7 +209,7 @@ def trusted(cls: type, values: dict[str, Any], fields_set: set[str]) -> Any:
 _LEDGER_INPUTS = {
     shape.kind: shape
     for shape in (
-        _Shape(records.PostTransaction, {}),
+        _Shape(records.PostTransaction, {"expires_at": _optional(_timestamp)}),
         _Shape(
             records.TransactionRejected,
             {"reason_code": _text(50), "reason_message": _text(1000)},
@@ -221,7 +221,9 @@ _LEDGER_INPUTS = {
 _POST_FIELDS = tuple(records.PostTransaction.model_fields)
 _POST_KEYS = frozenset(_POST_FIELDS)
 _POST_VALUES = operator.itemgetter(*_POST_FIELDS)
-if _POST_FIELDS != tuple(_FACT_CHECKS)[:21] + ("kind",) + tuple(_FACT_CHECKS)[21:]:
+if _POST_FIELDS != (
+    tuple(_FACT_CHECKS)[:21] + ("kind",) + tuple(_FACT_CHECKS)[21:] + ("expires_at",)
+):
     raise RuntimeError("fast decoder of PostTransaction is out of date with its fields")
 
 
@@ -255,6 +257,7 @@ def _post_transaction(raw: dict) -> records.PostTransaction:
         _kind,
         risk_score,
         decided_at,
+        expires_at,
     ) = _POST_VALUES(raw)
     if (
         type(schema_version) is not int
@@ -300,6 +303,7 @@ def _post_transaction(raw: dict) -> records.PostTransaction:
         "kind": "PostTransaction",
         "risk_score": _risk_score(risk_score),
         "decided_at": _timestamp(decided_at),
+        "expires_at": None if expires_at is None else _timestamp(expires_at),
     }
     return trusted(records.PostTransaction, values, set(_POST_FIELDS))
 
@@ -349,24 +353,34 @@ def _text_of(value: object) -> str:
 
 
 def encode(record: records.Record) -> bytes:
-    """``records.encode``, faster for a ``TransactionPosted`` (the ledger's one per posting):
-    orjson writes UUIDs, enums and times as pydantic does (``Z`` for UTC); amounts are
-    written here with ``money.wire``. Whatever orjson would write differently (a time zone
-    it does not know, a value of an unexpected type) goes to pydantic."""
-    if type(record) is not records.TransactionPosted:
+    """``records.encode``, faster for a ``TransactionPosted`` (the ledger's one per posting)
+    and a ``PostTransaction`` (the stream's one per approval): orjson writes UUIDs, enums and
+    times as pydantic does (``Z`` for UTC); amounts are written here with ``money.wire``.
+    Whatever orjson would write differently (a time zone it does not know, a value of an
+    unexpected type) goes to pydantic."""
+    kind = type(record)
+    if kind is records.TransactionPosted:
+        values = dict(zip(_POSTED_FIELDS, _POSTED_VALUES(record.__dict__), strict=True))
+    elif kind is records.PostTransaction:
+        values = dict(zip(_POST_FIELDS, _POST_VALUES(record.__dict__), strict=True))
+    else:
         return records.encode(record)
-    values = dict(zip(_POSTED_FIELDS, _POSTED_VALUES(record.__dict__), strict=True))
     try:
         for name in _POSTED_AMOUNTS:
             values[name] = wire(values[name])
-        risk_score, captured = values["risk_score"], values["captured_amount"]
+        risk_score = values["risk_score"]
         if risk_score is not None:
             values["risk_score"] = str(risk_score)
+        captured = values.get("captured_amount")
         if captured is not None:
             values["captured_amount"] = wire(captured)
+        shadow = values.get("shadow_scores")
+        if shadow:
+            values["shadow_scores"] = {name: str(score) for name, score in shadow.items()}
         if (
             type(values["metadata"]) is not dict
-            or type(values["transaction_status"]) is not TransactionStatus
+            or type(values.get("transaction_status", TransactionStatus.COMPLETED))
+            is not TransactionStatus
             or type(values["transaction_type"]) is not TransactionType
         ):
             return records.encode(record)

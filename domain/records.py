@@ -100,7 +100,8 @@ _FACT_FIELDS: tuple[str, ...] = tuple(
 
 
 class TransactionRequested(TransactionFacts):
-    """The API accepted a request (topic ``transactions.requested``)."""
+    """The API accepted a request (topic ``wallet.commands``; the stream forwards each one
+    it takes in to ``transactions.requested``)."""
 
     kind: Literal["TransactionRequested"] = "TransactionRequested"
     #: KYC status (when the API accepted the request) of the user owning the wallet the
@@ -133,11 +134,19 @@ class ScoredFacts(TransactionFacts):
 
 
 class PostTransaction(ScoredFacts):
-    """Command to the ledger: approved, funds reserved (topic ``ledger.commands``)."""
+    """Command to the ledger: approved, funds reserved (topic ``ledger.commands``).
+
+    ``expires_at``: the ledger must be done with the command by then. It fails a command it
+    reads later (``COMMAND_EXPIRED``) and caps a two-phase hold's expiry at it, so once that
+    time has passed the ledger never moves this transaction's money; the stream releases a
+    reservation whose outcome has not come a grace period after it (docs/topics.md, "Holds
+    expire"). None on commands from before it existed: no deadline.
+    """
 
     kind: Literal["PostTransaction"] = "PostTransaction"
     risk_score: Decimal | None = None
     decided_at: datetime
+    expires_at: datetime | None = None
 
 
 class TransactionRejected(ScoredFacts):
@@ -231,13 +240,19 @@ class CreditFromShard(TransactionFacts):
 
 
 class WalletCredited(Record):
-    """Internal to the stream: a posted credit, keyed by the credited wallet."""
+    """A posted credit, addressed to the credited wallet (topic ``wallet.commands``, keyed by
+    ``wallet_id``; written by the ledger outbox beside the payer's ``TransactionPosted``):
+    the credited wallet's partition makes it spendable, once per ``transaction_id``."""
 
     kind: Literal["WalletCredited"] = "WalletCredited"
     wallet_id: uuid.UUID
     transaction_id: uuid.UUID
     amount: Amount
     currency_code: str = Field(min_length=3, max_length=3)
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
 
 
 class ReviewRequested(ScoredFacts):
@@ -253,7 +268,7 @@ class ReviewRequested(ScoredFacts):
 
 class ReviewDecided(Record):
     """An analyst's decision on a held transaction, or the timeout's DECLINE (topic
-    ``reviews.decisions``, keyed by ``wallet_id``, the wallet the request was keyed by)."""
+    ``wallet.commands``, keyed by ``wallet_id``, the wallet the request was keyed by)."""
 
     kind: Literal["ReviewDecided"] = "ReviewDecided"
     transaction_id: uuid.UUID
@@ -279,7 +294,7 @@ class LimitSpec(BaseModel):
 
 class WalletLimitsChanged(Record):
     """Every limit that applies to one wallet now: its own and its user's (topic
-    ``limits.changes``, compacted, keyed by the wallet). The whole set travels each time, so
+    ``wallet.commands``, keyed by the wallet). The whole set travels each time, so
     the latest record per wallet is the truth; ``version`` only grows, so the stream keeps
     the newest set whatever order two API replicas published in."""
 
@@ -291,7 +306,7 @@ class WalletLimitsChanged(Record):
 
 
 class FraudLabelled(Record):
-    """Ground truth for one transaction, known only later (topic ``fraud.labels``, keyed by
+    """Ground truth for one transaction, known only later (topic ``wallet.commands``, keyed by
     ``wallet_id``: the wallet whose money moves first, i.e. the key of its request). A
     chargeback or a customer's report says fraud within days; an undisputed transaction is
     labelled legitimate once its dispute window has passed. ``scenario`` names the fraud
@@ -307,16 +322,27 @@ class FraudLabelled(Record):
     labelled_at: datetime
 
 
-class TerminalActivity(Record):
-    """Internal to the stream (topic ``streams.terminal-activity``, keyed by ``terminal``):
-    what a terminal's fraud features count. ``fraud`` false: a transaction at the terminal
-    at ``time_s`` that the stream approved or held for review; true: that transaction was
-    labelled fraud. ``time_s`` is the request's time in epoch seconds."""
+class ClockTicked(Record):
+    """The stream worker's clock (topic ``wallet.commands``, one per partition every second,
+    produced to the partition by number): the partition releases holds past their deadline,
+    forgets decided transactions past their retention, and sends its terminal counts."""
 
-    kind: Literal["TerminalActivity"] = "TerminalActivity"
+    kind: Literal["ClockTicked"] = "ClockTicked"
+    partition: int = Field(ge=0, lt=10_000)
+    ticked_at: datetime
+
+
+class TerminalCounted(Record):
+    """Internal to the stream (topic ``streams.terminal-counts``, keyed by ``terminal``): one
+    wallet partition's batch of ``transactions`` the stream approved or held at the terminal
+    on the UTC day of ``time_s``, and ``frauds`` among that day's transactions labelled fraud
+    since the last batch. Every worker adds them to its copy of every terminal's day counts."""
+
+    kind: Literal["TerminalCounted"] = "TerminalCounted"
     terminal: str = Field(min_length=1, max_length=200)
     time_s: int = Field(ge=0, lt=2**40)
-    fraud: bool = False
+    transactions: int = Field(ge=0, le=2**31 - 1)
+    frauds: int = Field(ge=0, le=2**31 - 1)
 
 
 LedgerCommand = PostTransaction | TransactionRejected
@@ -390,8 +416,49 @@ def decode_wallet_credited(payload: bytes | None) -> WalletCredited:
     return _decode(WalletCredited, payload)  # type: ignore[return-value]
 
 
-def decode_terminal_activity(payload: bytes | None) -> TerminalActivity:
-    return _decode(TerminalActivity, payload)  # type: ignore[return-value]
+def decode_terminal_counted(payload: bytes | None) -> TerminalCounted:
+    return _decode(TerminalCounted, payload)  # type: ignore[return-value]
+
+
+WalletCommand = (
+    TransactionRequested
+    | WalletLimitsChanged
+    | ReviewDecided
+    | FraudLabelled
+    | TransactionPosted
+    | TransactionFailed
+    | DuplicateDiscarded
+    | WalletCredited
+    | ClockTicked
+)
+_wallet_command = TypeAdapter(Annotated[WalletCommand, Field(discriminator="kind")])
+
+
+def decode_wallet_command(payload: bytes | None) -> WalletCommand:
+    """Any record of ``wallet.commands`` (the stream's one input), by its ``kind``."""
+    return _decode(_wallet_command, payload)  # type: ignore[return-value]
+
+
+def wallet_commands_of(event: LedgerEvent) -> list[Record]:
+    """What the ledger's outbox writes to ``wallet.commands`` for one of its ledger events:
+    the event itself, addressed to the wallet its request was keyed by (the payer, or a
+    deposit's destination), and for a posted transfer or payment to a wallet the credit,
+    addressed to the credited wallet (whose partition makes it spendable)."""
+    notices: list[Record] = [event]
+    if (
+        isinstance(event, TransactionPosted)
+        and event.source_wallet_id is not None
+        and event.destination_wallet_id is not None
+    ):
+        notices.append(
+            WalletCredited(
+                wallet_id=event.destination_wallet_id,
+                transaction_id=event.transaction_id,
+                amount=event.moved_amount,
+                currency_code=event.currency_code,
+            )
+        )
+    return notices
 
 
 TransactionRecord = (

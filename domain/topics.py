@@ -1,9 +1,11 @@
 """Every Kafka topic of the pipeline, declared once.
 
 Topics keyed by wallet share one partition count, so that a wallet's records of every kind
-land in the same partition number (faust's tables need that co-partitioning) and one worker
-handles a wallet in order. Each topic has a dead-letter companion, ``<name>.dlq``, that
-receives records which cannot be decoded or processed, with the reason in the headers.
+land in the same partition number and one worker handles a wallet in order. Everything that
+changes a wallet's stream state reaches the stream on ONE topic, ``wallet.commands``, in the
+order it was written (docs/topics.md: "One ordered input per wallet"). Each topic has a
+dead-letter companion, ``<name>.dlq``, that receives records which cannot be decoded or
+processed, with the reason in the headers.
 """
 
 from __future__ import annotations
@@ -26,10 +28,19 @@ class TopicSpec:
         return f"{self.name}.dlq"
 
 
+WALLET_COMMANDS = TopicSpec(
+    "wallet.commands",
+    WALLET_PARTITIONS,
+    "Everything that changes a wallet's stream state, typed by ``kind`` and keyed by the "
+    "wallet: requests (ingest API), limit sets (API), review decisions (API), ledger outcomes "
+    "and credits (ledger outbox), fraud labels (labeller), clock ticks (the stream worker).",
+)
 TRANSACTIONS_REQUESTED = TopicSpec(
     "transactions.requested",
     WALLET_PARTITIONS,
-    "TransactionRequested from the API, keyed by the wallet whose money moves first.",
+    "TransactionRequested: each request the stream took in, once, forwarded in the same Kafka "
+    "transaction as its decision (analytics reads it); keyed by the wallet whose money moves "
+    "first.",
 )
 TRANSACTIONS_REJECTED = TopicSpec(
     "transactions.rejected",
@@ -65,39 +76,19 @@ LEDGER_SHARD_CREDITS = TopicSpec(
     "shard's outbox tells the destination shard to credit a wallet from its clearing "
     "account; keyed by the credited wallet.",
 )
-WALLET_CREDITS = TopicSpec(
-    "streams.wallet-credits",
-    WALLET_PARTITIONS,
-    "Internal: a posted credit re-keyed by the credited wallet, so its partition applies it.",
-)
-LIMITS_CHANGES = TopicSpec(
-    "limits.changes",
-    WALLET_PARTITIONS,
-    "WalletLimitsChanged from the API: every limit of one wallet (its own and its user's), "
-    "keyed by the wallet; compacted, so the latest set per wallet is kept for ever.",
-    config={"cleanup.policy": "compact"},
-)
 REVIEWS_REQUESTED = TopicSpec(
     "reviews.requested",
     WALLET_PARTITIONS,
     "ReviewRequested by the stream: funds held until an analyst decides; keyed like the request.",
 )
-REVIEWS_DECISIONS = TopicSpec(
-    "reviews.decisions",
+TERMINAL_COUNTS = TopicSpec(
+    "streams.terminal-counts",
     WALLET_PARTITIONS,
-    "ReviewDecided from the API (an analyst, or the review timeout), keyed by the wallet.",
-)
-FRAUD_LABELS = TopicSpec(
-    "fraud.labels",
-    WALLET_PARTITIONS,
-    "FraudLabelled: a transaction's ground truth (fraud or not, and the scenario), known days "
-    "later; keyed like the transaction's request. The stream's online classifier learns from it.",
-)
-TERMINAL_ACTIVITY = TopicSpec(
-    "streams.terminal-activity",
-    WALLET_PARTITIONS,
-    "TerminalActivity (internal): a transaction the stream approved or held at a terminal, "
-    "or a fraud label for one; keyed by the terminal, so one agent counts each terminal.",
+    "TerminalCounted (internal): a batch of one wallet partition's transactions and known "
+    "frauds at one terminal and day, keyed by the terminal; every stream worker reads all of "
+    "it into memory for the terminal fraud features. Kept 40 days (the longest terminal "
+    "window plus the label delay).",
+    config={"retention.ms": str(40 * 86_400_000)},
 )
 REGULATORY_REPORTS = TopicSpec(
     "regulatory.reports",
@@ -107,6 +98,7 @@ REGULATORY_REPORTS = TopicSpec(
 )
 
 TOPICS: tuple[TopicSpec, ...] = (
+    WALLET_COMMANDS,
     TRANSACTIONS_REQUESTED,
     TRANSACTIONS_REJECTED,
     LEDGER_COMMANDS,
@@ -114,12 +106,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     GATEWAY_REQUESTS,
     GATEWAY_RESULTS,
     LEDGER_SHARD_CREDITS,
-    WALLET_CREDITS,
-    LIMITS_CHANGES,
     REVIEWS_REQUESTED,
-    REVIEWS_DECISIONS,
-    FRAUD_LABELS,
-    TERMINAL_ACTIVITY,
+    TERMINAL_COUNTS,
     REGULATORY_REPORTS,
 )
 
@@ -134,7 +122,7 @@ def all_topic_names_with_partitions() -> dict[str, int]:
 
 
 def topic_configs() -> dict[str, dict[str, str]]:
-    """Broker settings of the topics that need any (compaction)."""
+    """Broker settings of the topics that need any (retention)."""
     return {spec.name: dict(spec.config) for spec in TOPICS if spec.config}
 
 

@@ -78,6 +78,9 @@ class RejectReason(StrEnum):
     INVALID_TRANSACTION = "INVALID_TRANSACTION"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     FRAUD_DECLINED = "FRAUD_DECLINED"
+    #: The ledger read a command after its ``expires_at``: the stream has released (or will
+    #: release) its hold, so the ledger must not move its money.
+    COMMAND_EXPIRED = "COMMAND_EXPIRED"
 
 
 #: Which wallet a type needs: (source required, destination required, destination allowed).

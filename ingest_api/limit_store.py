@@ -2,7 +2,7 @@
 
 The stream applies a wallet's limits in the wallet's partition, so the API publishes, per
 wallet, the whole set that applies to it (its own limits and its user's) on the compacted
-topic ``limits.changes`` keyed by the wallet. A user-scoped change is published for each of
+topic ``wallet.commands`` keyed by the wallet. A user-scoped change is published for each of
 the user's wallets; a new wallet gets its user's limits when it is created. Each change
 locks the user row, so the sets of one user's wallets are read in change order, and each
 set carries a version from a sequence taken under that lock.
@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain import records
 from domain.limits import LimitPeriod, LimitScope, period_end
-from domain.topics import LIMITS_CHANGES
+from domain.topics import WALLET_COMMANDS
 from ingest_api.exceptions import Conflict
 from ingest_api.publisher import KafkaPublisher
 
@@ -217,7 +217,7 @@ class LimitStore:
 async def publish_sets(publisher: KafkaPublisher, sets: list[WalletSet]) -> None:
     for wallet_set in sets:
         await publisher.publish(
-            LIMITS_CHANGES.name, str(wallet_set.wallet_id).encode(), records.encode(wallet_set)
+            WALLET_COMMANDS.name, str(wallet_set.wallet_id).encode(), records.encode(wallet_set)
         )
 
 

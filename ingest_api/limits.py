@@ -1,7 +1,7 @@
 """``/v1/limits``: a client manages the spending limits of its own users and wallets.
 
 Routes decode, check ownership, call the store and publish the changed wallet sets to the
-stream (``limits.changes``), which applies them within a second or two. A 201/200 means the
+stream (``wallet.commands``), which applies them within a second or two. A 201/200 means the
 change is in PostgreSQL and acknowledged by Kafka; a 503 means Kafka did not acknowledge it:
 repeat the request (an update with the same values publishes again).
 """

@@ -1,6 +1,6 @@
 """Publishing to Kafka with confluent-kafka, awaited until the broker acknowledged it.
 
-A 202 means the request is durably on ``transactions.requested`` (acks=all, idempotent
+A 202 means the request is durably on ``wallet.commands`` (acks=all, idempotent
 producer), so nothing the API accepted can be lost. The producer batches (linger) and a
 background thread serves delivery reports back to the event loop.
 """
@@ -22,8 +22,8 @@ def producer_config(bootstrap: str, linger_ms: int) -> dict[str, object]:
         "enable.idempotence": True,
         "linger.ms": linger_ms,
         "compression.type": "lz4",
-        # murmur2 is what the Java client and faust (aiokafka) use: the same wallet key lands
-        # in the same partition number on every topic, which the stream's tables rely on.
+        # murmur2 is what the Java client uses (and the stream's producer): the same wallet
+        # key lands in the same partition number on every topic.
         "partitioner": "murmur2_random",
         "queue.buffering.max.messages": 100_000,
     }

@@ -1,9 +1,9 @@
 """``/v1/reviews``: analysts decide transactions the stream held for review.
 
 The stream publishes each held transaction on ``reviews.requested``; a background worker of
-the API records it in ``transaction_reviews`` and declines, on ``reviews.decisions``, every
+the API records it in ``transaction_reviews`` and declines, on ``wallet.commands``, every
 review whose deadline passed. An analyst's approve or decline is published on
-``reviews.decisions`` (keyed by the wallet) while the review row is locked, then recorded:
+``wallet.commands`` (keyed by the wallet) while the review row is locked, then recorded:
 the stream applies the first decision it reads and ignores later ones, so an analyst racing
 the timeout can never both release and post the funds.
 
@@ -33,7 +33,7 @@ from domain.access import KeyGrant
 from domain.exceptions import RecordDecodeError
 from domain.inputs import CanonicalUuid, MaskedNote
 from domain.money import wire
-from domain.topics import REVIEWS_DECISIONS, REVIEWS_REQUESTED
+from domain.topics import REVIEWS_REQUESTED, WALLET_COMMANDS
 from ingest_api.deps import Reviewer, service_of
 from ingest_api.exceptions import Conflict, NotFound
 from ingest_api.publisher import producer_config
@@ -126,7 +126,7 @@ def _expire_overdue(conn: psycopg.Connection[Any], producer: Producer, timeout_s
         for row in rows:
             decided = decision_record(row, "DECLINE", "timeout", "no analyst decided in time")
             producer.produce(
-                REVIEWS_DECISIONS.name,
+                WALLET_COMMANDS.name,
                 key=str(row["wallet_id"]).encode(),
                 value=records.encode(decided),
             )
@@ -236,7 +236,7 @@ async def _decide(
             raise Conflict(f"the review was {row['status']} already", code="REVIEW_DECIDED")
         decided = decision_record(row, decision, f"analyst {client.client_name}", note)
         await service.publisher.publish(
-            REVIEWS_DECISIONS.name, str(row["wallet_id"]).encode(), records.encode(decided)
+            WALLET_COMMANDS.name, str(row["wallet_id"]).encode(), records.encode(decided)
         )
         await cur.execute(
             f"""UPDATE transaction_reviews SET status = %s, decided_by = %s, decided_at = %s

@@ -20,7 +20,7 @@ from domain.access import KeyGrant
 from domain.exceptions import DomainError
 from domain.money import AMOUNT_MAX, currency_exponent, parse_amount, wire
 from domain.text import is_visible_ascii
-from domain.topics import TRANSACTIONS_REQUESTED
+from domain.topics import WALLET_COMMANDS
 from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
 from ingest_api.caching import TtlCache
 from ingest_api.exceptions import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
@@ -270,7 +270,7 @@ class IngestService:
 
     async def _publish(self, record: records.TransactionRequested) -> None:
         await self._publisher.publish(
-            TRANSACTIONS_REQUESTED.name, record.partition_key, records.encode(record)
+            WALLET_COMMANDS.name, record.partition_key, records.encode(record)
         )
         try:
             self._published.put_nowait(record.transaction_id)

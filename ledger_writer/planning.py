@@ -114,6 +114,10 @@ def plan_batch(
                 plan.ledger_events.append(DuplicateDiscarded(**item.facts(), discarded_at=now))
             continue
         seen.add(item.transaction_id)
+        if _expired_command(item, now):  # the stream's hold ends a grace after expires_at
+            message = f"read after its deadline {item.expires_at}"  # type: ignore[union-attr]
+            _record_failure(plan, item, RejectReason.COMMAND_EXPIRED, message, now, authorized=True)
+            continue
         if isinstance(item, TransactionRejected):
             _record_failure(
                 plan, item, item.reason_code, item.reason_message, now, authorized=False
@@ -124,7 +128,10 @@ def plan_batch(
             if original_id is not None:
                 reverse(plan, item, original_id, now)
             elif two_phase is not None and item.transaction_type in two_phase.types:
-                open_hold(plan, item, now, now + two_phase.hold_timeout)
+                hold_expires_at = now + two_phase.hold_timeout
+                if item.expires_at is not None:  # never held past the command's deadline
+                    hold_expires_at = min(hold_expires_at, item.expires_at)
+                open_hold(plan, item, now, hold_expires_at)
             else:
                 _post(plan, item, now)
         except Refused as refused:
@@ -135,6 +142,14 @@ def plan_batch(
             message = f"no gateway answer by {hold.expires_at.isoformat()}"
             release_hold(plan, hold, "EXPIRED", HOLD_EXPIRED, message, now)
     return plan
+
+
+def _expired_command(item: TransactionInput, now: datetime) -> bool:
+    """A command read after its ``expires_at`` fails (COMMAND_EXPIRED): the stream releases
+    its reservation a grace period after that deadline, so a posting now could spend money
+    the stream has given back (docs/topics.md, "Holds expire")."""
+    expires_at = getattr(item, "expires_at", None)
+    return isinstance(item, PostTransaction) and expires_at is not None and now > expires_at
 
 
 def _credit(plan: BatchPlan, leg: CreditFromShard, seen: set[uuid.UUID], now: datetime) -> None:

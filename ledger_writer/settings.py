@@ -11,6 +11,7 @@ from domain.topics import (
     LEDGER_EVENTS,
     LEDGER_SHARD_CREDITS,
     TRANSACTIONS_REJECTED,
+    WALLET_COMMANDS,
 )
 from domain.transactions import TransactionType
 
@@ -35,6 +36,8 @@ class LedgerSettings(BaseSettings):
     gateway_requests_topic: str = GATEWAY_REQUESTS.name
     gateway_results_topic: str = GATEWAY_RESULTS.name
     shard_credits_topic: str = LEDGER_SHARD_CREDITS.name
+    #: The stream's input: each ledger event (and a posted credit) for the wallet it is about.
+    wallet_commands_topic: str = WALLET_COMMANDS.name
     #: Held first and posted on the payment gateway's answer (the seed's async processor).
     two_phase_types: list[TransactionType] = [TransactionType.PAYMENT, TransactionType.WITHDRAWAL]
     #: A hold without a gateway answer by then is released (HOLD_EXPIRED).

@@ -275,6 +275,7 @@ def write_plan(
     now: datetime,
     gateway_topic: str = "gateway.requests",
     shard_credits_topic: str = "ledger.shard-credits",
+    wallet_commands_topic: str = "wallet.commands",
 ) -> None:
     """Write everything of one batch atomically; the caller's connection is in autocommit."""
     check_entries_balanced(plan.entries)
@@ -342,6 +343,13 @@ def write_plan(
         outgoing = [(outbox_topic, e) for e in plan.ledger_events]
         outgoing += [(gateway_topic, r) for r in plan.gateway_requests]
         outgoing += [(shard_credits_topic, c) for c in plan.shard_credits]
+        # The stream's one input: each ledger event again, addressed to its wallet, and a
+        # posted credit addressed to the credited wallet (records.wallet_commands_of).
+        outgoing += [
+            (wallet_commands_topic, notice)
+            for event in plan.ledger_events
+            for notice in records.wallet_commands_of(event)
+        ]
         if outgoing:
             at = now.isoformat()
             _copy_text(

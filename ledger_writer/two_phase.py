@@ -110,7 +110,9 @@ def open_hold(
 
 def apply_gateway(plan: BatchPlan, result: GatewayResponded, now: datetime) -> None:
     hold = plan.holds.get(result.transaction_id)
-    if hold is None or not hold.open:  # a repeat, or an answer after the expiry
+    if hold is None or not hold.open or now > hold.expires_at:
+        # a repeat, or an answer after the expiry (the sweep releases the hold): never a
+        # capture past the hold's deadline, which is at most the command's own
         plan.ignored_results += 1
         return
     if result.wallet_id != hold.wallet_id:

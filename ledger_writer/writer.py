@@ -234,6 +234,7 @@ class LedgerWriter:
             now,
             self.settings.gateway_requests_topic,
             self.settings.shard_credits_topic,
+            self.settings.wallet_commands_topic,
         )
         self.totals["posted"] += plan.posted
         self.totals["held"] += plan.held
@@ -282,6 +283,7 @@ class LedgerWriter:
             self.settings.events_topic,
             self.settings.gateway_requests_topic,
             self.settings.shard_credits_topic,
+            self.settings.wallet_commands_topic,
         ]
         rows = store.unpublished_outbox(conn, topics, self.settings.outbox_batch_max)
         if not rows:

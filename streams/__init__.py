@@ -1,1 +1,2 @@
-"""The stream processor (faust): screening, balance reservation and settlement per wallet."""
+"""The stream processor (quix-streams, exactly once): screening, balance reservation and
+settlement per wallet, from one ordered input topic."""

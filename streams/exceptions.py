@@ -1,7 +1,15 @@
 """Errors of the stream processor. Each says what the operator should do.
 
-A handler that raises one of these sends the record to its topic's dead-letter companion
-with the message as ``dlq.reason``; the agent carries on with the next record.
+Two kinds, handled differently by the worker (``streams/engine.py``):
+
+* ``RecordRefused``: one record cannot be applied (a label or a ledger outcome for a
+  transaction the partition has no decision of, a record keyed by another wallet than its
+  own). It goes to ``wallet.commands.dlq`` with the
+  message as ``dlq.reason``, nothing else changes, and the worker carries on. So does a
+  record that cannot be decoded (``domain.exceptions.RecordDecodeError``).
+* everything else, above all ``WalletInvariantError``: the money path contradicts itself.
+  The worker stops with the reason (its Kafka transaction is aborted, so nothing of the
+  batch is committed); it is never dead-lettered.
 """
 
 from domain.exceptions import DomainError
@@ -13,22 +21,44 @@ class StreamsError(DomainError):
     code = "STREAMS_ERROR"
 
 
-class StreamInvariantError(StreamsError):
-    """The worker was about to break one of its own rules (for example, write a table with
-    no record to place it by). A bug, not bad input: the record goes to the dead-letter
-    topic with this message; report it with the worker's log."""
+class RecordRefused(StreamsError):
+    """A record the stream cannot apply. Operator: it is on ``wallet.commands.dlq`` with this
+    reason; fix what produced it, then ``walletpipe dlq replay wallet.commands`` if it
+    should still be applied."""
 
-    code = "STREAM_INVARIANT"
+    code = "RECORD_REFUSED"
 
 
-class UnknownLabelledTransaction(StreamsError):
-    """A fraud label names a transaction the wallet's partition has not scored lately: an id
-    it never saw, a label keyed by another wallet than the one the request was keyed by, or
-    a transaction older than the last ``streams.labels.SCORED_MAX`` of its wallet.
+class UnknownLabelledTransaction(RecordRefused):
+    """A fraud label names a transaction the wallet's partition does not hold: an id it never
+    saw, a label keyed by another wallet than the one the request was keyed by, or a
+    transaction forgotten after ``STREAMS_DECIDED_RETENTION_S``.
 
-    Operator: the label is on ``fraud.labels.dlq`` with this reason. Check the labeller's
+    Operator: the label is on ``wallet.commands.dlq`` with this reason. Check the labeller's
     transaction ids and keys; a label that came too late cannot be learnt from online (it
     still counts for offline training, ``walletpipe models train``).
     """
 
     code = "UNKNOWN_LABELLED_TRANSACTION"
+
+
+class WalletInvariantError(StreamsError):
+    """A wallet's stream state and a record about it contradict each other: a settle or
+    release that does not fit the balance, a posting for a transaction the stream declined,
+    held for review or released at its deadline, a balance below zero.
+
+    The worker stops with this message, naming the wallet, the transaction and the record's
+    partition and offset; nothing of its current Kafka transaction is committed, and it stops
+    again at the same record when restarted. Operator: compare the wallet with the ledger
+    (``walletpipe ledger verify``, the transaction's events) and find which side is wrong
+    before anything else moves; never skip the record.
+    """
+
+    code = "WALLET_INVARIANT"
+
+
+class StreamInvariantError(StreamsError):
+    """The worker was about to break one of its own rules (a bug, not bad input). It stops;
+    report it with the worker's log."""
+
+    code = "STREAM_INVARIANT"

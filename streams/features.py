@@ -1,5 +1,5 @@
 """The stream's fraud features: ``models.features``, the offline engine, fed one request at a
-time from faust tables (no training/serving skew: one code for both).
+time from the stream's state (no training/serving skew: one code for both).
 
 A request becomes the engine's ``Event`` (``event_of``): its time is ``requested_at`` in
 whole epoch seconds, its customer the paying wallet (the source, else the destination of a
@@ -10,22 +10,19 @@ money stays Decimal everywhere else).
 
 State lives where the stream can keep it correct with several workers:
 
-* **Customer** (``CustomerState``): in the ``wallet-history`` table under the ``customer``
-  facet, keyed by the wallet like the requests, so one worker owns it and reads and writes
-  it once per request (``streams/staging.py``).
+* **Customer** (``CustomerState``): in the wallet's own state (key ``c``,
+  ``streams/customer_codec.py``), in the wallet's partition like its requests, so one
+  worker owns it and reads and writes it once per request (``streams/flow.py``).
 * **Terminal** (``TerminalState``: transactions and known frauds per day): a terminal is
-  shared by the wallets of every partition, so no wallet's worker may own it. The decision
-  agent sends each request it approves (or holds) as a ``TerminalActivity`` record keyed by
-  the terminal to ``terminal.activity``; the label agent sends each fraud label there too
-  (it knows the transaction's terminal and time from what it scored). One agent per
-  terminal partition applies them with the engine's own ``observe`` / ``apply_label`` to
-  the ``terminals`` table (keyed by terminal: one writer per terminal, recovered like any
-  table) and publishes the terminal's day counts to the ``terminal-days`` GlobalTable,
-  which every worker holds whole and the decision agent only reads. The window features
-  use only days that ended ``label_delay_days`` (7) days before the request's day, so a
-  count that reaches the GlobalTable seconds late is never missed: the copy is exact.
-  ``terminal_frauds_recent`` counts labels of the days since, as they arrive: a label that
-  reaches the GlobalTable seconds after a request counts from the next request on.
+  shared by the wallets of every partition, so no wallet's worker may own it. Each
+  partition sends the requests it approves (or holds) and the fraud labels of those, in
+  batches per terminal and day, on ``streams.terminal-counts``; every worker applies them
+  with the engine's own ``observe`` / ``apply_label`` to its in-memory copy of every
+  terminal (``streams/terminals.py``). The window features use only days that ended
+  ``label_delay_days`` (7) days before the request's day, so a count that arrives a batch
+  late is never missed: the copy is exact. ``terminal_frauds_recent`` counts labels of the
+  days since, as they arrive: a label that arrives a batch after a request counts from the
+  next request on.
 
 What differs from ``models.features.replay`` over the same events, by design: only requests
 the stream approved or held for review enter the customer's and the terminal's history (a

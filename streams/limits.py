@@ -7,8 +7,10 @@ every input topic):
   limits and its user's. The API fans a user-scoped limit out to every wallet of the user;
   so a user limit bounds each of the user's wallets on its own (see docs/topics.md: an
   exact cross-wallet user total would need a stage keyed by user).
-* its **usage** (:class:`LimitUsage`): one counter per limit and period, and the charge of
-  every approved transaction still in flight, so a failure gives back exactly what it took.
+* its **usage** (:class:`LimitUsage`): one counter per limit and period. What one approved
+  transaction took (its :class:`Charge`) is kept with that transaction
+  (``streams.decided.Decided``), so a failure gives back exactly what it took and the
+  wallet's value stays the same size however many are in flight.
 
 Default limits by KYC status apply on top of explicit ones (an explicit limit can only
 tighten what an unverified user may do). Counters reset lazily: a counter whose period
@@ -23,15 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from domain.exceptions import DomainError, LedgerInvariantError
+from domain.exceptions import DomainError
 from domain.limits import KycStatus, LimitPeriod, period_end, period_start
 from domain.money import ZERO, from_wire, wire
 from domain.records import LimitSpec, TransactionRequested, WalletLimitsChanged
 from domain.transactions import TransactionType
+from streams.exceptions import WalletInvariantError
 
-#: Charges still waiting for the ledger's answer, per wallet. Past it the oldest is
-#: forgotten (its give-back would be lost, never doubled).
-CHARGES_MAX = 4096
 #: Counters per wallet: one per live limit and period; ended periods are dropped first.
 COUNTERS_MAX = 256
 
@@ -195,13 +195,22 @@ class Charge:
     amount: Decimal
     counters: tuple[tuple[str, datetime], ...]
 
+    def to_json(self) -> list:
+        return [wire(self.amount), [[k, s.isoformat()] for k, s in self.counters]]
+
+    @classmethod
+    def from_json(cls, data: list | None) -> Charge | None:
+        if not data:
+            return None
+        amount, counters = data
+        return cls(from_wire(amount), tuple((k, datetime.fromisoformat(s)) for k, s in counters))
+
 
 @dataclass
 class LimitUsage:
-    """One wallet's counters and in-flight charges (a table value)."""
+    """One wallet's counters, one per limit and period."""
 
     counters: dict[str, Counter] = field(default_factory=dict)
-    charges: dict[str, Charge] = field(default_factory=dict)
 
     def _current(self, limit: Limit, at: datetime) -> tuple[datetime, Counter | None]:
         """The period a request at ``at`` counts in, and its counter if it has one.
@@ -226,12 +235,9 @@ class LimitUsage:
                 return limit
         return None
 
-    def charge(
-        self, transaction_id: str, limits: list[Limit], amount: Decimal, at: datetime
-    ) -> None:
-        """Count an approved transaction against each limit (once per transaction id)."""
-        if transaction_id in self.charges:
-            return
+    def charge(self, limits: list[Limit], amount: Decimal, at: datetime) -> Charge | None:
+        """Count an approved transaction against each limit; what it took (None: nothing,
+        no limit applies). The caller keeps the charge with the transaction, once."""
         self._drop_ended(at)
         taken = []
         for limit in limits:
@@ -241,18 +247,13 @@ class LimitUsage:
             counter.amount += amount
             counter.count += 1
             taken.append((limit.key, start))
-        if not taken:
-            return
-        if len(self.charges) >= CHARGES_MAX:
-            self.charges.pop(next(iter(self.charges)))
-        self.charges[transaction_id] = Charge(amount, tuple(taken))
+        return Charge(amount, tuple(taken)) if taken else None
 
-    def give_back(self, transaction_id: str) -> bool:
-        """The transaction will not happen (failed, declined, a discarded repeat): return
-        what it took, to counters still in the same period. Once per transaction id."""
-        charge = self.charges.pop(transaction_id, None)
+    def give_back(self, charge: Charge | None) -> None:
+        """The transaction will not happen (failed, declined, expired): return what it took,
+        to counters still in the same period."""
         if charge is None:
-            return False
+            return
         for key, start in charge.counters:
             counter = self.counters.get(key)
             if counter is None or counter.period_start != start:
@@ -260,12 +261,7 @@ class LimitUsage:
             counter.amount -= charge.amount
             counter.count -= 1
             if counter.amount < 0 or counter.count < 0:
-                raise LedgerInvariantError(f"limit counter {key} went negative")
-        return True
-
-    def settle(self, transaction_id: str) -> bool:
-        """The ledger posted it: the charge stays counted and is no longer tracked."""
-        return self.charges.pop(transaction_id, None) is not None
+                raise WalletInvariantError(f"limit counter {key} went negative")
 
     def _drop_ended(self, at: datetime) -> None:
         ended = [k for k, c in self.counters.items() if period_end(c.period_start, c.period) <= at]
@@ -274,16 +270,10 @@ class LimitUsage:
         while len(self.counters) >= COUNTERS_MAX:
             self.counters.pop(next(iter(self.counters)))
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, list]:
         return {
-            "counters": {
-                k: [c.period.value, c.period_start.isoformat(), wire(c.amount), c.count]
-                for k, c in self.counters.items()
-            },
-            "charges": {
-                t: [wire(c.amount), [[k, s.isoformat()] for k, s in c.counters]]
-                for t, c in self.charges.items()
-            },
+            k: [c.period.value, c.period_start.isoformat(), wire(c.amount), c.count]
+            for k, c in self.counters.items()
         }
 
     @classmethod
@@ -291,12 +281,8 @@ class LimitUsage:
         if not data:
             return cls()
         return cls(
-            counters={
+            {
                 k: Counter(LimitPeriod(p), datetime.fromisoformat(s), from_wire(a), int(n))
-                for k, (p, s, a, n) in data["counters"].items()
-            },
-            charges={
-                t: Charge(from_wire(a), tuple((k, datetime.fromisoformat(s)) for k, s in counters))
-                for t, (a, counters) in data["charges"].items()
-            },
+                for k, (p, s, a, n) in data.items()
+            }
         )

@@ -8,12 +8,12 @@ champion that cannot be loaded at start stops the worker with the reason (as a p
 file does: a worker never decides with a model it was not meant to run); a challenger
 that cannot be loaded is left out, logged.
 
-Every ``STREAMS_MODELS_CHECK_INTERVAL_S`` a faust timer calls ``poll``: when ``CHAMPION`` or
-``CHALLENGERS`` (or the files of a version they name) changed, the new set is loaded whole;
-if any of it is malformed (``ArtifactError``: checksum, features of another build, a label
-delay other than the stream's, arrays that are not trees) the change is refused, logged
-with the reason, and the running champion and challengers stay in force. A refused change
-is judged again when the pointers or the artifact files change.
+The worker's clock tick calls ``poll``, which looks every ``STREAMS_MODELS_CHECK_INTERVAL_S``:
+when ``CHAMPION`` or ``CHALLENGERS`` (or the files of a version they name) changed, the new
+set is loaded whole; if any of it is malformed (``ArtifactError``: checksum, features of
+another build, a label delay other than the stream's, arrays that are not trees) the change
+is refused, logged with the reason, and the running champion and challengers stay in
+force. A refused change is judged again when the pointers or the artifact files change.
 
 Scores are in [0, 1]; the records carry them 0-100 (``to_risk_score``): ``risk_score`` is
 the champion's, ``scored_by`` is ``"<name> v<N>"`` (or the online scorer's name) and

@@ -1,6 +1,7 @@
 """Every setting of the stream processor, read once from the environment."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,20 +36,41 @@ class StreamSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_prefix="STREAMS_")
 
     kafka_bootstrap: str = Field(validation_alias="KAFKA_BOOTSTRAP")
+    #: The consumer group (and the prefix of the changelog topics): workers of one group
+    #: share the wallet partitions.
     app_id: str = "wallet-streams"
     #: Put before every topic name the worker reads or writes: bench/streams and tests run a
     #: worker on private topics of a shared broker. Empty in production.
     topic_prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
-    #: rocksdb:// (RocksDB through rocksdict) in production; memory:// in unit tests.
-    store: str = "rocksdb://"
+    #: The worker's local RocksDB state (one store per partition it owns); rebuilt from the
+    #: changelog topics when missing. Each worker of a group needs its own.
     data_dir: Path = Path(".local/streams")
-    processing_guarantee: str = "at_least_once"
+    #: "exactly-once" (Kafka transactions: outputs, state changes and offsets commit
+    #: together) or "at-least-once" (benchmarks only: a crash can repeat outputs).
+    processing_guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
+    #: How often a Kafka transaction commits: a decision is readable (read committed) after
+    #: the commit that carries it, so this bounds the stage's latency; each commit costs a
+    #: few broker round trips (bench/streams measures both).
+    commit_interval_ms: int = Field(default=50, ge=5, le=10_000)
+    #: A killed worker's open Kafka transaction blocks readers of its output partitions
+    #: until it is aborted: by the worker's restart (same transactional id, fenced) or
+    #: after this long.
+    transaction_timeout_ms: int = Field(default=15_000, ge=1_000, le=900_000)
+    #: A killed worker's partitions move to another worker after this long.
+    session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     log_level: str = "warn"
-    #: Bounds the in-memory buffer of each stream (records waiting for the agent).
-    stream_buffer_maxsize: int = Field(default=4096, ge=1, le=1_000_000)
-    #: The producer's linger and batch size: outputs and changelogs leave in batches.
-    producer_linger_ms: int = Field(default=5, ge=0, le=1_000)
-    producer_batch_bytes_max: int = Field(default=1_000_000, ge=16_384, le=16_000_000)
+    #: The clock: every worker sends a tick to every partition this often.
+    tick_interval_ms: int = Field(default=1_000, ge=50, le=60_000)
+    #: The ledger must post or fail a command within this long of the decision
+    #: (``PostTransaction.expires_at``); the stream releases the hold ``hold_grace_s`` later.
+    command_timeout_s: int = Field(default=600, ge=1, le=7 * 86_400)
+    hold_grace_s: int = Field(default=60, ge=0, le=86_400)
+    #: How long a decided transaction (its replay protection, its features for the label)
+    #: and an applied credit are kept after the outcome: labels come within the 7-day
+    #: dispute window.
+    decided_retention_s: int = Field(default=8 * 86_400, ge=1, le=90 * 86_400)
+    #: A partition sends its terminal counts at most this long after taking the first.
+    terminal_flush_ms: int = Field(default=1_000, ge=10, le=60_000)
     #: Default spending limits by the paying user's KYC status (JSON, see DEFAULT_LIMITS_JSON).
     default_limits_json: str = Field(
         default=DEFAULT_LIMITS_JSON, validation_alias="STREAMS_DEFAULT_LIMITS"
@@ -62,7 +84,8 @@ class StreamSettings(BaseSettings):
     #: the two thresholds above and no rules. Checked for changes every interval below.
     policy_file: Path | None = None
     policy_check_interval_s: float = Field(default=1.0, ge=0.1, le=60)
-    #: A held review without an analyst's decision is declined after this long.
+    #: A held review without an analyst's decision is declined after this long (by the
+    #: API's timeout; the stream declines it itself ``hold_grace_s`` later if none came).
     review_timeout_s: int = Field(default=300, ge=1, le=7 * 86_400)
     #: The online scorer's random seed (HalfSpaceTrees), so a run can be repeated.
     scorer_seed: int = 42

@@ -1,96 +1,65 @@
-"""A wallet's state in the stream: what it may spend now, what is held, what was applied.
+"""A wallet's balance in the stream: what it may spend now and what it holds.
 
-Pure and serialisable to JSON (a faust table value). Holds are keyed by transaction id, so a
-replayed request, release or credit is recognised and applied once. The stream's
-``available`` counts only credits the ledger has posted, minus every open hold: a
-reservation can never make it negative.
+Pure, and constant in size: the amounts of the individual holds live with their
+transactions (``streams.decided.Decided``, one state key per transaction), so a wallet's
+value does not grow with its history. The stream's ``available`` counts only credits the
+ledger has posted, minus every open hold: a reservation can never make it negative. Every
+change is checked: a settle or release that does not fit the balance raises
+``WalletInvariantError`` and the worker stops (docs/topics.md, "Crash loudly").
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
-from domain.exceptions import LedgerInvariantError
-from domain.money import ZERO, from_wire, wire
-
-#: How many recent credit ids a wallet remembers to recognise a replayed credit.
-RECENT_CREDITS_MAX = 256
+from domain.money import ZERO
+from streams.exceptions import WalletInvariantError
 
 
 @dataclass
 class WalletState:
     available: Decimal = ZERO
     reserved: Decimal = ZERO
-    holds: dict[str, Decimal] = field(default_factory=dict)
-    recent_credits: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_CREDITS_MAX))
+    #: Open holds (reservations waiting for the ledger or a review), for the docs' figures
+    #: and the invariant that ``reserved`` is zero when none is open.
+    holds_open: int = 0
 
     def can_reserve(self, amount: Decimal) -> bool:
         return self.available >= amount
 
-    def reserve(self, transaction_id: str, amount: Decimal) -> None:
-        if transaction_id in self.holds:
-            raise LedgerInvariantError(f"hold {transaction_id} exists already")
+    def reserve(self, amount: Decimal) -> None:
         if amount <= 0 or self.available < amount:
-            raise LedgerInvariantError(f"cannot hold {amount} of available {self.available}")
+            raise WalletInvariantError(f"cannot hold {amount} of available {self.available}")
         self.available -= amount
         self.reserved += amount
-        self.holds[transaction_id] = amount
+        self.holds_open += 1
 
-    def settle(self, transaction_id: str, spent: Decimal | None = None) -> bool:
-        """The ledger posted the debit: the hold leaves ``reserved``; of it, ``spent`` (all
-        when None) is gone for good and the rest (a partial capture) returns to available."""
-        amount = self.holds.get(transaction_id)
-        if amount is None:
-            return False
-        spent = amount if spent is None else spent
-        if spent < 0 or spent > amount:
-            raise LedgerInvariantError(f"settle {spent} of hold {amount} ({transaction_id})")
-        del self.holds[transaction_id]
-        self.reserved -= amount
-        self.available += amount - spent
-        self._check()
-        return True
+    def settle(self, held: Decimal, spent: Decimal) -> None:
+        """The ledger posted the debit: ``held`` leaves ``reserved``; of it, ``spent`` is
+        gone for good and the rest (a partial capture) returns to available."""
+        if spent < 0 or spent > held:
+            raise WalletInvariantError(f"settle {spent} of a hold of {held}")
+        self._unhold(held)
+        self.available += held - spent
 
-    def release(self, transaction_id: str) -> bool:
-        """The debit will not happen (failed, duplicate): the hold returns to ``available``."""
-        amount = self.holds.pop(transaction_id, None)
-        if amount is None:
-            return False
-        self.reserved -= amount
-        self.available += amount
-        self._check()
-        return True
+    def release(self, held: Decimal) -> None:
+        """The debit will not happen (failed, declined, expired): the hold returns."""
+        self._unhold(held)
+        self.available += held
 
-    def credit(self, transaction_id: str, amount: Decimal) -> bool:
+    def credit(self, amount: Decimal) -> None:
         if amount <= 0:
-            raise LedgerInvariantError(f"a credit must be positive, got {amount}")
-        if transaction_id in self.recent_credits:
-            return False
+            raise WalletInvariantError(f"a credit must be positive, got {amount}")
         self.available += amount
-        self.recent_credits.append(transaction_id)
-        return True
 
-    def _check(self) -> None:
-        if self.available < 0 or self.reserved < 0:
-            raise LedgerInvariantError(f"wallet state went negative: {self.to_json()}")
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "available": wire(self.available),
-            "reserved": wire(self.reserved),
-            "holds": {k: wire(v) for k, v in self.holds.items()},
-            "recent_credits": list(self.recent_credits),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict | None) -> WalletState:
-        if not data:
-            return cls()
-        return cls(
-            available=from_wire(data["available"]),
-            reserved=from_wire(data["reserved"]),
-            holds={k: from_wire(v) for k, v in data.get("holds", {}).items()},
-            recent_credits=deque(data.get("recent_credits", ()), maxlen=RECENT_CREDITS_MAX),
-        )
+    def _unhold(self, held: Decimal) -> None:
+        if held <= 0 or self.holds_open <= 0 or self.reserved < held:
+            raise WalletInvariantError(
+                f"a hold of {held} does not fit reserved {self.reserved} "
+                f"({self.holds_open} holds open)"
+            )
+        self.reserved -= held
+        self.holds_open -= 1
+        if self.holds_open == 0 and self.reserved != 0:
+            raise WalletInvariantError(f"no hold is open but {self.reserved} is reserved")

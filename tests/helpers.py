@@ -27,6 +27,34 @@ def ordered_producer(bootstrap: str, **settings: object) -> Producer:
     )
 
 
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of a key (the Java client's default partitioner, and librdkafka's
+    ``murmur2_random``): ``(murmur2(key) & 0x7FFFFFFF) % partitions`` is a key's partition."""
+    length = len(data)
+    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    tail = length % 4
+    base = length - tail
+    if tail == 3:
+        h ^= data[base + 2] << 16
+    if tail >= 2:
+        h ^= data[base + 1] << 8
+    if tail >= 1:
+        h ^= data[base]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
 def new_user(api: httpx.Client) -> str:
     tag = uuid.uuid4()
     answer = api.post(

@@ -369,8 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_parser("verify", help="check that the books balance").set_defaults(
         func=cmd_ledger_verify
     )
+    from walletpipe.dlq import add_commands as add_dlq_commands
     from walletpipe.keys import add_command as add_keys_command
 
+    add_dlq_commands(sub, stack_env)
     add_keys_command(sub, stack_env)
     from analytics.cli import add_commands as add_reports_commands
 

@@ -1,5 +1,5 @@
 """Fraud labels as a bank learns them: late. ``walletpipe simulate`` publishes each
-transaction's ground truth on ``fraud.labels`` after a delay.
+transaction's ground truth on ``wallet.commands`` after a delay.
 
 The simulator's delays are realistic (days: ``models.scenarios``); a live run scales them
 so that the dispute window (7 days) becomes ``label_delay_s`` seconds, never less than
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Producer
 
 from domain import records
-from domain.topics import FRAUD_LABELS
+from domain.topics import WALLET_COMMANDS
 from models.scenarios import DISPUTE_WINDOW_S
 
 LABELS_QUEUE_MAX = 100_000
@@ -89,7 +89,7 @@ class LabelPublisher:
         for waiting in labels:
             label = waiting.model_copy(update={"labelled_at": records.utc_now()})
             self.producer.produce(
-                FRAUD_LABELS.name,
+                WALLET_COMMANDS.name,
                 key=str(label.wallet_id).encode(),
                 value=records.encode(label),
                 on_delivery=self._delivered,

@@ -8,8 +8,8 @@ the population through the API, funds the wallets, then sends an open-loop strea
 asked rate, with a few deliberate overdrafts. Outcomes are read from the pipeline's own
 topics (``ledger.events`` and ``transactions.rejected``), so accept→complete latency is
 measured without polling the API. Each accepted transaction's label goes out on
-``fraud.labels`` after a delay (``walletpipe.labels``); labels the stream dead-letters are
-counted from ``fraud.labels.dlq``.
+``wallet.commands`` after a delay (``walletpipe.labels``); labels the stream dead-letters are
+counted from ``wallet.commands.dlq``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from domain import records
 from domain.exceptions import RecordDecodeError
-from domain.topics import FRAUD_LABELS, LEDGER_EVENTS, TRANSACTIONS_REJECTED
+from domain.topics import LEDGER_EVENTS, TRANSACTIONS_REJECTED, WALLET_COMMANDS
 from models.scenarios import DISPUTE_WINDOW_S, ScenarioConfig, SimTransaction, Simulator
 from walletpipe.labels import LabelPublisher, LateLabels, live_delay_s
 
@@ -78,7 +78,7 @@ def watch_outcomes(
         }
     )
     partitions = []
-    for topic in (LEDGER_EVENTS.name, TRANSACTIONS_REJECTED.name, FRAUD_LABELS.dead_letter):
+    for topic in (LEDGER_EVENTS.name, TRANSACTIONS_REJECTED.name, WALLET_COMMANDS.dead_letter):
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         partitions += [TopicPartition(topic, p, OFFSET_END) for p in metadata.partitions]
     consumer.assign(partitions)
@@ -89,7 +89,7 @@ def watch_outcomes(
             for message in consumer.consume(1000, timeout=0.2):
                 if message.error():
                     continue
-                if message.topic() == FRAUD_LABELS.dead_letter:
+                if message.topic() == WALLET_COMMANDS.dead_letter:
                     _dead_lettered_label(message, outcomes)
                     continue
                 try:
@@ -332,7 +332,7 @@ async def run_simulation(
         print()
         if labels is not None and labeller is not None:
             waiting = len(labels.queue)
-            print(f"labelling: {waiting} label(s) still due (fraud.labels) ...")
+            print(f"labelling: {waiting} label(s) still due ...")
             labels_stop.set()
             await labeller
             await labels.drain(2 * (label_delay_s or 0.0) + 5.0)

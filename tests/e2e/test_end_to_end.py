@@ -1,4 +1,4 @@
-"""The whole system on real components: API → Kafka → faust → PostgreSQL ledger → chDB.
+"""The whole system on real components: API → Kafka → quix-streams → PostgreSQL ledger → chDB.
 
 Each test drives the public HTTP API only and checks what a user would: statuses, balances,
 and what the ledger and ClickHouse hold afterwards.
@@ -311,7 +311,9 @@ def _read_dead_letters(bootstrap: str, topic: str, key: bytes, timeout_s: float 
     raise AssertionError(f"no dead letter with key {key!r} on {topic}")
 
 
-@pytest.mark.parametrize("topic", ["transactions.requested", "ledger.commands", "ledger.events"])
+@pytest.mark.parametrize(
+    "topic", ["wallet.commands", "transactions.requested", "ledger.commands", "ledger.events"]
+)
 def test_undecodable_records_go_to_the_dead_letter_topic(running: dict, topic: str) -> None:
     key = str(uuid.uuid4()).encode()
     producer = Producer({"bootstrap.servers": running["KAFKA_BOOTSTRAP"]})

@@ -9,10 +9,10 @@ time, with the fraud labels of two of them released 7 days after their transacti
 
 * every decision carries ``scored_by`` = the champion and a shadow score of the
   challenger, and its ``risk_score`` is the champion's score of the offline features;
-* the features the stream stored for each request (the ``scored`` facet of the
-  ``wallet-history`` changelog) equal ``models.features.replay`` over the same events:
-  customer windows over weeks, and terminal counts and fraud shares of days that other
-  wallets' requests (other partitions) and the labels fed through the terminal agent;
+* the features the stream stored for each request (its ``t:<id>`` key in the worker's
+  changelog) equal ``models.features.replay`` over the same events: customer windows over
+  weeks, and terminal counts and fraud shares of days that other wallets' requests (other
+  partitions, another worker) and the labels sent as terminal counts;
 * promoting the challenger makes it decide within seconds, without a restart.
 """
 
@@ -30,29 +30,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from domain import records
 from domain.topics import (
-    FRAUD_LABELS,
     LEDGER_COMMANDS,
     REVIEWS_REQUESTED,
-    TERMINAL_ACTIVITY,
+    TERMINAL_COUNTS,
     TOPICS,
     TRANSACTIONS_REJECTED,
-    TRANSACTIONS_REQUESTED,
-    WALLET_CREDITS,
+    WALLET_COMMANDS,
     WALLET_PARTITIONS,
 )
 from domain.transactions import TransactionType
-from models.features import Event, replay
+from models.features import FEATURE_NAMES, Event, replay
 from models.registry import Registry
+from streams.decided import Decided
 from streams.features import event_of
-from streams.labels import FEATURE_DECIMALS
 from streams.models_watch import to_risk_score
-from tests.helpers import ordered_producer
+from streams.store import WALLET
+from tests.helpers import murmur2, ordered_producer
 from walletpipe.cli import main as walletpipe
 from walletpipe.supervisor import Service, Supervisor
 
@@ -119,7 +117,7 @@ def worker(
     try:
         supervisor.wait_ready(services)
         deadline = time.monotonic() + WAIT_S
-        while len(owners(admin, name, prefix + TRANSACTIONS_REQUESTED.name)) < 2:
+        while len(owners(admin, name, prefix + WALLET_COMMANDS.name)) < 2:
             assert time.monotonic() < deadline, "the two workers did not share the partitions"
             supervisor.check_alive()
             time.sleep(0.5)
@@ -152,7 +150,8 @@ def owners(admin: AdminClient, group: str, topic: str) -> dict[str, set[int]]:
 
 
 def partition(key: str, partitions: int = WALLET_PARTITIONS) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives a key: faust's and ours."""
+    """The partition Kafka's default (murmur2) partitioner gives a key: the Java client's
+    and ours."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
@@ -200,22 +199,43 @@ class Kafka:
         assert not missing, f"no decision for {len(missing)} request(s)"
         return {t: self.decided[t] for t in wanted}
 
-    def latest(self, table: str, partitions: int, until: Any) -> dict[str, Any]:
-        """A table's latest values by key (from its changelog) once ``until`` holds."""
-        if table not in self.tables:
-            self.tables[table] = (self.reader(f"{self.app_id}-{table}-changelog", partitions), {})
-        reader, values = self.tables[table]
+    def state(self, until: Any) -> dict[tuple[str, bytes], bytes]:
+        """The worker's state (its changelog: (wallet, key) -> latest value) once ``until``
+        holds."""
+        topic = f"changelog__{self.app_id}--{self.prefix}{WALLET_COMMANDS.name}--default"
+        return self._gather(topic, WALLET_PARTITIONS, until, _state_entry)
+
+    def terminal_counts(self, until: Any) -> dict[str, list[int]]:
+        """Every terminal's [transactions, frauds] sent so far, once ``until`` holds."""
+
+        def add(message: Any, totals: dict) -> None:
+            counted = records.decode_terminal_counted(message.value())
+            total = totals.setdefault(counted.terminal, [0, 0])
+            total[0] += counted.transactions
+            total[1] += counted.frauds
+
+        topic = self.prefix + TERMINAL_COUNTS.name
+        totals = self._gather(topic, TERMINAL_COUNTS.partitions, until, add)
+        time.sleep(2.0)  # the workers' reader threads poll the same committed records
+        return totals
+
+    def _gather(self, topic: str, partitions: int, until: Any, take: Any) -> Any:
+        if topic not in self.tables:
+            self.tables[topic] = (self.reader(topic, partitions), {})
+        reader, values = self.tables[topic]
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             for message in reader.consume(1000, timeout=0.1):
                 if message.error() is None and message.value() is not None:
-                    key = message.key().decode()
-                    values[json.loads(key) if key.startswith('"') else key] = json.loads(
-                        message.value()
-                    )
+                    take(message, values)
             if until(values):
                 return values
-        raise AssertionError(f"{table} never reached the expected state; it holds {values}")
+        raise AssertionError(f"{topic} never reached the expected state")
+
+
+def _state_entry(message: Any, values: dict) -> None:
+    wallet, _, key = message.key().partition(b"|")
+    values[(wallet.decode(errors="replace"), key)] = message.value()
 
 
 def decode_decision(value: bytes) -> Any:
@@ -255,19 +275,16 @@ def kafka(worker: dict[str, str]) -> Iterator[Kafka]:
 def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
     kafka: Kafka, registry: Registry, worker: dict[str, Any]
 ) -> None:
-    # Ann's requests go to one worker, Bob's to the other: whichever counts the POS
-    # terminal, one of them reads its counts from the other worker's GlobalTable copy.
-    wallets_by = owners(
-        worker["admin"], worker["app_id"], kafka.prefix + TRANSACTIONS_REQUESTED.name
-    )
+    # Ann's requests go to one worker, Bob's to the other: each reads the POS terminal's
+    # counts of the other's requests from the terminal counts topic.
+    wallets_by = owners(worker["admin"], worker["app_id"], kafka.prefix + WALLET_COMMANDS.name)
     owner = {p: member for member, held in wallets_by.items() for p in held}
     ann, bob = uuid.uuid4(), uuid.uuid4()
     while owner[partition(str(ann))] == owner[partition(str(bob))]:
         bob = uuid.uuid4()
     shop = uuid.uuid4()
     pos, web = f"POS-{uuid.uuid4().hex[:6]}", f"WEB-{uuid.uuid4().hex[:6]}"
-    counting = owners(worker["admin"], worker["app_id"], kafka.prefix + TERMINAL_ACTIVITY.name)
-    assert len(counting) == 2 and len(wallets_by) == 2  # both workers count terminals too
+    assert len(wallets_by) == 2
     for wallet in (ann, bob):
         credit = records.WalletCredited(
             wallet_id=wallet,
@@ -275,8 +292,8 @@ def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
             amount=Decimal(10_000),
             currency_code="USD",
         )
-        kafka.send(WALLET_CREDITS.name, str(wallet), credit)
-    kafka.latest("wallets", WALLET_PARTITIONS, lambda v: {str(ann), str(bob)} <= v.keys())
+        kafka.send(WALLET_COMMANDS.name, str(wallet), credit)
+    kafka.state(lambda v: {(str(ann), WALLET), (str(bob), WALLET)} <= v.keys())
     today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     at = lambda days, hour: today - days * DAY + timedelta(hours=hour, microseconds=654_321)  # noqa: E731
     # Phase 1, 40 to 20 days ago: both wallets at both terminals, a deposit, two frauds.
@@ -308,11 +325,8 @@ def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
     # ``replay`` releases it: 7 days after its transaction.
     counted: dict[str, list[int]] = {}  # terminal -> [transactions, frauds] so far
 
-    def published(days: dict[str, Any]) -> bool:
-        return all(
-            [sum(c for _, c, _f in days.get(t, [])), sum(f for _, _c, f in days.get(t, []))] == want
-            for t, want in counted.items()
-        )
+    def published(totals: dict[str, list[int]]) -> bool:
+        return all(totals.get(t) == want for t, want in counted.items())
 
     timeline = sorted(phase1 + phase2, key=lambda r: r.requested_at)
     for item in timeline:
@@ -326,14 +340,14 @@ def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
                     is_fraud=True,
                     labelled_at=datetime.now(UTC),
                 )
-                kafka.send(FRAUD_LABELS.name, str(fraud.source_wallet_id), label)
+                kafka.send(WALLET_COMMANDS.name, str(fraud.source_wallet_id), label)
                 counted[fraud.metadata["terminal_id"]][1] += 1
-        kafka.latest("terminal-days", 1, published)
+        kafka.terminal_counts(published)
         key = str(item.source_wallet_id or item.destination_wallet_id)
-        kafka.send(TRANSACTIONS_REQUESTED.name, key, item)
+        kafka.send(WALLET_COMMANDS.name, key, item)
         kafka.decisions({str(item.transaction_id)})
         counted.setdefault(event_of(item).terminal, [0, 0])[0] += 1
-    kafka.latest("terminal-days", 1, published)
+    kafka.terminal_counts(published)
     assert counted[pos] == [9, 2] and counted[web] == [4, 0]  # both frauds were released
     decided = kafka.decisions({str(r.transaction_id) for r in timeline})
 
@@ -351,25 +365,20 @@ def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
     first = Event(int(ordered[0].requested_at.timestamp()), str(ann), str(ann), 900.0)
     assert labelled[0][0] == first  # a deposit without a terminal: the payee, its own wallet
     offline = dict(zip((str(r.transaction_id) for r in ordered), replay(labelled, 7), strict=True))
-    keys = [str(r.source_wallet_id or r.destination_wallet_id) for r in everything]
-    wallets = {w: keys.count(w) for w in (str(ann), str(bob))}
-
-    def all_scored(values: dict[str, Any]) -> bool:
-        return all(
-            len((values.get(w) or {}).get("scored", {}).get("rows", [])) >= n
-            for w, n in wallets.items()
-        )
-
-    history = kafka.latest("wallet-history", WALLET_PARTITIONS, all_scored)
+    keys = {
+        (str(r.source_wallet_id or r.destination_wallet_id), f"t:{r.transaction_id}".encode())
+        for r in everything
+    }
+    state = kafka.state(lambda values: keys <= values.keys())
     stored: dict[str, dict[str, float]] = {}
-    for wallet in wallets:
-        scored = history[wallet]["scored"]
-        for row in scored["rows"]:
-            stored[row[0]] = dict(zip(scored["names"], row[1], strict=True))
+    for wallet, key in keys:
+        features = Decided.decode(state[(wallet, key)]).features_for(FEATURE_NAMES)
+        assert features is not None
+        stored[key[2:].decode()] = features
     for item in everything:
         transaction_id = str(item.transaction_id)
         x = offline[transaction_id]
-        assert stored[transaction_id] == {k: round(v, FEATURE_DECIMALS) for k, v in x.items()}
+        assert stored[transaction_id] == x  # exact: what the model scored
         decision = decided[transaction_id]
         assert decision.risk_score == to_risk_score(champion.score_one(x))
         assert decision.shadow_scores["fraud v2"] == to_risk_score(challenger.score_one(x))
@@ -382,7 +391,7 @@ def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
     deadline = time.monotonic() + 20
     while True:
         probe = request(ann, shop, "1.00", datetime.now(UTC), channel="POS", terminal_id=pos)
-        kafka.send(TRANSACTIONS_REQUESTED.name, str(ann), probe)
+        kafka.send(WALLET_COMMANDS.name, str(ann), probe)
         decision = kafka.decisions({str(probe.transaction_id)})[str(probe.transaction_id)]
         if decision.scored_by == "fraud v2" or time.monotonic() > deadline:
             break

@@ -22,12 +22,12 @@ from domain.transactions import TransactionType
 from models.features import CustomerState
 from models.protocol import Scorer
 from models.simple import RulesAndTrees, rules_score
+from streams.decided import Decided, Status
 from streams.decision import Assessment, Decision, Policy, assess
 from streams.features import StreamFeatures, event_of
 from streams.limits import Limit, LimitUsage
 from streams.models_watch import ModelWatcher
-from streams.reviews import PENDING_REVIEWS_MAX, PendingReviews
-from streams.screening import decide_review, screen
+from streams.screening import PENDING_REVIEWS_MAX, Timeouts, decide_review, screen
 from streams.wallet_state import WalletState
 
 W = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000001")
@@ -126,7 +126,7 @@ def test_a_broken_score_declines_rather_than_approves() -> None:
 
 def funded() -> WalletState:
     state = WalletState()
-    state.credit("funding", D("1000"))
+    state.credit(D("1000"))
     return state
 
 
@@ -141,7 +141,8 @@ def test_decline_moves_nothing_and_carries_the_score() -> None:
     assert isinstance(outcome.command, TransactionRejected)
     assert outcome.command.reason_code == "FRAUD_DECLINED"
     assert outcome.command.risk_score == D("90.00")
-    assert (state.available, state.holds, usage.charges) == (D("1000"), {}, {})
+    assert (state.available, state.holds_open, usage.counters) == (D("1000"), 0, {})
+    assert outcome.decided.charge is None
 
 
 def test_approval_carries_the_score() -> None:
@@ -150,16 +151,20 @@ def test_approval_carries_the_score() -> None:
     assert outcome.command.risk_score == D("10.00")
 
 
-def held() -> tuple[TransactionRequested, WalletState, LimitUsage, PendingReviews, ReviewRequested]:
-    state, usage, reviews = funded(), LimitUsage(), PendingReviews()
+NOW = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
+
+
+def held() -> tuple[TransactionRequested, WalletState, LimitUsage, Decided, ReviewRequested]:
+    state, usage = funded(), LimitUsage()
     item = request("100")
-    outcome = screen(item, state, [DAILY], usage, Assessment(0.65, Decision.REVIEW), reviews)
+    outcome = screen(item, state, [DAILY], usage, Assessment(0.65, Decision.REVIEW), now=NOW)
     assert isinstance(outcome.command, ReviewRequested)
-    assert outcome.state_changed and outcome.reviews_changed and outcome.usage_changed
-    return item, state, usage, reviews, outcome.command
+    assert outcome.wallet_changed and outcome.decided.status is Status.REVIEW
+    decided = Decided.decode(outcome.decided.encode())  # as the state keeps it
+    return item, state, usage, decided, outcome.command
 
 
-def decided(item: TransactionRequested, decision: str) -> ReviewDecided:
+def decided_by(item: TransactionRequested, decision: str) -> ReviewDecided:
     return ReviewDecided(
         transaction_id=item.transaction_id,
         wallet_id=W,
@@ -170,50 +175,45 @@ def decided(item: TransactionRequested, decision: str) -> ReviewDecided:
 
 
 def test_review_holds_funds_and_limit_until_decided() -> None:
-    item, state, usage, reviews, review = held()
+    _item, state, usage, decided, review = held()
     assert review.review_deadline - review.decided_at == timedelta(minutes=5)
-    assert state.holds == {str(item.transaction_id): D("100")}
+    assert decided.deadline_ms == int(review.review_deadline.timestamp() * 1000)
+    assert (state.reserved, state.holds_open, decided.held) == (D("100"), 1, D("100"))
     assert usage.used(DAILY, AT) == (D("100"), 1)
-    assert str(item.transaction_id) in reviews.items
-    assert (
-        screen(item, state, [DAILY], usage, Assessment(0.65, Decision.REVIEW), reviews).command
-        is None
-    )
-    assert PendingReviews.from_json(reviews.to_json()) == reviews
 
 
-def test_approved_review_posts_once() -> None:
-    item, state, usage, reviews, _review = held()
-    outcome = decide_review(decided(item, "APPROVE"), state, usage, reviews)
-    assert isinstance(outcome.command, PostTransaction)
-    assert outcome.command.risk_score == D("65.00")
-    assert state.holds == {str(item.transaction_id): D("100")}  # the ledger settles it
-    again = decide_review(decided(item, "DECLINE"), state, usage, reviews)
-    assert again.command is None and state.holds  # the first decision won
+def test_an_approved_review_is_sent_with_a_new_deadline() -> None:
+    item, state, usage, decided, _review = held()
+    command = decide_review(decided_by(item, "APPROVE"), decided, state, usage, Timeouts(), NOW)
+    assert isinstance(command, PostTransaction)
+    assert command.risk_score == D("65.00")
+    assert command.expires_at == NOW + Timeouts().command
+    assert decided.status is Status.SENT and decided.review is None
+    assert state.reserved == D("100")  # the ledger settles it
 
 
-def test_declined_review_releases_hold_and_limit_once() -> None:
-    item, state, usage, reviews, _review = held()
-    outcome = decide_review(decided(item, "DECLINE"), state, usage, reviews)
-    assert isinstance(outcome.command, TransactionRejected)
-    assert outcome.command.reason_code == "FRAUD_DECLINED"
-    assert "analyst ann" in outcome.command.reason_message
-    assert (state.available, state.reserved, state.holds) == (D("1000"), D("0"), {})
+def test_a_declined_review_releases_the_hold_and_the_limit() -> None:
+    item, state, usage, decided, _review = held()
+    command = decide_review(decided_by(item, "DECLINE"), decided, state, usage, Timeouts(), NOW)
+    assert isinstance(command, TransactionRejected)
+    assert command.reason_code == "FRAUD_DECLINED"
+    assert "analyst ann" in command.reason_message
+    assert (state.available, state.reserved, state.holds_open) == (D("1000"), D("0"), 0)
     assert usage.used(DAILY, AT) == (D("0"), 0)
-    assert decide_review(decided(item, "APPROVE"), state, usage, reviews).command is None
-    assert state.available == D("1000")
+    assert decided.status is Status.REJECTED and decided.held == 0
 
 
 def test_a_full_review_queue_declines_instead() -> None:
-    state, reviews = funded(), PendingReviews()
-    for _ in range(PENDING_REVIEWS_MAX):
-        screen(request("1"), state, assessment=Assessment(0.7, Decision.REVIEW), reviews=reviews)
+    state = funded()
     outcome = screen(
-        request("1"), state, assessment=Assessment(0.7, Decision.REVIEW), reviews=reviews
+        request("1"),
+        state,
+        assessment=Assessment(0.7, Decision.REVIEW),
+        reviews_open=PENDING_REVIEWS_MAX,
     )
     assert isinstance(outcome.command, TransactionRejected)
     assert outcome.command.reason_code == "FRAUD_DECLINED"
-    assert len(reviews.items) == PENDING_REVIEWS_MAX
+    assert state.holds_open == 0
 
 
 @pytest.mark.parametrize("decision", ["MAYBE", ""])
@@ -232,13 +232,13 @@ def test_every_decision_names_its_model_and_carries_the_shadow_scores() -> None:
     named = {"scored_by": "fraud v3", "shadow_scores": {"fraud v4": D("12.50")}}
     approved = screen(request("4"), funded(), assessment=Assessment(0.1, Decision.APPROVE, **named))
     declined = screen(request("4"), funded(), assessment=Assessment(0.9, Decision.DECLINE, **named))
-    state, usage, reviews = funded(), LimitUsage(), PendingReviews()
+    state, usage = funded(), LimitUsage()
     item = request("100")
     review = Assessment(0.65, Decision.REVIEW, **named)
-    held = screen(item, state, [DAILY], usage, review, reviews).command
-    for command in (approved.command, declined.command, held):
+    outcome = screen(item, state, [DAILY], usage, review)
+    for command in (approved.command, declined.command, outcome.command):
         assert (command.scored_by, command.shadow_scores) == ("fraud v3", {"fraud v4": D("12.50")})
-    # Through the wallet's table and the analyst's decision, they stay.
-    reviews = PendingReviews.from_json(reviews.to_json())
-    after = decide_review(decided(item, "APPROVE"), state, usage, reviews).command
+    # Through the transaction's state key and the analyst's decision, they stay.
+    decided = Decided.decode(outcome.decided.encode())
+    after = decide_review(decided_by(item, "APPROVE"), decided, state, usage, Timeouts(), AT)
     assert (after.scored_by, after.shadow_scores) == ("fraud v3", {"fraud v4": D("12.50")})

@@ -230,3 +230,19 @@ def test_row_ids_are_unique_ordered_uuids_with_their_text() -> None:
     assert all(uuid.UUID(str(u)) == u and u.version == 7 for u in made)
     fresh = row_ids()
     assert next(fresh) != next(fresh)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"risk_score": Decimal("12.50"), "scored_by": "fraud v3"},
+        {"shadow_scores": {"fraud v4": Decimal("7.25")}, "scored_by": "fraud v3"},
+    ],
+)
+def test_an_approval_encodes_byte_for_byte_as_pydantic(changes: dict) -> None:
+    command = post(**changes).model_copy(
+        update={"expires_at": datetime(2026, 3, 5, 12, 10, 0, 123456, tzinfo=UTC)}
+    )
+    assert fast_records.encode(command) == command.model_dump_json().encode()
+    assert fast_records.decode_ledger_input(fast_records.encode(command)) == command

@@ -43,7 +43,7 @@ def bits(x: dict[str, float]) -> list[str]:
 
 
 def roundtrip(value: Any) -> Any:
-    """What a faust table does to a value: JSON out and back."""
+    """What a JSON state store does to a value: JSON out and back."""
     return json.loads(json.dumps(value))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,7 +21,7 @@ from domain.records import (
     encode,
 )
 from domain.transactions import TransactionType
-from streams.limits import CHARGES_MAX, DefaultLimits, LimitSet, LimitUsage, applicable
+from streams.limits import Charge, DefaultLimits, LimitSet, LimitUsage, applicable
 from streams.screening import screen
 from streams.settings import DEFAULT_LIMITS_JSON
 from streams.wallet_state import WalletState
@@ -115,11 +116,13 @@ def request(
 
 def funded(amount: str = "100000") -> WalletState:
     state = WalletState()
-    state.credit("funding", D(amount))
+    state.credit(D(amount))
     return state
 
 
 NO_DEFAULTS = DefaultLimits()
+#: What each approved transaction took, by id (kept with the transaction in the stream).
+CHARGES: dict[str, Charge | None] = {}
 
 
 def run(
@@ -133,7 +136,7 @@ def run(
     outcomes = []
     for item in items:
         outcome = screen(item, state, applicable(item, limits, defaults), usage)
-        assert outcome.command is not None
+        CHARGES[str(item.transaction_id)] = outcome.decided.charge
         if isinstance(outcome.command, TransactionRejected):
             outcomes.append(outcome.command.reason_code)
         else:
@@ -178,15 +181,15 @@ def test_rejection_names_the_limit_and_changes_nothing() -> None:
     limits, usage = limit_set(limit), LimitUsage()
     state = funded("100")
     run([request("30")], limits, usage, state)
-    before_usage, before_state = usage.to_json(), state.to_json()
+    before_usage, before_state = usage.to_json(), replace(state)
     item = request("30")
     outcome = screen(item, state, applicable(item, limits, NO_DEFAULTS), usage)
     assert isinstance(outcome.command, TransactionRejected)
     assert outcome.command.reason_code == "LIMIT_EXCEEDED"
     assert str(limit.limit_id) in outcome.command.reason_message
     assert "WALLET DAILY PAYMENT" in outcome.command.reason_message
-    assert (outcome.state_changed, outcome.usage_changed) == (False, False)
-    assert (usage.to_json(), state.to_json()) == (before_usage, before_state)
+    assert outcome.wallet_changed is False
+    assert (usage.to_json(), state) == (before_usage, before_state)
 
 
 def test_limit_of_another_type_does_not_apply() -> None:
@@ -217,14 +220,12 @@ def test_only_approved_transactions_count() -> None:
     assert usage.used(limits.limits[0], AT) == (D("10"), 1)
 
 
-def test_failure_gives_back_once_and_posting_keeps_the_count() -> None:
+def test_failure_gives_back_its_charge_and_posting_keeps_the_count() -> None:
     limits, usage = limit_set(spec(amount="100", count=2)), LimitUsage()
     failed, posted = request("60"), request("40")
     assert run([failed, posted], limits, usage) == ["OK", "OK"]
-    assert usage.give_back(str(failed.transaction_id)) is True
-    assert usage.give_back(str(failed.transaction_id)) is False  # a replayed failure
-    assert usage.settle(str(posted.transaction_id)) is True
-    assert usage.give_back(str(posted.transaction_id)) is False  # posted stays counted
+    usage.give_back(CHARGES[str(failed.transaction_id)])
+    usage.give_back(None)  # a transaction that took nothing
     assert usage.used(limits.limits[0], AT) == (D("40"), 1)
     assert run([request("60"), request("1")], limits, usage) == ["OK", "LIMIT_EXCEEDED"]
 
@@ -234,16 +235,16 @@ def test_give_back_after_the_period_reset_touches_the_new_period_not() -> None:
     late = request("70", at("2026-03-05T23:59"))
     assert run([late], limits, usage) == ["OK"]
     assert run([request("80", at("2026-03-06T00:01"))], limits, usage) == ["OK"]
-    assert usage.give_back(str(late.transaction_id)) is True
+    usage.give_back(CHARGES[str(late.transaction_id)])
     assert usage.used(limits.limits[0], at("2026-03-06T00:02")) == (D("80"), 1)
 
 
-def test_charge_is_once_per_transaction_id() -> None:
+def test_a_charge_says_what_it_took_and_round_trips() -> None:
     limits, usage = limit_set(spec(amount="100", count=5)), LimitUsage()
-    item = request("10", kind=TransactionType.PAYMENT)
-    usage.charge(str(item.transaction_id), list(limits.limits), D("10"), AT)
-    usage.charge(str(item.transaction_id), list(limits.limits), D("10"), AT)
-    assert usage.used(limits.limits[0], AT) == (D("10"), 1)
+    charge = usage.charge(list(limits.limits), D("10"), AT)
+    assert charge is not None and charge.amount == D("10") and len(charge.counters) == 1
+    assert Charge.from_json(charge.to_json()) == charge
+    assert usage.charge([], D("10"), AT) is None  # no limit applies: nothing to give back
 
 
 def test_deposits_count_against_deposit_limits() -> None:
@@ -381,12 +382,11 @@ def test_usage_and_limit_set_round_trip_through_json() -> None:
     assert LimitUsage.from_json(None) == LimitUsage()
 
 
-def test_in_flight_charges_and_counters_are_bounded() -> None:
+def test_counters_are_bounded_and_ended_periods_dropped() -> None:
     limits, usage = limit_set(spec(amount="1000000", count=100000)), LimitUsage()
-    for _ in range(CHARGES_MAX + 10):
-        usage.charge(str(uuid.uuid4()), list(limits.limits), D("1"), AT)
-    assert len(usage.charges) == CHARGES_MAX
-    usage.charge("later", list(limits.limits), D("1"), AT + timedelta(days=2))
+    for _ in range(10):
+        usage.charge(list(limits.limits), D("1"), AT)
+    usage.charge(list(limits.limits), D("1"), AT + timedelta(days=2))
     assert len(usage.counters) == 1  # the ended day's counter was dropped
 
 
@@ -403,9 +403,10 @@ def test_limit_change_record_round_trips_and_bad_ones_are_refused() -> None:
         decode_wallet_limits_changed(json.dumps(bad).encode())
 
 
-def test_approval_is_a_post_transaction_and_marks_usage_changed() -> None:
+def test_approval_is_a_post_transaction_and_marks_the_wallet_changed() -> None:
     limits, usage = limit_set(spec()), LimitUsage()
     item = request("10")
     outcome = screen(item, funded(), applicable(item, limits, NO_DEFAULTS), usage)
     assert isinstance(outcome.command, PostTransaction)
-    assert outcome.usage_changed is True
+    assert outcome.wallet_changed is True
+    assert outcome.decided.charge is not None

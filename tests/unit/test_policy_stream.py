@@ -17,7 +17,6 @@ from domain.records import ReviewRequested, TransactionRejected, TransactionRequ
 from domain.transactions import RejectReason, TransactionType
 from models.exceptions import PolicyError
 from models.policy import default_policy, load_policy
-from streams.app import build_app
 from streams.decision import (
     FEATURE_NAMES,
     Assessment,
@@ -26,12 +25,13 @@ from streams.decision import (
     assess,
     policy_values,
 )
+from streams.engine import build_flow
 from streams.features import StreamFeatures, event_of
 from streams.models_watch import Scores
 from streams.policy_watch import PolicyWatcher
-from streams.reviews import PendingReview, PendingReviews
-from streams.screening import screen
+from streams.screening import PENDING_REVIEWS_MAX, screen
 from streams.settings import StreamSettings
+from streams.terminals import TerminalBook
 from streams.wallet_state import WalletState
 
 D = Decimal
@@ -67,7 +67,7 @@ def request(amount: str = "50", kind: TransactionType = TransactionType.PAYMENT,
 
 def funded() -> WalletState:
     state = WalletState()
-    state.credit("funding", D("100000"))
+    state.credit(D("100000"))
     return state
 
 
@@ -125,12 +125,8 @@ def test_an_approve_rule_overrides_the_score_and_a_review_rule_holds() -> None:
 
 
 def test_a_rule_review_with_a_full_queue_declines_and_says_why() -> None:
-    reviews = PendingReviews()
-    while not reviews.full:
-        r = request()
-        reviews.hold(PendingReview(r, D(1), AT))
     assessment = Assessment(0.2, Decision.REVIEW, "web-payments", 4)
-    outcome = screen(request(), funded(), assessment=assessment, reviews=reviews)
+    outcome = screen(request(), funded(), assessment=assessment, reviews_open=PENDING_REVIEWS_MAX)
     assert isinstance(outcome.command, TransactionRejected)
     assert outcome.command.reason_message == (
         "policy v4 rule 'web-payments' asks for a review, and the wallet's review queue is full"
@@ -275,10 +271,11 @@ def test_without_a_file_the_fallback_stays_and_no_file_is_read() -> None:
 def test_a_worker_refuses_to_start_on_a_malformed_or_missing_policy(tmp_path: Path) -> None:
     path = tmp_path / "policy.json"
     path.write_text(policy_json(1, ("typo", "count_1hr > 3", "decline")))
-    settings = StreamSettings(kafka_bootstrap="127.0.0.1:1", store="memory://", policy_file=path)
+    settings = StreamSettings(kafka_bootstrap="127.0.0.1:1", policy_file=path)
+    book = TerminalBook(StreamFeatures())
     with pytest.raises(PolicyError, match="unknown name 'count_1hr'"):
-        build_app(settings)
+        build_flow(settings, book)
     with pytest.raises(PolicyError, match="cannot read the policy file"):
-        build_app(settings.model_copy(update={"policy_file": tmp_path / "missing.json"}))
+        build_flow(settings.model_copy(update={"policy_file": tmp_path / "missing.json"}), book)
     path.write_text(policy_json(3))
-    assert build_app(settings) is not None
+    assert build_flow(settings, book).policies.policy.version == 3

@@ -11,6 +11,7 @@ import pytest
 
 from domain.records import PostTransaction, TransactionRejected, TransactionRequested
 from domain.transactions import TransactionType
+from streams.decided import Status
 from streams.screening import screen
 from streams.wallet_state import WalletState
 
@@ -51,12 +52,12 @@ def request(
 
 def funded(available: str) -> WalletState:
     state = WalletState()
-    state.credit("funding", D(available))
+    state.credit(D(available))
     return state
 
 
-def snapshot(state: WalletState) -> dict[str, object]:
-    return state.to_json()
+def snapshot(state: WalletState) -> tuple[Decimal, Decimal, int]:
+    return (state.available, state.reserved, state.holds_open)
 
 
 def test_deposit_is_approved_without_a_hold() -> None:
@@ -64,12 +65,14 @@ def test_deposit_is_approved_without_a_hold() -> None:
     item = request(TransactionType.DEPOSIT, "50.00")
     outcome = screen(item, state)
     assert isinstance(outcome.command, PostTransaction)
-    assert outcome.state_changed is False
+    assert outcome.wallet_changed is False
+    assert outcome.decided.status is Status.SENT and outcome.decided.held == 0
     assert outcome.command.facts() == item.facts()
     assert outcome.command.event_id != item.event_id
     assert outcome.command.decided_at.tzinfo is not None
+    assert outcome.command.expires_at > outcome.command.decided_at
     # Nothing counts until the ledger posts the credit.
-    assert (state.available, state.reserved, state.holds) == (D("0"), D("0"), {})
+    assert snapshot(state) == (D("0"), D("0"), 0)
 
 
 @pytest.mark.parametrize(
@@ -88,10 +91,10 @@ def test_spend_within_funds_is_approved_with_a_hold_of_the_total(
     item = request(transaction_type, "40.00", "1.50", destination=destination)
     outcome = screen(item, state)
     assert isinstance(outcome.command, PostTransaction)
-    assert outcome.state_changed is True
+    assert outcome.wallet_changed is True
     assert outcome.command.facts() == item.facts()
-    assert state.holds == {str(item.transaction_id): D("41.50")}
-    assert (state.available, state.reserved) == (D("58.50"), D("41.50"))
+    assert (outcome.decided.status, outcome.decided.held) == (Status.SENT, D("41.50"))
+    assert snapshot(state) == (D("58.50"), D("41.50"), 1)
 
 
 def test_spending_exactly_the_available_is_approved() -> None:
@@ -104,12 +107,13 @@ def test_spending_exactly_the_available_is_approved() -> None:
 @pytest.mark.parametrize(("amount", "fee"), [("100.01", "0"), ("100.00", "0.01")])
 def test_overdraft_is_rejected_and_state_unchanged(amount: str, fee: str) -> None:
     state = funded("100.00")
-    state.reserve("other", D("0.01"))  # an open hold counts against available
+    state.reserve(D("0.01"))  # an open hold counts against available
     before = snapshot(state)
     item = request(TransactionType.WITHDRAWAL, amount, fee)
     outcome = screen(item, state)
     assert isinstance(outcome.command, TransactionRejected)
-    assert outcome.state_changed is False
+    assert outcome.wallet_changed is False
+    assert outcome.decided.status is Status.REJECTED
     assert outcome.command.reason_code == "INSUFFICIENT_FUNDS"
     assert outcome.command.reason_message == (
         f"available 99.9900 USD is less than {item.total_amount}"
@@ -118,37 +122,14 @@ def test_overdraft_is_rejected_and_state_unchanged(amount: str, fee: str) -> Non
     assert snapshot(state) == before
 
 
-def test_replayed_request_with_an_open_hold_sends_nothing() -> None:
-    state = funded("100")
-    item = request(TransactionType.TRANSFER, "30", destination=B)
-    first = screen(item, state)
-    assert isinstance(first.command, PostTransaction)
-    before = snapshot(state)
-    replay = screen(item, state)
-    assert replay.command is None
-    assert replay.state_changed is False
-    assert snapshot(state) == before
-    assert state.reserved == D("30")
-
-
-def test_replayed_request_after_release_is_screened_again() -> None:
-    state = funded("100")
-    item = request(TransactionType.PAYMENT, "30")
-    screen(item, state)
-    state.release(str(item.transaction_id))
-    again = screen(item, state)
-    assert isinstance(again.command, PostTransaction)
-    assert state.holds == {str(item.transaction_id): D("30")}
-
-
 def test_many_sequential_requests_never_overdraw() -> None:
     rng = random.Random(20240601)
     state = funded("500.00")
     credited = D("500.00")
     settled = D("0")
     approved = rejected = 0
-    open_holds: list[str] = []
-    for step in range(2000):
+    open_holds: dict[str, Decimal] = {}
+    for _step in range(2000):
         roll = rng.random()
         if roll < 0.6:
             amount = D(rng.randint(1, 20_000)) / 100
@@ -162,27 +143,26 @@ def test_many_sequential_requests_never_overdraw() -> None:
             if isinstance(outcome.command, PostTransaction):
                 approved += 1
                 assert amount + fee <= available_before
-                open_holds.append(str(outcome.command.transaction_id))
+                open_holds[str(outcome.command.transaction_id)] = outcome.decided.held
             else:
                 rejected += 1
                 assert isinstance(outcome.command, TransactionRejected)
                 assert amount + fee > available_before
                 assert state.available == available_before
         elif roll < 0.8 and open_holds:
-            hold = open_holds.pop(rng.randrange(len(open_holds)))
-            amount = state.holds[hold]
-            assert state.settle(hold) is True
+            amount = open_holds.pop(rng.choice(sorted(open_holds)))
+            state.settle(amount, amount)
             settled += amount
         elif roll < 0.9 and open_holds:
-            assert state.release(open_holds.pop(rng.randrange(len(open_holds)))) is True
+            state.release(open_holds.pop(rng.choice(sorted(open_holds))))
         else:
             amount = D(rng.randint(1, 10_000)) / 100
-            assert state.credit(f"credit-{step}", amount) is True
+            state.credit(amount)
             credited += amount
         assert state.available >= 0
         assert state.reserved >= 0
-        assert state.reserved == sum(state.holds.values(), D("0"))
-        assert set(state.holds) == set(open_holds)
+        assert state.reserved == sum(open_holds.values(), D("0"))
+        assert state.holds_open == len(open_holds)
         # Every cent is either spendable, held, or gone with a settled debit.
         assert state.available + state.reserved + settled == credited
     assert approved > 100 and rejected > 100  # the loop exercised both branches

@@ -69,7 +69,7 @@ def test_a_request_becomes_the_engines_event() -> None:
 
 
 def roundtrip(value: object) -> object:
-    """What a faust table does to a value: JSON out and back."""
+    """What a JSON state store does to a value: JSON out and back."""
     return json.loads(json.dumps(value))
 
 
