@@ -79,22 +79,50 @@ def cmd_down(_args: argparse.Namespace) -> int:
     return 0
 
 
+def services_status_path() -> Path:
+    """Where `walletpipe run` says what runs (read by `status` and bench/chaos)."""
+    return local_dir() / "services.json"
+
+
 def cmd_status(_args: argparse.Namespace) -> int:
     from infra import stack
+    from walletpipe.supervisor import format_status, read_status
 
     print(stack.format_status(stack.status(local_dir())))
+    running = read_status(services_status_path())
+    if running is None:
+        print("services: not running (walletpipe run starts them)")
+    else:
+        print(f"services (walletpipe run, pid {running['supervisor_pid']}):")
+        print(format_status(running))
     return 0
 
 
-def _start_services(env: dict[str, str], only: set[str] | None):  # noqa: ANN202
+def _start_services(
+    env: dict[str, str],
+    only: set[str] | None,
+    *,
+    keep_going: bool = False,
+    stop: threading.Event | None = None,
+):  # noqa: ANN202
+    """Start the services under a supervisor that restarts any that exits. With
+    ``keep_going`` a service that is not ready in time is reported and left to the
+    supervisor (``run``); otherwise everything stops and the error is raised (``demo``)."""
     from walletpipe.supervisor import Supervisor, services
 
     wanted = services(env, only)
-    supervisor = Supervisor(env, local_dir() / "logs", REPO_ROOT)
+    supervisor = Supervisor(
+        env, local_dir() / "logs", REPO_ROOT, restart=True, status_path=services_status_path()
+    )
     supervisor.start(wanted)
     print(f"starting {', '.join(s.name for s in wanted)} (logs in {local_dir() / 'logs'}) ...")
     try:
-        supervisor.wait_ready(wanted)
+        supervisor.wait_ready(wanted, stop=stop)
+    except TimeoutError as error:
+        if not keep_going:
+            supervisor.stop()
+            raise
+        print(f"WARNING {error}; the supervisor keeps restarting them (walletpipe status)")
     except BaseException:
         supervisor.stop()
         raise
@@ -104,18 +132,20 @@ def _start_services(env: dict[str, str], only: set[str] | None):  # noqa: ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     env = stack_env(bring_up=True)
     only = set(args.only.split(",")) if args.only else None
-    supervisor = _start_services(env, only)
-    print(
-        f"all services running; API at {env['INGEST_URL']}, analytics at "
-        f"{env['ANALYTICS_URL']}. Ctrl-C stops them."
-    )
     stop = threading.Event()
     # Explicit handlers: a process started in the background may inherit SIGINT as ignored.
+    # Installed before the services start: a SIGTERM meanwhile must still stop them all.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    supervisor = _start_services(env, only, keep_going=True, stop=stop)
+    print(
+        f"all services running; API at {env['INGEST_URL']}, analytics at "
+        f"{env['ANALYTICS_URL']}. A service that exits is restarted; Ctrl-C stops them all.",
+        flush=True,
+    )
     try:
-        while not stop.wait(1.0):
-            supervisor.check_alive()
+        while not stop.wait(0.5):
+            supervisor.tend()
     finally:
         print("stopping services ...", flush=True)
         supervisor.stop()
@@ -164,18 +194,47 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if summary["accepted"] else 1
 
 
-def cmd_ledger_verify(_args: argparse.Namespace) -> int:
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
     from domain.shards import split_database_urls
 
     env = stack_env()
     urls = split_database_urls(env.get("LEDGER_DATABASE_URLS", ""))
     failed = ledger_verify(urls) if len(urls) > 1 else ledger_verify([env["DATABASE_URL"]])
+    if getattr(args, "reconcile", False):
+        print("\naccepted requests:")
+        failed += 0 if ledger_reconcile(env, args) else 1
     print(
         "ledger verified: the books balance"
         if not failed
         else f"ledger verify FAILED: {failed} check(s)"
     )
     return 1 if failed else 0
+
+
+def ledger_reconcile(env: dict[str, str], args: argparse.Namespace) -> bool:
+    """Print the reconciliation of accepted requests with the ledger; True if it passed."""
+    from datetime import timedelta
+
+    from domain.shards import split_database_urls
+    from ledger_writer.reconcile import format_report, reconcile
+
+    since = None
+    if args.since:
+        since = datetime.fromisoformat(args.since)
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    report = reconcile(
+        env["DATABASE_URL"],
+        split_database_urls(env.get("LEDGER_DATABASE_URLS", "")) or None,
+        deadline=timedelta(seconds=args.deadline_s),
+        since=since,
+    )
+    print("\n".join(format_report(report)))
+    print(json.dumps(report.as_dict()))
+    return report.passed
+
+
+def cmd_ledger_reconcile(args: argparse.Namespace) -> int:
+    return 0 if ledger_reconcile(stack_env(), args) else 1
 
 
 def _print_checks(results: list, indent: str = "") -> int:
@@ -278,6 +337,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = stack_env(bring_up=True)
     _ensure_champion(env, args, train=args.train_model)
     supervisor = _start_services(env, None)
+    watching = threading.Event()
+    supervisor.watch(watching)  # restarts a service that exits while the demo runs
     code = 0
     try:
         print(f"services up; simulating {args.tps} transactions/s for {args.seconds}s")
@@ -299,6 +360,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     finally:
         print("stopping services ...")
+        watching.set()
         supervisor.stop()
         if not args.keep:
             from infra import stack
@@ -366,9 +428,35 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = sub.add_parser("ledger", help="ledger tools").add_subparsers(
         dest="ledger_command", required=True
     )
-    ledger.add_parser("verify", help="check that the books balance").set_defaults(
-        func=cmd_ledger_verify
+
+    def reconcile_options(p: argparse.ArgumentParser) -> None:
+        from ledger_writer.reconcile import DEADLINE_DEFAULT_S
+
+        p.add_argument(
+            "--deadline-s",
+            type=float,
+            default=DEADLINE_DEFAULT_S,
+            help="a request without an outcome this long after it was accepted is stuck "
+            f"(default {DEADLINE_DEFAULT_S:.0f}: the review timeout, 300 s, and the hold "
+            "timeout, 30 s, with room)",
+        )
+        p.add_argument("--since", help="only requests accepted from then on (ISO time, UTC)")
+
+    verify = ledger.add_parser("verify", help="check that the books balance")
+    verify.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="also check every accepted request's outcome (as `ledger reconcile`)",
     )
+    reconcile_options(verify)
+    verify.set_defaults(func=cmd_ledger_verify)
+    reconcile = ledger.add_parser(
+        "reconcile",
+        help="every accepted request has exactly one outcome within its deadline; "
+        "names the stuck, duplicated and late ones",
+    )
+    reconcile_options(reconcile)
+    reconcile.set_defaults(func=cmd_ledger_reconcile)
     from analytics.cli import add_commands as add_reports_commands
 
     add_reports_commands(sub, stack_env, local_dir)
