@@ -18,9 +18,10 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from domain.shards import split_database_urls
-from ingest_api import limits, reversals, reviews
+from ingest_api import limits, outages, reversals, reviews
 from ingest_api.exceptions import ApiError
 from ingest_api.publisher import KafkaPublisher
+from ingest_api.relay import relay_forever
 from ingest_api.repository import Client, Repository
 from ingest_api.schemas import (
     BalanceOut,
@@ -74,17 +75,26 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Opened without waiting: while PostgreSQL is away the API starts and answers 503
+        # (ingest_api.outages), and the pools connect once it is back.
+        pool_options = outages.pool_options(settings)
         pool = AsyncConnectionPool(
-            settings.database_url, min_size=2, max_size=settings.db_pool_size_max, open=False
+            settings.database_url,
+            min_size=2,
+            max_size=settings.db_pool_size_max,
+            open=False,
+            **pool_options,
         )
-        await pool.open(wait=True, timeout=30)
+        await pool.open(wait=False)
         shard_urls = split_database_urls(settings.ledger_database_urls)
         shard_pools = [
-            AsyncConnectionPool(url, min_size=1, max_size=settings.shard_pool_size_max, open=False)
+            AsyncConnectionPool(
+                url, min_size=1, max_size=settings.shard_pool_size_max, open=False, **pool_options
+            )
             for url in (shard_urls if len(shard_urls) > 1 else [])
         ]
         for shard_pool in shard_pools:
-            await shard_pool.open(wait=True, timeout=30)
+            await shard_pool.open(wait=False)
         publisher = KafkaPublisher(
             settings.kafka_bootstrap, settings.producer_linger_ms, settings.publish_timeout_ms
         )
@@ -98,10 +108,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                     await service.flush_published_marks()
 
         marker = asyncio.create_task(mark_published_forever())
+        relay = asyncio.create_task(relay_forever(pool, publisher, settings))
         try:
             yield
         finally:
             marker.cancel()
+            relay.cancel()
             with contextlib.suppress(Exception):
                 await service.flush_published_marks()
             publisher.close()
@@ -110,6 +122,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             await pool.close()
 
     app = FastAPI(title="wallet-pipeline ingest API", version="1", lifespan=lifespan)
+    outages.install(app)
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request: Request, error: ApiError) -> JSONResponse:

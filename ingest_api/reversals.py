@@ -28,7 +28,7 @@ from domain.exceptions import DomainError
 from domain.money import parse_amount
 from domain.reversals import REVERSAL_OF, ReversalReason, mirror
 from domain.transactions import TransactionType
-from ingest_api import ledger_view
+from ingest_api import ledger_view, outages
 from ingest_api.exceptions import Conflict, NotFound, Unprocessable
 from ingest_api.repository import Client, Repository
 from ingest_api.schemas import TransactionAccepted
@@ -121,14 +121,15 @@ async def create_reversal(
         requested_at=datetime.now(UTC),
     )
     as_json = record.model_dump(mode="json")
-    stored = await repository.record_request(
-        client.client_id,
-        idempotency_key,
-        fingerprint,
-        record.transaction_id,
-        as_json,
-        record.requested_at,
-    )
+    with outages.recording():
+        stored = await repository.record_request(
+            client.client_id,
+            idempotency_key,
+            fingerprint,
+            record.transaction_id,
+            as_json,
+            record.requested_at,
+        )
     if not stored:  # the same key raced in from a concurrent request
         earlier = await repository.accepted_request(client.client_id, idempotency_key)
         if earlier is None:
