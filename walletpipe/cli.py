@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     supervisor = _start_services(env, only, keep_going=True, stop=stop)
     print(
-        f"all services running; API at {env['INGEST_URL']}, analytics at "
+        f"services started; API at {env['INGEST_URL']}, analytics at "
         f"{env['ANALYTICS_URL']}. A service that exits is restarted; Ctrl-C stops them all.",
         flush=True,
     )

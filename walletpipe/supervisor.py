@@ -37,7 +37,7 @@ READY_TIMEOUT_S = 120.0
 RESTART_DELAY_MAX_S = 30.0
 RESTART_DELAY_INITIAL_S = 0.5
 #: A service that has run this long since its last start is healthy again: backoff resets.
-HEALTHY_AFTER_S = 60.0
+HEALTHY_AFTER_S = 15.0
 CRASH_LOOP_EXITS = 5
 CRASH_LOOP_WINDOW_S = 120.0
 LOG_TAIL_LINES = 20
