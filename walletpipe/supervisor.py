@@ -4,9 +4,9 @@ Each service is its own process (the API under uvicorn, the stream worker, the l
 writer, the gateway, the analytics service) so one crash cannot corrupt another's state.
 With ``restart`` on (``walletpipe run``, ``demo``, ``bench/chaos``), ``tend`` restarts a
 service that exited after a bounded exponential backoff and leaves the others running; a
-service that exits ``CRASH_LOOP_EXITS`` times within ``CRASH_LOOP_WINDOW_S`` is reported
-as a crash loop, loudly and with the tail of its log, and keeps being retried at the
-longest delay. What runs, with pids, restarts and crash loops, is written to a status file
+service that exits too often (``RestartPolicy``: 5 times within 120 s) is reported as a
+crash loop, loudly and with the tail of its log, and keeps being retried at the longest
+delay. What runs, with pids, restarts and crash loops, is written to a status file
 (``<local dir>/services.json``) that ``walletpipe status`` shows and the chaos driver reads.
 Without ``restart`` (the end-to-end tests' fixture) an exit is an error ``check_alive``
 raises, so a test cannot pass over a crash.
@@ -18,39 +18,35 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 from confluent_kafka.admin import AdminClient
 
 from domain.backoff import Backoff, CrashWindow
+from walletpipe.services import Service, ready, services
+
+__all__ = ["RestartPolicy", "Service", "Supervisor", "format_status", "read_status", "services"]
 
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 120.0
-#: Restarts wait 0.5 s, 1 s, 2 s ... up to this long.
-RESTART_DELAY_MAX_S = 30.0
-RESTART_DELAY_INITIAL_S = 0.5
-#: A service that has run this long since its last start is healthy again: backoff resets.
-HEALTHY_AFTER_S = 15.0
-CRASH_LOOP_EXITS = 5
-CRASH_LOOP_WINDOW_S = 120.0
 LOG_TAIL_LINES = 20
 
 
-@dataclass
-class Service:
-    name: str
-    argv: list[str]
-    health_url: str | None = None
-    consumer_group: str | None = None
-    #: Variables of this service alone (a ledger shard's LEDGER_SHARD).
-    env: dict[str, str] | None = None
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Restarts wait ``delay_initial_s``, twice that ... up to ``delay_max_s``; a service up
+    for ``healthy_after_s`` starts over at the shortest delay; ``crash_loop_exits`` exits
+    within ``crash_loop_window_s`` are a crash loop."""
+
+    delay_initial_s: float = 0.5
+    delay_max_s: float = 30.0
+    healthy_after_s: float = 15.0
+    crash_loop_exits: int = 5
+    crash_loop_window_s: float = 120.0
 
 
 @dataclass
@@ -67,77 +63,18 @@ class ServiceState:
     #: Monotonic time of the next start while the service waits out its backoff.
     restart_due: float | None = None
     crash_loop: bool = False
-    backoff: Backoff = field(
-        default_factory=lambda: Backoff(RESTART_DELAY_INITIAL_S, RESTART_DELAY_MAX_S)
-    )
-    window: CrashWindow = field(
-        default_factory=lambda: CrashWindow(CRASH_LOOP_EXITS, CRASH_LOOP_WINDOW_S)
-    )
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    backoff: Backoff = field(init=False)
+    window: CrashWindow = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backoff = Backoff(self.policy.delay_initial_s, self.policy.delay_max_s)
+        self.window = CrashWindow(self.policy.crash_loop_exits, self.policy.crash_loop_window_s)
 
     def status(self) -> str:
         if self.child is not None and self.child.poll() is None:
             return "crash-loop" if self.crash_loop else "running"
         return "crash-loop" if self.crash_loop else "restarting"
-
-
-def ledger_services(env: dict[str, str], python: str) -> list[Service]:
-    """One writer per ledger shard (LEDGER_DATABASE_URLS), or the one writer."""
-    from domain.shards import split_database_urls
-
-    argv = [python, "-m", "ledger_writer.writer"]
-    count = len(split_database_urls(env.get("LEDGER_DATABASE_URLS", "")))
-    if count <= 1:
-        return [Service("ledger", argv, consumer_group="ledger-writer")]
-    return [
-        Service(
-            f"ledger-{i}",
-            argv,
-            consumer_group=f"ledger-writer-shard-{i}",
-            env={"LEDGER_SHARD": str(i)},
-        )
-        for i in range(count)
-    ]
-
-
-def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]:
-    ingest = urlparse(env["INGEST_URL"])
-    python = sys.executable
-    all_services = [
-        Service(
-            "ingest",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "ingest_api.app:create_app",
-                "--host",
-                ingest.hostname or "127.0.0.1",
-                "--port",
-                str(ingest.port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            health_url=f"{env['INGEST_URL']}/health",
-        ),
-        Service("streams", [python, "-m", "streams.app"], consumer_group="wallet-streams"),
-        *ledger_services(env, python),
-        # The simulated payment gateway that answers the ledger's two-phase holds.
-        Service(
-            "gateway", [python, "-m", "ledger_writer.gateway"], consumer_group="payment-gateway"
-        ),
-        Service(
-            "analytics",
-            [python, "-m", "analytics.service"],
-            health_url=f"{env['ANALYTICS_URL']}/health",
-            consumer_group="analytics-sink",
-        ),
-    ]
-    wanted = set(only) if only is not None else None
-    if wanted is not None and "ledger" in wanted:  # `--only ledger` means every shard's
-        wanted |= {s.name for s in all_services if s.name.startswith("ledger-")}
-    return [s for s in all_services if wanted is None or s.name in wanted]
 
 
 class Supervisor:
@@ -152,6 +89,7 @@ class Supervisor:
         *,
         restart: bool = False,
         status_path: Path | None = None,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.env = {
             **os.environ,
@@ -163,6 +101,7 @@ class Supervisor:
         self.repo_root = repo_root
         self.restart = restart
         self.status_path = status_path
+        self.policy = policy or RestartPolicy()
         self.states: dict[str, ServiceState] = {}
         self._lock = threading.RLock()
         self._stopping = False
@@ -178,7 +117,9 @@ class Supervisor:
         with self._lock:
             self._stopping = False
             for service in wanted:
-                state = self.states.setdefault(service.name, ServiceState(service))
+                state = self.states.setdefault(
+                    service.name, ServiceState(service, policy=self.policy)
+                )
                 state.service = service
                 self._spawn(state)
             self.write_status()
@@ -215,7 +156,7 @@ class Supervisor:
                 self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout_s:.0f}s: {[s.name for s in pending]}")
-            pending = [s for s in pending if not _ready(s, admin)]
+            pending = [s for s in pending if not ready(s, admin)]
             time.sleep(0.5)
 
     def check_alive(self) -> None:
@@ -244,7 +185,7 @@ class Supervisor:
                 if child is not None and child.poll() is not None:
                     lines.extend(self._exited(name, state, child.returncode, now))
                     changed = True
-                elif child is not None and now - state.started_at > HEALTHY_AFTER_S:
+                elif child is not None and now - state.started_at > self.policy.healthy_after_s:
                     if state.backoff.attempts or state.crash_loop:
                         state.backoff.reset()
                         state.crash_loop = False
@@ -274,8 +215,8 @@ class Supervisor:
             state.crash_loop = True
             lines.append(
                 f"supervisor: CRASH LOOP: {name} exited {state.window.count(now)} times within "
-                f"{CRASH_LOOP_WINDOW_S:.0f}s (last exit {code}); still retrying, every "
-                f"{RESTART_DELAY_MAX_S:.0f}s at most. Last log lines of "
+                f"{self.policy.crash_loop_window_s:.0f}s (last exit {code}); still retrying, "
+                f"every {self.policy.delay_max_s:.0f}s at most. Last log lines of "
                 f"{self.log_dir / (name + '.log')}:\n{self.log_tail(name)}"
             )
         return lines
@@ -384,26 +325,3 @@ def format_status(body: dict) -> str:
             extra += "  CRASH LOOP: see its log"
         rows.append(f"{name:<10}  {s['status']:<10}  {where:<18}  {extra}")
     return "\n".join(rows)
-
-
-def _ready(service: Service, admin: AdminClient) -> bool:
-    if service.health_url:
-        try:
-            with urllib.request.urlopen(service.health_url, timeout=2) as answer:
-                if answer.status != 200:
-                    return False
-        except OSError:
-            return False
-    if service.consumer_group:
-        return group_has_members(admin, service.consumer_group)
-    return True
-
-
-def group_has_members(admin: AdminClient, group: str) -> bool:
-    """A consumer group is serving once it is stable with at least one assigned member."""
-    try:
-        description = admin.describe_consumer_groups([group])[group].result(timeout=5)
-    except Exception:  # noqa: BLE001 - not yet known to the coordinator
-        return False
-    stable = str(description.state).endswith("STABLE")
-    return stable and any(m.assignment.topic_partitions for m in description.members)

@@ -6,10 +6,11 @@
 * **restart** of Kafka or PostgreSQL: stopped as ``walletpipe down`` stops it, kept down
   ``down_s``, started again as ``walletpipe up`` starts it.
 
-Recovery (``recovered_at``): the moment by which requests accepted after a moment ``since``
-end (an outcome from the ledger or the stream) at ``rate_min`` per second or more, over a
-one-second window. For a kill ``since`` is the kill itself; for a restart it is the moment
-the component answers again, since the outage before it is the one asked for.
+Recovery (``recovered_at`` over ``ended_since``): the moment by which requests accepted after
+a moment ``since`` end (their terminal event in the ledger) at ``rate_min`` per second or
+more, over a one-second window; times are the servers' (the database's rows), not the
+client's. For a kill ``since`` is the kill itself; for a restart it is the moment the
+component answers again, since the outage before it is the one asked for.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import math
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
 
 from infra import kafka, postgres
 from infra.processes import pid_matches
@@ -104,18 +107,40 @@ def restart_component(name: str, local_dir: Path, settings: StackSettings, down_
         raise ValueError(f"cannot restart {name!r}: kafka or postgres")
 
 
-def recovered_at(
-    since: float,
-    accepted_at: Mapping[str, float],
-    finished_at: Mapping[str, float],
-    rate_min: float,
-    window_s: float = 1.0,
-) -> float | None:
-    """The first time by which ``rate_min * window_s`` requests accepted at or after
-    ``since`` had ended within ``window_s``; None if that has not happened (yet)."""
+_ENDED_SINCE_SQL = """SELECT extract(epoch FROM e.created_at)::float8
+                         FROM transaction_requests r
+                         JOIN transaction_events e USING (transaction_id)
+                        WHERE r.created_at >= to_timestamp(%s)
+                          AND e.event_type IN ('SETTLED', 'FAILED')
+                        ORDER BY 1"""
+_ENDED_BETWEEN_SQL = """SELECT count(*) FROM transaction_events
+                         WHERE event_type IN ('SETTLED', 'FAILED')
+                           AND created_at >= to_timestamp(%s) AND created_at < to_timestamp(%s)"""
+
+
+def ended_since(database_url: str, since: float) -> list[float] | None:
+    """When each request accepted at or after ``since`` (epoch seconds) ended, by the
+    servers' clocks (the API's acceptance, the ledger's terminal event), so a busy client
+    reading its answers late does not move the figures; None while PostgreSQL is away."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=2) as conn:
+            return [row[0] for row in conn.execute(_ENDED_SINCE_SQL, (since,)).fetchall()]
+    except psycopg.OperationalError:
+        return None
+
+
+def ended_rate(database_url: str, since: float, until: float) -> float:
+    """Outcomes per second between two moments (epoch seconds)."""
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        row = conn.execute(_ENDED_BETWEEN_SQL, (since, until)).fetchone()
+    return (row[0] if row else 0) / max(until - since, 1e-9)
+
+
+def recovered_at(ended_at: Sequence[float], rate_min: float, window_s: float = 1.0) -> float | None:
+    """The first time by which ``rate_min * window_s`` of the (sorted) outcome times fell
+    within ``window_s``; None if that has not happened (yet)."""
     need = max(1, math.ceil(rate_min * window_s))
-    times = sorted(at for t, at in finished_at.items() if accepted_at.get(t, -math.inf) >= since)
-    for i in range(need - 1, len(times)):
-        if times[i] - times[i - need + 1] <= window_s:
-            return times[i]
+    for i in range(need - 1, len(ended_at)):
+        if ended_at[i] - ended_at[i - need + 1] <= window_s:
+            return ended_at[i]
     return None

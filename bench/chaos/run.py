@@ -2,7 +2,7 @@
 then every accepted request must have exactly one outcome and the books must balance.
 
     .venv/bin/python -m bench.chaos.run [--kills 20] [--kafka-restarts 2] [--postgres-restarts 2]
-        [--tps 20] [--services ingest,streams,ledger,gateway,analytics] [--local-dir DIR]
+        [--tps 10] [--services ingest,streams,ledger,gateway,analytics] [--local-dir DIR]
 
 It brings up a stack of its own (``<repo>/.local/chaos`` by default: Kafka and PostgreSQL
 restart, so never a stack anyone else uses), runs every service under ``walletpipe run``
@@ -19,9 +19,10 @@ stops, the pipeline settles, and ``checks`` proves: none stuck, duplicated or la
 It prints each fault (when, what, how long until the service or component was back, how
 long until throughput recovered), the checks, and as its last line one JSON object with
 ``kills``, ``restarts``, ``accepted``, ``ended``, ``stuck``, ``duplicated``,
-``max_recovery_s``, ``verify_ok`` and more. Exit code 1 when a check fails (not for a
-missed recovery target, which it reports). Targets (issue 10): 0 stuck or duplicated,
-recovery <= 10 s per kill.
+``max_recovery_s``, ``verify_ok`` and more. Exit code 1 when a request is stuck or
+duplicated, the books do not verify, or the API acknowledged a request it did not record;
+late outcomes and a missed recovery target are reported, not failed. Targets (issue 10):
+0 stuck or duplicated, recovery <= 10 s per kill.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from pathlib import Path
 from bench.chaos import checks
 from bench.chaos.faults import (
     Fault,
+    ended_rate,
+    ended_since,
     kill_service,
     recovered_at,
     restart_component,
@@ -55,6 +58,8 @@ from infra.settings import StackSettings
 REPO = Path(__file__).resolve().parents[2]
 ALL_SERVICES = ("ingest", "streams", "ledger", "gateway", "analytics")
 RECOVERY_TARGET_S = 10.0
+#: Below this share of the offered rate before the first fault, the pipeline is saturated.
+KEEPS_UP_SHARE = 0.8
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 90.0
 #: The services' settings in the run: a request held for review declines after 15 s (not
@@ -76,7 +81,9 @@ class ChaosConfig:
     recovery_cap_s: float = 120.0
     recovery_share: float = 0.5
     tail_s: float = 10.0
-    deadline_s: float = 180.0
+    #: Past this a request without an outcome is stuck (waited for only while some are in
+    #: flight): longer than a Kafka restart and the backlog after it on a busy machine.
+    deadline_s: float = 300.0
 
 
 def schedule(config: ChaosConfig) -> list[Fault]:
@@ -141,23 +148,25 @@ class Chaos:
             self.supervisor.wait(timeout=10)
 
     def inject(self, fault: Fault, started: float, traffic: LiveTraffic, rate_min: float) -> None:
+        """One fault, then wait (bounded) until throughput has recovered. Times of the
+        recovery are wall-clock seconds, as the database records them."""
         fault.at_s = time.monotonic() - started
-        t0 = time.monotonic()
+        t0 = time.time()
         if fault.kind == "kill":
             pid = kill_service(self.status_path, fault.target)
             since = t0
             if wait_restarted(self.status_path, fault.target, pid, self.config.recovery_cap_s):
-                fault.back_s = time.monotonic() - t0
+                fault.back_s = time.time() - t0
         else:
             restart_component(fault.target, self.local_dir, self.settings, self.config.down_s)
-            since = time.monotonic()
+            since = time.time()
             fault.back_s = since - t0
         cap = since + self.config.recovery_cap_s
-        while time.monotonic() < cap:
-            accepted, finished = _times(traffic)
-            at = recovered_at(since, accepted, finished, rate_min)
+        while time.time() < cap:
+            ended = ended_since(self.env["DATABASE_URL"], since)
+            at = None if ended is None else recovered_at(ended, rate_min)
             if at is not None:
-                fault.recovered_s = at - since
+                fault.recovered_s = max(0.0, at - since)
                 break
             if traffic.failed is not None:
                 raise RuntimeError(f"traffic stopped: {traffic.failed!r}")
@@ -165,21 +174,12 @@ class Chaos:
         self.say(fault.row())
 
 
-def _times(traffic: LiveTraffic) -> tuple[dict[str, float], dict[str, float]]:
-    with traffic.outcomes.lock:
-        accepted = dict(traffic.outcomes.accepted_at)
-        finished = {t: f[2] for t, f in traffic.outcomes.finished.items()}
-    return accepted, finished
-
-
-def baseline_rate(traffic: LiveTraffic, since: float, until: float) -> float:
-    _accepted, finished = _times(traffic)
-    ended = sum(1 for at in finished.values() if since <= at < until)
-    return ended / max(until - since, 1e-9)
+def say_now(line: str) -> None:
+    print(line, flush=True)  # a log file is block-buffered: an interrupted run keeps its lines
 
 
 def run_chaos(
-    local_dir: Path, settings: StackSettings, config: ChaosConfig, say: Callable = print
+    local_dir: Path, settings: StackSettings, config: ChaosConfig, say: Callable = say_now
 ) -> dict[str, object]:
     """One chaos run on the stack in ``local_dir`` (up already); returns the result object."""
     chaos = Chaos(local_dir, settings, config, say)
@@ -196,14 +196,23 @@ def run_chaos(
             f"{config.traffic.merchants} merchants ..."
         )
         traffic.start(timeout_s=START_TIMEOUT_S)
-        warm = time.monotonic()
+        warm = time.time()
         time.sleep(config.warmup_s)
-        baseline = baseline_rate(traffic, warm + min(2.0, config.warmup_s / 2), time.monotonic())
+        baseline = ended_rate(
+            env["DATABASE_URL"], warm + min(2.0, config.warmup_s / 2), time.time()
+        )
         rate_min = max(1.0, config.recovery_share * min(baseline, config.traffic.tps))
         say(
             f"traffic at {config.traffic.tps}/s; ended {baseline:.1f}/s before any fault; "
             f"recovered means >= {rate_min:.1f}/s of fresh requests ending"
         )
+        if baseline < KEEPS_UP_SHARE * config.traffic.tps:
+            say(
+                f"WARNING the pipeline does not keep up with {config.traffic.tps}/s on this "
+                f"machine now (load average {os.getloadavg()[0]:.1f}): a backlog grows, and "
+                "every recovery below includes waiting behind it; a lower --tps measures "
+                "recovery alone"
+            )
         started = time.monotonic()
         for fault in faults:
             time.sleep(chaos.rng.uniform(*config.gap_s))
@@ -291,14 +300,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kafka-restarts", type=int, default=2)
     parser.add_argument("--postgres-restarts", type=int, default=2)
     parser.add_argument("--services", default=",".join(ALL_SERVICES))
-    parser.add_argument("--tps", type=int, default=20)
+    parser.add_argument("--tps", type=int, default=10)
     parser.add_argument("--users", type=int, default=60)
     parser.add_argument("--merchants", type=int, default=6)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--warmup-s", type=float, default=10.0)
     parser.add_argument("--down-s", type=float, default=3.0)
     parser.add_argument("--recovery-cap-s", type=float, default=120.0)
-    parser.add_argument("--deadline-s", type=float, default=180.0)
+    parser.add_argument("--deadline-s", type=float, default=300.0)
     parser.add_argument("--local-dir", type=Path, default=REPO / ".local" / "chaos")
     parser.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
     return parser.parse_args(argv)
@@ -328,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             stack.down(local_dir, settings=settings)
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
     return 0 if result["passed"] else 1
 
 

@@ -29,7 +29,7 @@ FUNDING_WAIT_S = 120.0
 
 @dataclass(frozen=True)
 class TrafficConfig:
-    tps: int = 20
+    tps: int = 10
     users: int = 60
     merchants: int = 6
     seed: int = 7
