@@ -281,6 +281,16 @@ def _result(
         ),
         "passed": verdicts.passed,
         "load_avg_1m": round(os.getloadavg()[0], 2),
+        "faults": [
+            {
+                "kind": f.kind,
+                "target": f.target,
+                "at_s": round(f.at_s, 1),
+                "back_s": None if f.back_s is None else round(f.back_s, 1),
+                "recovered_s": None if f.recovered_s is None else round(f.recovered_s, 1),
+            }
+            for f in faults
+        ],
     }
     met = result["max_kill_recovery_s"] <= RECOVERY_TARGET_S
     say(

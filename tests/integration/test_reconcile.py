@@ -44,8 +44,8 @@ def accept(conn: psycopg.Connection, client: uuid.UUID, transaction_id: uuid.UUI
     )
 
 
-def rejected(source: uuid.UUID) -> records.TransactionRejected:
-    facts = command(TransactionType.TRANSFER, source, uuid.uuid4(), "5").model_dump()
+def rejected(source: uuid.UUID, destination: uuid.UUID) -> records.TransactionRejected:
+    facts = command(TransactionType.TRANSFER, source, destination, "5").model_dump()
     facts.pop("kind")
     return records.TransactionRejected(
         **facts, reason_code="LIMIT_EXCEEDED", reason_message="over the daily limit"
@@ -71,7 +71,7 @@ def test_every_verdict_is_found_and_named(
         alice, bob = wallet(conn, "100"), wallet(conn)
         posted = command(TransactionType.TRANSFER, alice, bob, "30")
         refused = command(TransactionType.TRANSFER, bob, alice, "500")  # more than bob has
-        declined = rejected(alice)  # the stream's rejection: an outcome like any other
+        declined = rejected(alice, bob)  # the stream's rejection: an outcome like any other
         doubled = command(TransactionType.TRANSFER, alice, bob, "1")
         writer.process(
             conn,
