@@ -152,7 +152,9 @@ class Chaos:
         recovery are wall-clock seconds, as the database records them."""
         fault.at_s = time.monotonic() - started
         t0 = time.time()
-        if fault.kind == "kill":
+        if fault.kind == "control":  # no fault: how long fresh requests take to flow
+            since = t0
+        elif fault.kind == "kill":
             pid = kill_service(self.status_path, fault.target)
             since = t0
             if wait_restarted(self.status_path, fault.target, pid, self.config.recovery_cap_s):
@@ -214,6 +216,13 @@ def run_chaos(
                 "recovery alone"
             )
         started = time.monotonic()
+        control = Fault("control", "-")
+        chaos.inject(control, started, traffic, rate_min)
+        say(
+            "  (control, no fault: fresh requests reach that rate "
+            f"{control.recovered_s if control.recovered_s is not None else '-'} s after any "
+            "moment; every recovery below includes this floor)"
+        )
         for fault in faults:
             time.sleep(chaos.rng.uniform(*config.gap_s))
             chaos.inject(fault, started, traffic, rate_min)
@@ -228,7 +237,7 @@ def run_chaos(
     finally:
         traffic.close()
         chaos.stop_services()
-    return _result(config, faults, traffic, verdicts, services_after, say)
+    return _result(config, faults, traffic, verdicts, services_after, say, control)
 
 
 def _services_after(chaos: Chaos) -> dict[str, dict]:
@@ -246,6 +255,7 @@ def _result(
     verdicts: checks.Verdicts,
     services_after: dict[str, dict],
     say: Callable,
+    control: Fault,
 ) -> dict[str, object]:
     for line in verdicts.lines:
         say(line)
@@ -267,6 +277,10 @@ def _result(
         "late": report["late"],
         "max_recovery_s": round(max(recoveries, default=0.0), 1),
         "max_kill_recovery_s": round(max(kill_recoveries, default=0.0), 1),
+        # The same measurement with no fault: the pipeline's own latency floor.
+        "control_recovery_s": None
+        if control.recovered_s is None
+        else round(control.recovered_s, 1),
         "not_recovered": sum(1 for f in faults if f.recovered_s is None),
         "verify_ok": verdicts.verify_ok,
         "reconcile_ok": verdicts.reconciliation.passed,
