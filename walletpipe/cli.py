@@ -85,7 +85,7 @@ def services_status_path() -> Path:
 
 def cmd_status(_args: argparse.Namespace) -> int:
     from infra import stack
-    from walletpipe.supervisor import format_status, read_status
+    from walletpipe.service_status import format_status, read_status
 
     print(stack.format_status(stack.status(local_dir())))
     running = read_status(services_status_path())

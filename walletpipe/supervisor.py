@@ -18,18 +18,18 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 from confluent_kafka.admin import AdminClient
 
 from domain.backoff import Backoff, CrashWindow
-from walletpipe.services import Service, ready, services
-
-__all__ = ["RestartPolicy", "Service", "Supervisor", "format_status", "read_status", "services"]
 
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 120.0
@@ -47,6 +47,16 @@ class RestartPolicy:
     healthy_after_s: float = 15.0
     crash_loop_exits: int = 5
     crash_loop_window_s: float = 120.0
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    health_url: str | None = None
+    consumer_group: str | None = None
+    #: Variables of this service alone (a ledger shard's LEDGER_SHARD).
+    env: dict[str, str] | None = None
 
 
 @dataclass
@@ -75,6 +85,66 @@ class ServiceState:
         if self.child is not None and self.child.poll() is None:
             return "crash-loop" if self.crash_loop else "running"
         return "crash-loop" if self.crash_loop else "restarting"
+
+
+def ledger_services(env: dict[str, str], python: str) -> list[Service]:
+    """One writer per ledger shard (LEDGER_DATABASE_URLS), or the one writer."""
+    from domain.shards import split_database_urls
+
+    argv = [python, "-m", "ledger_writer.writer"]
+    count = len(split_database_urls(env.get("LEDGER_DATABASE_URLS", "")))
+    if count <= 1:
+        return [Service("ledger", argv, consumer_group="ledger-writer")]
+    return [
+        Service(
+            f"ledger-{i}",
+            argv,
+            consumer_group=f"ledger-writer-shard-{i}",
+            env={"LEDGER_SHARD": str(i)},
+        )
+        for i in range(count)
+    ]
+
+
+def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]:
+    ingest = urlparse(env["INGEST_URL"])
+    python = sys.executable
+    all_services = [
+        Service(
+            "ingest",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "ingest_api.app:create_app",
+                "--host",
+                ingest.hostname or "127.0.0.1",
+                "--port",
+                str(ingest.port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            health_url=f"{env['INGEST_URL']}/health",
+        ),
+        Service("streams", [python, "-m", "streams.app"], consumer_group="wallet-streams"),
+        *ledger_services(env, python),
+        # The simulated payment gateway that answers the ledger's two-phase holds.
+        Service(
+            "gateway", [python, "-m", "ledger_writer.gateway"], consumer_group="payment-gateway"
+        ),
+        Service(
+            "analytics",
+            [python, "-m", "analytics.service"],
+            health_url=f"{env['ANALYTICS_URL']}/health",
+            consumer_group="analytics-sink",
+        ),
+    ]
+    wanted = set(only) if only is not None else None
+    if wanted is not None and "ledger" in wanted:  # `--only ledger` means every shard's
+        wanted |= {s.name for s in all_services if s.name.startswith("ledger-")}
+    return [s for s in all_services if wanted is None or s.name in wanted]
 
 
 class Supervisor:
@@ -156,7 +226,7 @@ class Supervisor:
                 self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout_s:.0f}s: {[s.name for s in pending]}")
-            pending = [s for s in pending if not ready(s, admin)]
+            pending = [s for s in pending if not _ready(s, admin)]
             time.sleep(0.5)
 
     def check_alive(self) -> None:
@@ -301,27 +371,24 @@ def _signal_group(pid: int, signum: int) -> None:
         pass  # gone between the check and the signal
 
 
-def read_status(path: Path) -> dict | None:
-    """The status file of a running ``walletpipe run``, or None (none, or its supervisor
-    is gone: a file left by a killed supervisor is stale)."""
+def _ready(service: Service, admin: AdminClient) -> bool:
+    if service.health_url:
+        try:
+            with urllib.request.urlopen(service.health_url, timeout=2) as answer:
+                if answer.status != 200:
+                    return False
+        except OSError:
+            return False
+    if service.consumer_group:
+        return group_has_members(admin, service.consumer_group)
+    return True
+
+
+def group_has_members(admin: AdminClient, group: str) -> bool:
+    """A consumer group is serving once it is stable with at least one assigned member."""
     try:
-        body = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    pid = body.get("supervisor_pid")
-    if not isinstance(pid, int) or not Path(f"/proc/{pid}").exists():
-        return None
-    return body  # type: ignore[no-any-return]
-
-
-def format_status(body: dict) -> str:
-    rows = []
-    for name, s in body.get("services", {}).items():
-        where = f"pid {s['pid']}" if s.get("pid") else f"restart in {s.get('restart_in_s')}s"
-        extra = f"restarts {s['restarts']}"
-        if s.get("last_exit_code") is not None:
-            extra += f", last exit {s['last_exit_code']} at {s['last_exit_at']}"
-        if s.get("crash_loop"):
-            extra += "  CRASH LOOP: see its log"
-        rows.append(f"{name:<10}  {s['status']:<10}  {where:<18}  {extra}")
-    return "\n".join(rows)
+        description = admin.describe_consumer_groups([group])[group].result(timeout=5)
+    except Exception:  # noqa: BLE001 - not yet known to the coordinator
+        return False
+    stable = str(description.state).endswith("STABLE")
+    return stable and any(m.assignment.topic_partitions for m in description.members)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from walletpipe.supervisor import RestartPolicy, Service, Supervisor, format_status, read_status
+from walletpipe.service_status import format_status, read_status
+from walletpipe.supervisor import RestartPolicy, Service, Supervisor
 
 FAST = RestartPolicy(delay_initial_s=0.05, delay_max_s=0.4, healthy_after_s=60, crash_loop_exits=3)
 CRASHER = Service("crasher", [sys.executable, "-c", "print('boom: no database'); exit(3)"])
