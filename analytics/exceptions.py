@@ -94,3 +94,12 @@ class ManifestInvalid(AnalyticsError):
 
     code = "MANIFEST_INVALID"
     status = 422
+
+
+class SinkInterrupted(AnalyticsError):
+    """The sink could not finish a batch (Kafka did not take its dead letters, or it failed
+    storing). Nothing was committed: the sink consumes again from the committed offsets after
+    a pause, and the table drops the event ids it already holds. Operator: if it repeats,
+    the service log and ``/health`` (``sink_last_error``) name the cause."""
+
+    code = "SINK_INTERRUPTED"

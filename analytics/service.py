@@ -83,6 +83,8 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
             "duplicates_dropped": state.sink.duplicates_dropped,
             "dead_letters": state.sink.dead_letters,
             "sink_consuming": state.sink.consuming.is_set(),
+            "sink_restarts": state.sink.restarts,
+            "sink_last_error": state.sink.last_error,
             "regulatory_cycles": state.detector.cycles,
             "regulatory_emitted": state.detector.emitted,
             "regulatory_last_error": state.detector.last_error,

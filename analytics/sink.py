@@ -1,6 +1,10 @@
 """The sink: every pipeline record into ClickHouse, in batches bounded by rows and by time:
 requests, decisions (approved, rejected, held for review) and the ledger's outcomes.
 
+The sink never stops for a failure: Kafka going away is waited out (librdkafka reconnects),
+and a batch that cannot be finished (its dead letters not acknowledged, its insert failed)
+restarts the loop after a bounded backoff from the committed offsets.
+
 At least once from Kafka, at most once into ClickHouse: before a batch is inserted, its
 repeated event ids are dropped and so are the ids the table already holds (one query,
 narrowed by the batch's kinds and times). The materialized roll-ups see every inserted row,
@@ -27,7 +31,9 @@ import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from analytics.clickhouse import EventsBatchBuilder, Warehouse
+from analytics.exceptions import SinkInterrupted
 from analytics.settings import AnalyticsSettings
+from domain.backoff import Backoff
 from domain.topics import (
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
@@ -48,6 +54,12 @@ SINK_TOPICS = (
 POLL_MESSAGES_MAX = 2_000
 #: DateTime64(3) keeps milliseconds: widen the lookup window past the truncation.
 TIME_SLACK = timedelta(milliseconds=2)
+#: After a failure the loop starts again in 0.5 s, 1 s, ... up to this long.
+RESTART_DELAY_MAX_S = 10.0
+#: A loop that ran this long before failing starts its backoff over.
+HEALTHY_AFTER_S = 60.0
+DEAD_LETTER_TIMEOUT_S = 10.0
+LOG_EVERY_S = 10.0
 
 
 def first_of_each_event(ids: Sequence[str]) -> list[bool]:
@@ -109,8 +121,29 @@ class EventSink:
         self.duplicates_dropped = 0
         self.dead_letters = 0
         self.consuming = threading.Event()
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._last_warning = 0.0
 
     def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop``; a failure restarts the loop after a backoff."""
+        backoff = Backoff(0.5, RESTART_DELAY_MAX_S)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self._consume(stop)
+            except Exception as error:  # noqa: BLE001 - any failure: consume again, later
+                self.restarts += 1
+                self.last_error = f"{type(error).__name__}: {error}"
+                if time.monotonic() - started > HEALTHY_AFTER_S:
+                    backoff.reset()
+                delay = backoff.next_delay()
+                log.exception(
+                    "sink failed; consuming again from the committed offsets in %.1fs", delay
+                )
+                stop.wait(delay)
+
+    def _consume(self, stop: threading.Event) -> None:
         s = self.settings
         consumer = Consumer(
             {
@@ -171,7 +204,9 @@ class EventSink:
         """A record joins the batch as it is; it is decoded with its chunk (its dead letter,
         if it cannot be, goes out when the batch is prepared, before its offsets commit)."""
         if message.error():
-            log.warning("consumer error: %s", message.error())
+            if time.monotonic() - self._last_warning >= LOG_EVERY_S:
+                self._last_warning = time.monotonic()
+                log.warning("consumer error: %s", message.error())
             return
         topic = message.topic() or ""
         rows.add_record(topic[len(self.settings.topic_prefix) :], message.value())
@@ -198,7 +233,9 @@ class EventSink:
             self._dead_letter(messages[index], producer, reason)
         for index, reason in batch.rejected.items():
             self._dead_letter(messages[index], producer, f"cannot map to pipeline_events: {reason}")
-        producer.flush(10)  # dead letters of this batch are out before its offsets commit
+        # Dead letters of this batch are out before its offsets commit.
+        if producer.flush(DEAD_LETTER_TIMEOUT_S):
+            raise SinkInterrupted("Kafka did not acknowledge the batch's dead letters in time")
         return batch.table
 
     def _committed(self, stored: _Stored, consumer: Consumer) -> None:

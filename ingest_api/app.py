@@ -18,12 +18,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.inputs import CanonicalUuid
 from domain.shards import split_database_urls
-from ingest_api import errors, keys_api, limits, refunds, reversals, reviews
+from ingest_api import errors, keys_api, limits, outages, refunds, reversals, reviews
 from ingest_api.authentication import Authenticator
 from ingest_api.deps import Caller, Onboarder, Tenant, document_roles, service_of
 from ingest_api.errors import BodyGuard
 from ingest_api.publisher import KafkaPublisher
 from ingest_api.ratelimit import RateLimiter, SharedBuckets, default_table_path
+from ingest_api.relay import relay_forever
 from ingest_api.repository import Repository
 from ingest_api.schemas import (
     BalanceOut,
@@ -59,17 +60,26 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Opened without waiting: while PostgreSQL is away the API starts and answers 503
+        # (ingest_api.outages), and the pools connect once it is back.
+        pool_options = outages.pool_options(settings)
         pool = AsyncConnectionPool(
-            settings.database_url, min_size=2, max_size=settings.db_pool_size_max, open=False
+            settings.database_url,
+            min_size=2,
+            max_size=settings.db_pool_size_max,
+            open=False,
+            **pool_options,
         )
-        await pool.open(wait=True, timeout=30)
+        await pool.open(wait=False)
         shard_urls = split_database_urls(settings.ledger_database_urls)
         shard_pools = [
-            AsyncConnectionPool(url, min_size=1, max_size=settings.shard_pool_size_max, open=False)
+            AsyncConnectionPool(
+                url, min_size=1, max_size=settings.shard_pool_size_max, open=False, **pool_options
+            )
             for url in (shard_urls if len(shard_urls) > 1 else [])
         ]
         for shard_pool in shard_pools:
-            await shard_pool.open(wait=True, timeout=30)
+            await shard_pool.open(wait=False)
         publisher = KafkaPublisher(
             settings.kafka_bootstrap, settings.producer_linger_ms, settings.publish_timeout_ms
         )
@@ -81,7 +91,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             trust_ms=settings.api_key_trust_ms,
             poll_ms=settings.api_key_revision_poll_ms,
         )
-        await authenticator.check_revision()
+        with contextlib.suppress(*outages.DATABASE_ERRORS):  # PostgreSQL away: watched below
+            await authenticator.check_revision()
         app.state.service, app.state.authenticator = service, authenticator
 
         async def mark_published_forever() -> None:
@@ -92,11 +103,13 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
         marker = asyncio.create_task(mark_published_forever())
         revisions = asyncio.create_task(authenticator.watch_revisions())
+        relay = asyncio.create_task(relay_forever(pool, publisher, settings))
         try:
             yield
         finally:
             revisions.cancel()
             marker.cancel()
+            relay.cancel()
             with contextlib.suppress(Exception):
                 await service.flush_published_marks()
             publisher.close()
@@ -110,8 +123,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses=errors.ERROR_RESPONSES,
     )
-
     errors.install(app)
+    outages.install(app)
     app.add_middleware(BodyGuard)
 
     @app.get("/health")

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.access import API_KEY_LENGTH_MAX, REFUSALS, KeyCache, KeyGrant, hash_api_key
 from ingest_api import key_store
-from ingest_api.exceptions import Unauthorized, Unavailable
+from ingest_api.exceptions import NotAccepted, Unauthorized
 from ingest_api.ratelimit import RateLimiter
 
 log = logging.getLogger("ingest_api.authentication")
@@ -67,9 +67,9 @@ class Authenticator:
         try:
             async with self._pool.connection() as conn:
                 found = await key_store.lookup(conn, key_hash)
-        except (psycopg.OperationalError, TimeoutError) as error:
+        except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as error:
             self._limiter.give_back_key_lookup(address)  # not the caller's failure
-            raise Unavailable(f"cannot check the API key: {error}", code="UNAVAILABLE") from None
+            raise NotAccepted(f"cannot check the API key: {error}") from None
         if found is None:
             raise Unauthorized("unknown API key")
         if found.grant is None:

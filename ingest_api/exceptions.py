@@ -78,3 +78,18 @@ class Unavailable(ApiError):
 
     status_code = 503
     code = "UNAVAILABLE"
+
+
+class NotAccepted(Unavailable):
+    """PostgreSQL or Kafka was away before anything was recorded: the request is surely NOT
+    accepted and nothing was published. Caller: retry (the same Idempotency-Key is fine)."""
+
+    code = "UNAVAILABLE_NOT_ACCEPTED"
+
+
+class OutcomeUnknown(Unavailable):
+    """PostgreSQL or Kafka failed while or after the request was recorded: it may have been
+    accepted (a recorded request is published later by the API itself). Caller: retry with
+    the SAME Idempotency-Key, which returns the first answer and never moves money twice."""
+
+    code = "UNAVAILABLE_OUTCOME_UNKNOWN"

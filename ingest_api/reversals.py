@@ -37,7 +37,7 @@ from domain.inputs import CanonicalUuid, MaskedText
 from domain.money import AMOUNT_PATTERN, parse_amount
 from domain.reversals import REVERSAL_OF, RefundRoute, ReversalReason, mirror, refund_route
 from domain.transactions import TransactionType
-from ingest_api import ledger_view
+from ingest_api import ledger_view, outages
 from ingest_api.deps import Tenant, service_of
 from ingest_api.exceptions import Conflict, Forbidden, NotFound, Unprocessable
 from ingest_api.repository import Repository, WalletAccess
@@ -146,14 +146,15 @@ async def create_reversal(
         user_agent,
     )
     as_json = record.model_dump(mode="json")
-    stored = await service.repository.record_request(
-        client.client_id,
-        idempotency_key,
-        request_hash,
-        record.transaction_id,
-        as_json,
-        record.requested_at,
-    )
+    with outages.recording():
+        stored = await service.repository.record_request(
+            client.client_id,
+            idempotency_key,
+            request_hash,
+            record.transaction_id,
+            as_json,
+            record.requested_at,
+        )
     if not stored:  # the same key raced in from a concurrent request
         earlier = await service.repository.accepted_request(client.client_id, idempotency_key)
         if earlier is None:

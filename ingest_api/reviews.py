@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 from fastapi import APIRouter, FastAPI, Query, Request
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain import records
 from domain.access import KeyGrant
+from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
 from domain.inputs import CanonicalUuid, MaskedNote
 from domain.money import wire
@@ -45,6 +46,9 @@ LIST_ROWS_MAX = 500
 EXPIRE_BATCH_MAX = 100
 POLL_INTERVAL_S = 0.5
 CONSUMER_GROUP = "ingest-reviews"
+#: Reviews consumed and not yet recorded, at most; a failed pass waits up to this long.
+REVIEW_BATCH_MAX = 500
+REVIEW_RETRY_DELAY_MAX_S = 10.0
 
 
 class ReviewDecision(BaseModel):
@@ -141,7 +145,12 @@ def _expire_overdue(conn: psycopg.Connection[Any], producer: Producer, timeout_s
 
 
 def run_review_worker(database_url: str, bootstrap: str, stop: threading.Event) -> None:
-    """Record held reviews and expire overdue ones until ``stop`` is set (a thread)."""
+    """Record held reviews and expire overdue ones until ``stop`` is set (a thread).
+
+    A review consumed is kept until it is recorded, and the consumer's offsets move only
+    once everything consumed is: a pass that fails (PostgreSQL restarting, Kafka away)
+    loses nothing, and the next pass, after a bounded backoff and on a new connection if
+    the old one broke, records it."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -152,29 +161,49 @@ def run_review_worker(database_url: str, bootstrap: str, stop: threading.Event) 
     )
     producer = Producer(producer_config(bootstrap, 5))
     consumer.subscribe([REVIEWS_REQUESTED.name])
+    unrecorded: list[Message] = []  # consumed, not yet in transaction_reviews
+    conn: psycopg.Connection[Any] | None = None
+    backoff = Backoff(0.5, REVIEW_RETRY_DELAY_MAX_S)
     try:
-        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-            while not stop.is_set():
-                try:
-                    batch = consumer.consume(num_messages=500, timeout=POLL_INTERVAL_S)
-                    for message in batch:
-                        if message.error() is not None:
-                            if message.error().code() != KafkaError._PARTITION_EOF:
-                                log.warning("reviews consumer: %s", message.error())
-                            continue
-                        try:
-                            _record_review(conn, records.decode_review_requested(message.value()))
-                        except RecordDecodeError as error:  # the stream's own records: log it
-                            log.error("undecodable review request: %s", error.message)
-                    if batch:
-                        consumer.commit(asynchronous=False)
-                    _expire_overdue(conn, producer, 10.0)
-                except Exception:  # noqa: BLE001 - keep serving; the next pass retries
-                    log.exception("review worker pass failed")
-                    stop.wait(1.0)
+        while not stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(
+                        database_url, autocommit=True, row_factory=dict_row, connect_timeout=5
+                    )
+                room = REVIEW_BATCH_MAX - len(unrecorded)
+                if room > 0:
+                    unrecorded.extend(consumer.consume(num_messages=room, timeout=POLL_INTERVAL_S))
+                _record_reviews(conn, unrecorded)
+                if unrecorded:
+                    unrecorded.clear()
+                    consumer.commit(asynchronous=False)  # everything consumed is recorded
+                _expire_overdue(conn, producer, 10.0)
+                backoff.reset()
+            except Exception as error:  # noqa: BLE001 - keep serving; the next pass retries
+                delay = backoff.next_delay()
+                log.warning("review worker pass failed (%s); again in %.1fs", error, delay)
+                if conn is not None and (conn.broken or conn.closed):
+                    conn.close()
+                    conn = None
+                stop.wait(delay)
     finally:
         consumer.close()
         producer.flush(5)
+        if conn is not None:
+            conn.close()
+
+
+def _record_reviews(conn: psycopg.Connection[Any], messages: list[Message]) -> None:
+    for message in messages:
+        if message.error() is not None:
+            if message.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("reviews consumer: %s", message.error())
+            continue
+        try:
+            _record_review(conn, records.decode_review_requested(message.value()))
+        except RecordDecodeError as error:  # the stream's own records: log it
+            log.error("undecodable review request: %s", error.message)
 
 
 @contextlib.asynccontextmanager

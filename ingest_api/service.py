@@ -22,6 +22,7 @@ from domain.money import AMOUNT_MAX, currency_exponent, parse_amount, wire
 from domain.text import is_visible_ascii
 from domain.topics import WALLET_COMMANDS
 from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
+from ingest_api import outages
 from ingest_api.caching import TtlCache
 from ingest_api.exceptions import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
 from ingest_api.limit_store import publish_wallet_limits
@@ -203,6 +204,7 @@ class IngestService:
             found.update(fetched)
         return found
 
+    @outages.nothing_recorded  # until the request is recorded; see ingest_api.outages
     async def submit_transaction(
         self,
         client: KeyGrant,
@@ -243,14 +245,15 @@ class IngestService:
             requested_at=datetime.now(UTC),
         )
         as_json = record.model_dump(mode="json")
-        stored = await self._repository.record_request(
-            client.client_id,
-            idempotency_key,
-            fingerprint,
-            record.transaction_id,
-            as_json,
-            record.requested_at,
-        )
+        with outages.recording():
+            stored = await self._repository.record_request(
+                client.client_id,
+                idempotency_key,
+                fingerprint,
+                record.transaction_id,
+                as_json,
+                record.requested_at,
+            )
         if not stored:  # the same key raced in from a concurrent request
             earlier = await self._repository.accepted_request(client.client_id, idempotency_key)
             assert earlier is not None
@@ -269,21 +272,35 @@ class IngestService:
         return accepted_answer(earlier.record)
 
     async def _publish(self, record: records.TransactionRequested) -> None:
+        def mark() -> None:
+            try:
+                self._published.put_nowait(record.transaction_id)
+            except asyncio.QueueFull:
+                pass  # only the marker is lost: the relay re-sends, and every consumer dedupes
+
         await self._publisher.publish(
-            WALLET_COMMANDS.name, record.partition_key, records.encode(record)
+            WALLET_COMMANDS.name,
+            record.partition_key,
+            records.encode(record),
+            on_late_delivery=mark,  # acknowledged after the caller heard OUTCOME_UNKNOWN
         )
-        try:
-            self._published.put_nowait(record.transaction_id)
-        except asyncio.QueueFull:
-            pass  # only the marker is lost: a retry re-sends, and every consumer dedupes
+        mark()
 
     async def flush_published_marks(self) -> int:
-        """Mark a batch of requests as published in one statement (not one per request)."""
+        """Mark a batch of requests as published in one statement (not one per request).
+        While the database is away the batch waits in the queue (bounded) for the next try."""
         batch = []
         while not self._published.empty() and len(batch) < PUBLISHED_MARKS_MAX:
             batch.append(self._published.get_nowait())
         if batch:
-            await self._repository.mark_published(batch)
+            try:
+                await self._repository.mark_published(batch)
+            except Exception:
+                for transaction_id in batch:
+                    if self._published.full():
+                        break  # the relay publishes the rest again
+                    self._published.put_nowait(transaction_id)
+                raise
         return len(batch)
 
     async def get_transaction(self, client: KeyGrant, transaction_id: uuid.UUID) -> dict[str, Any]:

@@ -42,6 +42,17 @@ class IngestSettings(BaseSettings):
     auth_failures_per_second: float = Field(default=1.0, gt=0, le=10_000)
     auth_failures_burst: int = Field(default=20, ge=1, le=100_000)
     password_scrypt_n: int = Field(default=2**14, ge=2**10)
+    #: A request waits this long at most for a database connection, then answers 503.
+    db_acquire_timeout_ms: int = Field(default=3_000, ge=100, le=60_000)
+    #: A pool gives up one reconnection attempt after this long; the next request starts a
+    #: new one at once, so a restarted PostgreSQL is used again within about this long.
+    db_reconnect_timeout_ms: int = Field(default=5_000, ge=500, le=600_000)
+    #: Requests recorded but unpublished for publish_timeout_ms + relay_grace_ms are
+    #: published by the relay (ingest_api.relay), up to relay_batch_max a round.
+    relay_interval_ms: int = Field(default=1_000, ge=50, le=60_000)
+    relay_grace_ms: int = Field(default=5_000, ge=0, le=600_000)
+    relay_batch_max: int = Field(default=1_000, ge=1, le=100_000)
+    relay_retry_delay_max_ms: int = Field(default=10_000, ge=100, le=600_000)
 
     @field_validator("fee_schedule_json")
     @classmethod

@@ -10,6 +10,11 @@ simulator through its metadata ``gateway_outcome``: ``decline``, ``void``,
 At least once: offsets are committed only after the answers are acknowledged, so a crash
 repeats answers, and the ledger ignores an answer for a hold that is already closed.
 
+Kafka going away (a broker restart) never stops it: answers that cannot be sent wait and are
+sent again with a bounded exponential backoff, a failed offset commit is left to the next
+one, and a client the library declares unusable (a fatal error) is replaced by a new one
+that resumes from the committed offsets.
+
 Run: ``python -m ledger_writer.gateway`` (``walletpipe run`` starts it).
 """
 
@@ -24,13 +29,15 @@ from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain import records
+from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
 from domain.topics import GATEWAY_REQUESTS, GATEWAY_RESULTS
+from ledger_writer.exceptions import LedgerWriterError
 from ledger_writer.kafka_io import dead_letter, producer_config, send_and_wait
 
 log = logging.getLogger("gateway")
@@ -50,6 +57,16 @@ class GatewaySettings(BaseSettings):
     in_flight_max: int = Field(default=10_000, ge=1, le=1_000_000)
     batch_size_max: int = Field(default=1_000, ge=1, le=100_000)
     publish_timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+    #: Retries after Kafka failed wait 0.2 s, 0.4 s ... up to this long.
+    retry_delay_max_ms: int = Field(default=5_000, ge=100, le=300_000)
+    #: Static group membership: a gateway restarted after a crash takes its partitions back
+    #: at once instead of waiting out the dead one's session (10 s). A second gateway in the
+    #: same group needs its own id (two with one id fence each other); empty: dynamic.
+    group_instance_id: str = Field(default="payment-gateway-0", max_length=200)
+
+
+class KafkaClientBroken(Exception):
+    """The consumer or producer reported a fatal error: only a new client can go on."""
 
 
 def decide(
@@ -89,9 +106,31 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.waiting: deque[tuple[float, Message]] = deque()
+        self.backoff = Backoff(0.2, settings.retry_delay_max_ms / 1000)
+        self.fatal: KafkaError | None = None
+        self.reconnects = 0
 
     def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop``; a broken Kafka client is replaced after a backoff."""
+        while not stop.is_set():
+            try:
+                self._serve(stop)
+            except KafkaClientBroken as error:
+                self.reconnects += 1
+                delay = self.backoff.next_delay()
+                log.warning("Kafka client unusable (%s); reconnecting in %.1fs", error, delay)
+                stop.wait(delay)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.fatal = error
+        else:  # the broker is away: librdkafka reconnects by itself
+            log.info("kafka: %s", error)
+
+    def _serve(self, stop: threading.Event) -> None:
         s = self.settings
+        self.fatal = None
+        self.waiting.clear()  # a new consumer re-reads whatever was not committed
         consumer = Consumer(
             {
                 "bootstrap.servers": s.kafka_bootstrap,
@@ -99,35 +138,45 @@ class Gateway:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 10_000,
+                "error_cb": self._on_error,
+                **({"group.instance.id": s.group_instance_id} if s.group_instance_id else {}),
             }
         )
-        producer = Producer(producer_config(s.kafka_bootstrap))
+        producer = Producer({**producer_config(s.kafka_bootstrap), "error_cb": self._on_error})
         consumer.subscribe([s.requests_topic])
         log.info("gateway answering %s (latency %d ms)", s.requests_topic, s.latency_ms)
         try:
             while not stop.is_set():
+                if self.fatal is not None:
+                    raise KafkaClientBroken(str(self.fatal))
                 room = min(s.batch_size_max, s.in_flight_max - len(self.waiting))
                 timeout_s = 0.01 if self.waiting else 0.2
-                for message in consumer.consume(max(room, 0), timeout_s) if room > 0 else ():
+                try:
+                    polled = consumer.consume(max(room, 0), timeout_s) if room > 0 else []
+                except KafkaException as error:
+                    raise KafkaClientBroken(str(error)) from None
+                for message in polled:
                     if message.error() is None:
                         self.waiting.append((time.monotonic() + s.latency_ms / 1000, message))
                 if not room:
                     time.sleep(0.01)
-                self.answer_due(consumer, producer)
+                if not self.answer_due(consumer, producer):
+                    stop.wait(self.backoff.next_delay())
         finally:
             consumer.close()
             producer.flush(5)
 
-    def answer_due(self, consumer: Consumer, producer: Producer) -> None:
-        """Answer every request whose latency has passed (FIFO: latency is constant)."""
+    def answer_due(self, consumer: Consumer, producer: Producer) -> bool:
+        """Answer every request whose latency has passed (FIFO: latency is constant).
+        False when Kafka did not take the answers: they wait at the head for the next try."""
         now_mono, due = time.monotonic(), []
         while self.waiting and self.waiting[0][0] <= now_mono and len(due) < 10_000:
-            due.append(self.waiting.popleft()[1])
+            due.append(self.waiting.popleft())
         if not due:
-            return
+            return True
         outgoing = []
         now = datetime.now(UTC)
-        for message in due:
+        for _at, message in due:
             try:
                 request = records.decode_authorize_payment(message.value())
                 answer = decide(request, self.settings.decline_rate, now)
@@ -137,13 +186,26 @@ class Gateway:
             if answer is not None:
                 key = str(answer.wallet_id).encode()
                 outgoing.append((self.settings.results_topic, key, records.encode(answer), []))
-        send_and_wait(producer, outgoing, self.settings.publish_timeout_ms / 1000)
+        try:
+            send_and_wait(producer, outgoing, self.settings.publish_timeout_ms / 1000)
+        except (LedgerWriterError, KafkaException, BufferError) as error:
+            # Some answers may be out already: sent again, the ledger ignores the repeats.
+            self.waiting.extendleft(reversed(due))
+            log.warning("answers not sent (%s); %d waiting", error, len(self.waiting))
+            return False
+        self.backoff.reset()
         done: dict[tuple[str, int], int] = {}
-        for message in due:
+        for _at, message in due:
             done[(message.topic(), message.partition())] = message.offset() + 1
-        consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()], asynchronous=False
-        )
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()],
+                asynchronous=False,
+            )
+        except KafkaException as error:
+            # The next commit covers these offsets; a crash before it repeats their answers.
+            log.warning("offset commit failed (%s); left to the next batch", error)
+        return True
 
 
 def main() -> None:

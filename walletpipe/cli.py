@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -79,22 +78,50 @@ def cmd_down(_args: argparse.Namespace) -> int:
     return 0
 
 
+def services_status_path() -> Path:
+    """Where `walletpipe run` says what runs (read by `status` and bench/chaos)."""
+    return local_dir() / "services.json"
+
+
 def cmd_status(_args: argparse.Namespace) -> int:
     from infra import stack
+    from walletpipe.service_status import format_status, read_status
 
     print(stack.format_status(stack.status(local_dir())))
+    running = read_status(services_status_path())
+    if running is None:
+        print("services: not running (walletpipe run starts them)")
+    else:
+        print(f"services (walletpipe run, pid {running['supervisor_pid']}):")
+        print(format_status(running))
     return 0
 
 
-def _start_services(env: dict[str, str], only: set[str] | None):  # noqa: ANN202
+def _start_services(
+    env: dict[str, str],
+    only: set[str] | None,
+    *,
+    keep_going: bool = False,
+    stop: threading.Event | None = None,
+):  # noqa: ANN202
+    """Start the services under a supervisor that restarts any that exits. With
+    ``keep_going`` a service that is not ready in time is reported and left to the
+    supervisor (``run``); otherwise everything stops and the error is raised (``demo``)."""
     from walletpipe.supervisor import Supervisor, services
 
     wanted = services(env, only)
-    supervisor = Supervisor(env, local_dir() / "logs", REPO_ROOT)
+    supervisor = Supervisor(
+        env, local_dir() / "logs", REPO_ROOT, restart=True, status_path=services_status_path()
+    )
     supervisor.start(wanted)
     print(f"starting {', '.join(s.name for s in wanted)} (logs in {local_dir() / 'logs'}) ...")
     try:
-        supervisor.wait_ready(wanted)
+        supervisor.wait_ready(wanted, stop=stop)
+    except TimeoutError as error:
+        if not keep_going:
+            supervisor.stop()
+            raise
+        print(f"WARNING {error}; the supervisor keeps restarting them (walletpipe status)")
     except BaseException:
         supervisor.stop()
         raise
@@ -104,18 +131,20 @@ def _start_services(env: dict[str, str], only: set[str] | None):  # noqa: ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     env = stack_env(bring_up=True)
     only = set(args.only.split(",")) if args.only else None
-    supervisor = _start_services(env, only)
-    print(
-        f"all services running; API at {env['INGEST_URL']}, analytics at "
-        f"{env['ANALYTICS_URL']}. Ctrl-C stops them."
-    )
     stop = threading.Event()
     # Explicit handlers: a process started in the background may inherit SIGINT as ignored.
+    # Installed before the services start: a SIGTERM meanwhile must still stop them all.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    supervisor = _start_services(env, only, keep_going=True, stop=stop)
+    print(
+        f"services started; API at {env['INGEST_URL']}, analytics at "
+        f"{env['ANALYTICS_URL']}. A service that exits is restarted; Ctrl-C stops them all.",
+        flush=True,
+    )
     try:
-        while not stop.wait(1.0):
-            supervisor.check_alive()
+        while not stop.wait(0.5):
+            supervisor.tend()
     finally:
         print("stopping services ...", flush=True)
         supervisor.stop()
@@ -162,56 +191,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 0
     summary = _simulate(stack_env(), args)
     return 0 if summary["accepted"] else 1
-
-
-def cmd_ledger_verify(_args: argparse.Namespace) -> int:
-    from domain.shards import split_database_urls
-
-    env = stack_env()
-    urls = split_database_urls(env.get("LEDGER_DATABASE_URLS", ""))
-    failed = ledger_verify(urls) if len(urls) > 1 else ledger_verify([env["DATABASE_URL"]])
-    print(
-        "ledger verified: the books balance"
-        if not failed
-        else f"ledger verify FAILED: {failed} check(s)"
-    )
-    return 1 if failed else 0
-
-
-def _print_checks(results: list, indent: str = "") -> int:
-    for result in results:
-        mark = "ok  " if result.passed else "FAIL"
-        print(f"{indent}{mark} {result.name}")
-        for offender in result.offenders:
-            print(f"{indent}       {offender}")
-    return sum(1 for r in results if not r.passed)
-
-
-def ledger_verify(urls: list[str]) -> int:
-    """Print every check (per shard, then across shards); return how many failed."""
-    from ledger_writer.verify import summary, verify
-    from ledger_writer.verify_shards import verify_shards
-
-    if len(urls) == 1:
-        failed = _print_checks(verify(urls[0]))
-        print(json.dumps(summary(urls[0]), default=str))
-        return failed
-    report = verify_shards(urls)
-    failed = 0
-    for shard, (url, results) in enumerate(zip(urls, report.shards, strict=True)):
-        print(f"shard {shard}: {json.dumps(summary(url), default=str)}")
-        failed += _print_checks(results, "  ")
-    print(f"across {len(urls)} shards:")
-    failed += _print_checks(report.overall, "  ")
-    if report.in_flight:
-        for f in report.in_flight:
-            print(
-                f"  in flight shard {f.from_shard} -> {f.to_shard}: {f.count} credit(s), "
-                f"{f.amount} {f.currency_code}"
-            )
-    else:
-        print("  nothing in flight between shards: every pair's clearing accounts net to zero")
-    return failed
 
 
 def _report(env: dict[str, str], name: str) -> dict:
@@ -278,12 +257,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = stack_env(bring_up=True)
     _ensure_champion(env, args, train=args.train_model)
     supervisor = _start_services(env, None)
+    watching = threading.Event()
+    supervisor.watch(watching)  # restarts a service that exits while the demo runs
     code = 0
     try:
         print(f"services up; simulating {args.tps} transactions/s for {args.seconds}s")
         _simulate(env, args)
         print("\nledger verify:")
-        code = cmd_ledger_verify(args)
+        from walletpipe.ledger_cli import verify_books
+
+        code = verify_books(env)
         import time
 
         time.sleep(2)  # the analytics sink flushes about once a second
@@ -299,6 +282,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     finally:
         print("stopping services ...")
+        watching.set()
         supervisor.stop()
         if not args.keep:
             from infra import stack
@@ -363,15 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a fraud champion on simulated history first if the registry has none",
     )
     demo.set_defaults(func=cmd_demo)
-    ledger = sub.add_parser("ledger", help="ledger tools").add_subparsers(
-        dest="ledger_command", required=True
-    )
-    ledger.add_parser("verify", help="check that the books balance").set_defaults(
-        func=cmd_ledger_verify
-    )
     from walletpipe.dlq import add_commands as add_dlq_commands
     from walletpipe.keys import add_command as add_keys_command
+    from walletpipe.ledger_cli import add_commands as add_ledger_commands
 
+    add_ledger_commands(sub, stack_env)
     add_dlq_commands(sub, stack_env)
     add_keys_command(sub, stack_env)
     from analytics.cli import add_commands as add_reports_commands

@@ -29,6 +29,7 @@ import aiohttp
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from domain import records
+from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
 from domain.topics import LEDGER_EVENTS, TRANSACTIONS_REJECTED, WALLET_COMMANDS
 from models.scenarios import DISPUTE_WINDOW_S, ScenarioConfig, SimTransaction, Simulator
@@ -36,6 +37,13 @@ from walletpipe.labels import LabelPublisher, LateLabels, live_delay_s
 
 IN_FLIGHT_MAX = 256
 SETTLE_WAIT_S = 60.0
+#: A request the API could not answer (503, a dropped connection, a timeout) is sent again
+#: with the same Idempotency-Key, after 0.2 s, 0.4 s ... up to RETRY_DELAY_MAX_S, for this
+#: long at most; then it counts as unanswered.
+RETRY_FOR_S = 60.0
+RETRY_DELAY_MAX_S = 2.0
+#: Statuses worth retrying: the outcome is unknown or the API asks to come back.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: Share of requests that are deliberate overdrafts (refused by the stream, no money moves).
 OVERDRAFT_SHARE = 0.05
 
@@ -75,6 +83,9 @@ def watch_outcomes(
             "bootstrap.servers": bootstrap,
             "group.id": f"simulate-{uuid.uuid4()}",
             "enable.auto.commit": False,
+            # A broker restart is waited out quietly (librdkafka reconnects by itself).
+            "log_level": KAFKA_LOG_LEVEL,
+            "error_cb": quiet_kafka_error,
         }
     )
     partitions = []
@@ -102,6 +113,15 @@ def watch_outcomes(
                     outcomes.finish(str(record.transaction_id), "FAILED", record.reason_code)
     finally:
         consumer.close()
+
+
+#: syslog levels: 2 keeps librdkafka's critical lines and drops its per-attempt
+#: "connection refused" lines while a broker restarts.
+KAFKA_LOG_LEVEL = 2
+
+
+def quiet_kafka_error(error: object) -> None:
+    """Errors of a client that reconnects by itself: nothing to do, nothing to print."""
 
 
 def _dead_lettered_label(message: object, outcomes: Outcomes) -> None:
@@ -138,16 +158,42 @@ class Traffic:
         self.refused: dict[str, int] = {}
         self.scenario_of: dict[str, str] = {}  # transaction id -> fraud scenario
         self.sent = 0
+        #: Attempts sent again (same Idempotency-Key), and requests given up on.
+        self.retried = 0
+        self.unanswered = 0
+        self.retry_for_s = RETRY_FOR_S
+
+    async def _attempt(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
+        """One POST: (status, body); status 0 when no answer came (connection refused or
+        dropped, timed out)."""
+        headers = {"Idempotency-Key": key} if key else {}
+        try:
+            async with self.client.post(path, json=body, headers=headers) as answer:
+                payload = await answer.json(content_type=None)
+                return answer.status, payload if isinstance(payload, dict) else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return 0, {}
 
     async def _post(self, path: str, body: dict, key: str | None = None) -> dict | None:
-        headers = {"Idempotency-Key": key} if key else {}
-        async with self.client.post(path, json=body, headers=headers) as answer:
-            payload = await answer.json(content_type=None)
-            if answer.status >= 400:
-                code = payload.get("error", {}).get("code", str(answer.status))
-                self.refused[code] = self.refused.get(code, 0) + 1
+        """POST until answered: a request the API did not answer, or answered 503/429,
+        is sent again (with the same Idempotency-Key) for ``retry_for_s`` at most. Without
+        a key (users, wallets) a retry may make a second one, which the traffic ignores."""
+        backoff = Backoff(0.2, RETRY_DELAY_MAX_S)
+        deadline = time.monotonic() + self.retry_for_s
+        while True:
+            status, payload = await self._attempt(path, body, key)
+            if status and status not in RETRY_STATUSES:
+                break
+            if time.monotonic() >= deadline:
+                self.unanswered += 1
                 return None
-            return payload  # type: ignore[no-any-return]
+            self.retried += 1
+            await asyncio.sleep(backoff.next_delay())
+        if status >= 400:
+            code = payload.get("error", {}).get("code", str(status))
+            self.refused[code] = self.refused.get(code, 0) + 1
+            return None
+        return payload
 
     async def create_population(self) -> None:
         population = self.simulator.population
@@ -383,6 +429,9 @@ def summarize(
         "fraud_sent": dict(sorted(fraud_sent.items())),
         "fraud_declined": dict(sorted(fraud_declined.items())),
     }
+    if traffic.retried or traffic.unanswered:  # the API was away for a while
+        summary["retried"] = traffic.retried
+        summary["unanswered"] = traffic.unanswered
     if labels is not None:
         summary["labels_published"] = labels.publisher.published
         summary["labels_undelivered"] = labels.publisher.failed + len(labels.queue)

@@ -1,26 +1,52 @@
-"""Run every service as a child process, watch them, and stop them all cleanly.
+"""Run every service as a child process, restart the ones that exit, stop them all cleanly.
 
-Each service is its own process (the API under uvicorn, the faust worker, the ledger writer,
-the analytics service) so one crash cannot corrupt another's state; if any child dies, all
-are stopped and the supervisor reports which one, with the tail of its log.
+Each service is its own process (the API under uvicorn, the stream worker, the ledger
+writer, the gateway, the analytics service) so one crash cannot corrupt another's state.
+With ``restart`` on (``walletpipe run``, ``demo``, ``bench/chaos``), ``tend`` restarts a
+service that exited after a bounded exponential backoff and leaves the others running; a
+service that exits too often (``RestartPolicy``: 5 times within 120 s) is reported as a
+crash loop, loudly and with the tail of its log, and keeps being retried at the longest
+delay. What runs, with pids, restarts and crash loops, is written to a status file
+(``<local dir>/services.json``) that ``walletpipe status`` shows and the chaos driver reads.
+Without ``restart`` (the end-to-end tests' fixture) an exit is an error ``check_alive``
+raises, so a test cannot pass over a crash.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
 from confluent_kafka.admin import AdminClient
 
+from domain.backoff import Backoff, CrashWindow
+
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 120.0
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Restarts wait ``delay_initial_s``, twice that ... up to ``delay_max_s``; a service up
+    for ``healthy_after_s`` starts over at the shortest delay; ``crash_loop_exits`` exits
+    within ``crash_loop_window_s`` are a crash loop."""
+
+    delay_initial_s: float = 0.5
+    delay_max_s: float = 30.0
+    healthy_after_s: float = 15.0
+    crash_loop_exits: int = 5
+    crash_loop_window_s: float = 120.0
 
 
 @dataclass
@@ -31,6 +57,34 @@ class Service:
     consumer_group: str | None = None
     #: Variables of this service alone (a ledger shard's LEDGER_SHARD).
     env: dict[str, str] | None = None
+
+
+@dataclass
+class ServiceState:
+    """What the supervisor knows of one service between its starts and exits."""
+
+    service: Service
+    child: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    exits: int = 0
+    last_exit_code: int | None = None
+    last_exit_at: str | None = None
+    #: Monotonic time of the next start while the service waits out its backoff.
+    restart_due: float | None = None
+    crash_loop: bool = False
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    backoff: Backoff = field(init=False)
+    window: CrashWindow = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backoff = Backoff(self.policy.delay_initial_s, self.policy.delay_max_s)
+        self.window = CrashWindow(self.policy.crash_loop_exits, self.policy.crash_loop_window_s)
+
+    def status(self) -> str:
+        if self.child is not None and self.child.poll() is None:
+            return "crash-loop" if self.crash_loop else "running"
+        return "crash-loop" if self.crash_loop else "restarting"
 
 
 def ledger_services(env: dict[str, str], python: str) -> list[Service]:
@@ -94,7 +148,19 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
 
 
 class Supervisor:
-    def __init__(self, env: dict[str, str], log_dir: Path, repo_root: Path) -> None:
+    """``restart``: restart services that exit (``tend``); ``status_path``: where to write
+    what runs (None: nowhere)."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        repo_root: Path,
+        *,
+        restart: bool = False,
+        status_path: Path | None = None,
+        policy: RestartPolicy | None = None,
+    ) -> None:
         self.env = {
             **os.environ,
             **env,
@@ -103,13 +169,35 @@ class Supervisor:
         }
         self.log_dir = log_dir
         self.repo_root = repo_root
-        self.children: dict[str, subprocess.Popen] = {}
+        self.restart = restart
+        self.status_path = status_path
+        self.policy = policy or RestartPolicy()
+        self.states: dict[str, ServiceState] = {}
+        self._lock = threading.RLock()
+        self._stopping = False
+
+    @property
+    def children(self) -> dict[str, subprocess.Popen]:
+        """The live process of each service that has one (restarted ones replaced)."""
+        with self._lock:
+            return {n: s.child for n, s in self.states.items() if s.child is not None}
 
     def start(self, wanted: list[Service]) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for service in wanted:
-            log = open(self.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115
-            self.children[service.name] = subprocess.Popen(
+        with self._lock:
+            self._stopping = False
+            for service in wanted:
+                state = self.states.setdefault(
+                    service.name, ServiceState(service, policy=self.policy)
+                )
+                state.service = service
+                self._spawn(state)
+            self.write_status()
+
+    def _spawn(self, state: ServiceState) -> None:
+        service = state.service
+        with open(self.log_dir / f"{service.name}.log", "ab") as log:
+            state.child = subprocess.Popen(
                 service.argv,
                 env={**self.env, **(service.env or {})},
                 cwd=self.repo_root,
@@ -117,44 +205,170 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        state.started_at = time.monotonic()
+        state.restart_due = None
 
-    def wait_ready(self, wanted: list[Service], timeout_s: float = READY_TIMEOUT_S) -> None:
+    def wait_ready(
+        self,
+        wanted: list[Service],
+        timeout_s: float = READY_TIMEOUT_S,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Until every service answers its health check or serves its consumer group;
+        returns early once ``stop`` is set."""
         deadline = time.monotonic() + timeout_s
         admin = AdminClient({"bootstrap.servers": self.env["KAFKA_BOOTSTRAP"]})
         pending = list(wanted)
-        while pending:
-            self.check_alive()
+        while pending and not (stop is not None and stop.is_set()):
+            if self.restart:
+                self.tend()
+            else:
+                self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout_s:.0f}s: {[s.name for s in pending]}")
             pending = [s for s in pending if not _ready(s, admin)]
             time.sleep(0.5)
 
     def check_alive(self) -> None:
-        for name, child in self.children.items():
-            if child.poll() is not None:
-                raise RuntimeError(
-                    f"service {name} exited with {child.returncode}; last log "
-                    f"lines:\n{self.log_tail(name)}"
-                )
+        """Raise if any service has exited since it was started (restarted or not)."""
+        with self._lock:
+            for name, state in self.states.items():
+                exited = state.child is None or state.child.poll() is not None
+                if exited or state.exits:
+                    code = state.last_exit_code if state.child is None else state.child.poll()
+                    raise RuntimeError(
+                        f"service {name} exited with {code} ({state.exits} exit(s), "
+                        f"{state.restarts} restart(s)); last log lines:\n{self.log_tail(name)}"
+                    )
 
-    def log_tail(self, name: str, lines: int = 20) -> str:
+    def tend(self) -> list[str]:
+        """Notice exits, restart what is due; returns lines worth printing. Never raises
+        for a service's exit: the others keep running."""
+        lines: list[str] = []
+        now = time.monotonic()
+        changed = False
+        with self._lock:
+            if self._stopping:
+                return lines
+            for name, state in self.states.items():
+                child = state.child
+                if child is not None and child.poll() is not None:
+                    lines.extend(self._exited(name, state, child.returncode, now))
+                    changed = True
+                elif child is not None and now - state.started_at > self.policy.healthy_after_s:
+                    if state.backoff.attempts or state.crash_loop:
+                        state.backoff.reset()
+                        state.crash_loop = False
+                        changed = True
+                due = state.restart_due
+                if state.child is None and due is not None and now >= due:
+                    self._spawn(state)
+                    state.restarts += 1
+                    lines.append(f"supervisor: restarted {name} (pid {state.child.pid})")
+                    changed = True
+            if changed:
+                self.write_status()
+        for line in lines:
+            print(line, flush=True)
+        return lines
+
+    def _exited(self, name: str, state: ServiceState, code: int, now: float) -> list[str]:
+        state.child = None
+        state.exits += 1
+        state.last_exit_code = code
+        state.last_exit_at = datetime.now(UTC).isoformat(timespec="seconds")
+        state.window.record(now)
+        delay = state.backoff.next_delay()
+        state.restart_due = now + delay
+        lines = [f"supervisor: {name} exited with {code}; restarting in {delay:.1f}s"]
+        if state.window.looping(now):
+            state.crash_loop = True
+            lines.append(
+                f"supervisor: CRASH LOOP: {name} exited {state.window.count(now)} times within "
+                f"{self.policy.crash_loop_window_s:.0f}s (last exit {code}); still retrying, "
+                f"every {self.policy.delay_max_s:.0f}s at most. Last log lines of "
+                f"{self.log_dir / (name + '.log')}:\n{self.log_tail(name)}"
+            )
+        return lines
+
+    def watch(self, stop: threading.Event, interval_s: float = 0.5) -> threading.Thread:
+        """Tend in a background thread until ``stop`` is set (for callers that block)."""
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                self.tend()
+
+        thread = threading.Thread(target=loop, name="supervisor", daemon=True)
+        thread.start()
+        return thread
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        with self._lock:
+            now = time.monotonic()
+            return {
+                name: {
+                    "status": state.status(),
+                    "pid": state.child.pid if state.child is not None else None,
+                    "restarts": state.restarts,
+                    "exits": state.exits,
+                    "last_exit_code": state.last_exit_code,
+                    "last_exit_at": state.last_exit_at,
+                    "restart_in_s": None
+                    if state.restart_due is None
+                    else round(max(0.0, state.restart_due - now), 1),
+                    "crash_loop": state.crash_loop,
+                }
+                for name, state in self.states.items()
+            }
+
+    def write_status(self) -> None:
+        if self.status_path is None:
+            return
+        body = {
+            "supervisor_pid": os.getpid(),
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "services": self.snapshot(),
+        }
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=2) + "\n")
+        os.replace(tmp, self.status_path)
+
+    def log_tail(self, name: str, lines: int = LOG_TAIL_LINES) -> str:
         path = self.log_dir / f"{name}.log"
         if not path.exists():
             return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as handle:  # the end of a log that may be large
+            handle.seek(max(0, path.stat().st_size - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        for child in self.children.values():
+        with self._lock:
+            self._stopping = True
+            running = [s.child for s in self.states.values() if s.child is not None]
+            for state in self.states.values():
+                state.restart_due = None
+        for child in running:
             if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
+                _signal_group(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for child in self.children.values():
+        for child in running:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+                _signal_group(child.pid, signal.SIGKILL)
                 child.wait(timeout=5)
-        self.children.clear()
+        with self._lock:
+            self.states.clear()
+            if self.status_path is not None:
+                self.status_path.unlink(missing_ok=True)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass  # gone between the check and the signal
 
 
 def _ready(service: Service, admin: AdminClient) -> bool:

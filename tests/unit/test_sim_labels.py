@@ -69,7 +69,7 @@ def test_the_summary_counts_only_this_runs_transactions() -> None:
     outcomes.accepted("mine")
     outcomes.finish("mine", "COMPLETED", "")
     outcomes.finish("an-earlier-run's", "FAILED", "INSUFFICIENT_FUNDS")  # still settling
-    traffic = SimpleNamespace(sent=1, refused={}, scenario_of={})
+    traffic = SimpleNamespace(sent=1, refused={}, scenario_of={}, retried=0, unanswered=0)
     summary = summarize(outcomes, traffic, 1.0)  # type: ignore[arg-type]
     assert (summary["completed"], summary["failed"], summary["still_pending"]) == (1, 0, 0)
     assert summary["failed_by_reason"] == {}
