@@ -106,6 +106,9 @@ class BatchPlan:
     events: list[tuple] = field(default_factory=list)
     entries: list[tuple] = field(default_factory=list)
     accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
+    #: The accounts as loaded, before this batch: the balance updates are checked against
+    #: them, so a balance another writer changed meanwhile can never be overwritten.
+    loaded: dict[uuid.UUID, Account] = field(default_factory=dict)
     changed: set[uuid.UUID] = field(default_factory=set)
     ledger_events: list[LedgerEvent] = field(default_factory=list)
     #: Two-phase: holds known to this batch (loaded or opened here), rows to write.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer
 
 from domain.topics import dead_letter_headers
-from ledger_writer.exceptions import LedgerWriterError
+from ledger_writer.exceptions import KafkaUnavailable
 
 log = logging.getLogger("ledger_writer")
 
@@ -74,7 +74,7 @@ def send_and_wait(
                 producer.poll(0.1)
     remaining = producer.flush(timeout_s)
     if remaining or failures:
-        raise LedgerWriterError(
+        raise KafkaUnavailable(
             f"Kafka did not take {remaining + len(failures)} records: {failures[:3]}"
         )
 

@@ -320,6 +320,7 @@ def write_plan(
                     WHERE h.transaction_id = v.transaction_id AND h.closed_at IS NULL""",
                 tuple(map(list, zip(*plan.holds_closed, strict=True))),
             )
+            _check_rows(cur, len(plan.holds_closed), "open holds closed")
         if plan.events:
             _copy_text(
                 cur,
@@ -355,17 +356,28 @@ def write_plan(
                 ),
             )
         if offsets:
-            cur.executemany(
-                """INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset,
-                       updated_at) VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (consumer_group, topic, partition)
-                   DO UPDATE SET next_offset = EXCLUDED.next_offset,
-                                 updated_at = EXCLUDED.updated_at""",
-                [
-                    (group, topic, partition, offset, now)
-                    for (topic, partition), offset in offsets.items()
-                ],
-            )
+            _store_offsets(cur, offsets, group, now)
+
+
+def save_offsets(
+    conn: psycopg.Connection, offsets: dict[tuple[str, int], int], group: str, now: datetime
+) -> None:
+    """Only offsets, in a transaction of their own: past records nothing was written for."""
+    with conn.transaction(), conn.cursor() as cur:
+        _store_offsets(cur, offsets, group, now)
+
+
+def _store_offsets(
+    cur: psycopg.Cursor, offsets: dict[tuple[str, int], int], group: str, now: datetime
+) -> None:
+    cur.executemany(
+        """INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset,
+               updated_at) VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (consumer_group, topic, partition)
+           DO UPDATE SET next_offset = EXCLUDED.next_offset,
+                         updated_at = EXCLUDED.updated_at""",
+        [(group, topic, partition, offset, now) for (topic, partition), offset in offsets.items()],
+    )
 
 
 # COPY in text format, each line built with one f-string: psycopg's write_row per value is
@@ -470,34 +482,56 @@ def _copy_text(cur: psycopg.Cursor, table: str, columns: str, lines: Iterable[st
 
 
 def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None:
+    """The changed balances, each UPDATE matching only the row as the batch read it: a
+    balance another writer changed meanwhile matches nothing, the row count falls short,
+    and the batch rolls back (``LedgerInvariantError``) instead of losing that update."""
     changed = [plan.accounts[w] for w in plan.changed]
-    customers = [a for a in changed if not a.is_system]
-    systems = [a for a in changed if a.is_system]
+    read = [plan.loaded.get(a.wallet_id) for a in changed]
+    if None in read:
+        raise LedgerInvariantError("the batch changed a balance it never loaded")
+    customers = [(a, r) for a, r in zip(changed, read, strict=True) if not a.is_system]
+    systems = [(a, r) for a, r in zip(changed, read, strict=True) if a.is_system]
     if customers:
         cur.execute(
             """UPDATE wallet_balances b
                   SET available_balance = v.available, reserved_balance = v.reserved,
                       last_updated_at = %s, version = b.version + 1
-                 FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[])
-                      AS v(wallet_id, available, reserved)
-                WHERE b.wallet_id = v.wallet_id""",
+                 FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[], %s::numeric[],
+                             %s::numeric[]) AS v(wallet_id, available, reserved,
+                                                 read_available, read_reserved)
+                WHERE b.wallet_id = v.wallet_id AND b.available_balance = v.read_available
+                  AND b.reserved_balance = v.read_reserved""",
             (
                 now,
-                uuid_array(a.wallet_id for a in customers),
-                _numeric_array(a.available for a in customers),
-                _numeric_array(a.reserved for a in customers),
+                uuid_array(a.wallet_id for a, _r in customers),
+                _numeric_array(a.available for a, _r in customers),
+                _numeric_array(a.reserved for a, _r in customers),
+                _numeric_array(r.available for _a, r in customers),  # type: ignore[union-attr]
+                _numeric_array(r.reserved for _a, r in customers),  # type: ignore[union-attr]
             ),
         )
+        _check_rows(cur, len(customers), "wallet balances updated as read")
     if systems:
         cur.execute(
             """UPDATE system_balances s SET balance = v.balance, last_updated_at = %s
-                 FROM unnest(%s::uuid[], %s::numeric[]) AS v(wallet_id, balance)
-                WHERE s.wallet_id = v.wallet_id""",
+                 FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[])
+                      AS v(wallet_id, balance, read_balance)
+                WHERE s.wallet_id = v.wallet_id AND s.balance = v.read_balance""",
             (
                 now,
-                uuid_array(a.wallet_id for a in systems),
-                _numeric_array(a.available for a in systems),
+                uuid_array(a.wallet_id for a, _r in systems),
+                _numeric_array(a.available for a, _r in systems),
+                _numeric_array(r.available for _a, r in systems),  # type: ignore[union-attr]
             ),
+        )
+        _check_rows(cur, len(systems), "system balances updated as read")
+
+
+def _check_rows(cur: psycopg.Cursor, expected: int, what: str) -> None:
+    if cur.rowcount != expected:
+        raise LedgerInvariantError(
+            f"{what}: {cur.rowcount} of {expected}; another writer changed them since this"
+            " batch read them (two writers on one shard?), so the batch is rolled back"
         )
 
 
