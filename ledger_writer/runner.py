@@ -2,10 +2,12 @@
 relay the outbox; reconnect with backoff when PostgreSQL or Kafka fails.
 
 A session is one PostgreSQL connection (holding the shard's writer lock, see ``fencing``),
-one consumer and one producer. Any failure of PostgreSQL or Kafka ends the session whole:
-the batch in hand was not committed (its offsets neither), so the next session's consumer
-starts each partition at the offsets stored with the last committed batch and reads it
-again. Nothing is lost and nothing posts twice; events not yet relayed wait in the outbox.
+one consumer and one producer. A failure of PostgreSQL ends the session whole, as does a
+batch whose dead letters Kafka does not take: the batch in hand was not committed (its
+offsets neither), so the next session's consumer starts each partition at the offsets
+stored with the last committed batch and reads it again. Nothing is lost and nothing posts
+twice. Kafka not taking the outbox's events ends nothing: they wait in the outbox, and the
+relay tries again with the same backoff while librdkafka reconnects by itself.
 The wait between sessions doubles from ``reconnect_backoff_ms`` up to
 ``reconnect_backoff_max_ms``; after ``reconnect_attempts_max`` failed sessions in a row the
 writer gives up and exits. A ledger invariant breach is never retried: it stops the writer.
@@ -126,6 +128,7 @@ def _consume(
     consumer.subscribe(topics, on_assign=on_assign)
     log.info("ledger writer of shard %d/%d consuming %s", writer.shard, writer.shards.count, topics)
     last_report = last_sweep = time.monotonic()
+    relay = _Relay(writer, conn, producer)
     while not stop.is_set():
         batch = consumer.consume(num_messages=s.batch_size_max, timeout=s.flush_interval_ms / 1000)
         sweep_due = time.monotonic() - last_sweep > s.expiry_sweep_interval_ms / 1000
@@ -134,11 +137,44 @@ def _consume(
             last_sweep = time.monotonic()
             if batch:
                 made_progress()
-        if writer.relay_outbox(conn, producer):
+        if relay.run():
             made_progress()
         if time.monotonic() - last_report > s.report_interval_ms / 1000:
             log.info("ledger totals %s", writer.totals)
             last_report = time.monotonic()
+
+
+class _Relay:
+    """The outbox relay of a session. Kafka not taking the events ends nothing: they stay
+    in the outbox, batches go on committing, and the relay tries again after a backoff
+    (librdkafka reconnects its clients by itself). Only a batch's dead letters that cannot
+    be sent end the session, since its consumer has read past records not committed."""
+
+    def __init__(self, writer: LedgerWriter, conn: psycopg.Connection, producer: Producer):
+        self.writer, self.conn, self.producer = writer, conn, producer
+        self.failures = 0
+        self.next_at = 0.0
+
+    def run(self) -> int:
+        if time.monotonic() < self.next_at:
+            return 0
+        s = self.writer.settings
+        try:
+            relayed = self.writer.relay_outbox(self.conn, self.producer)
+        except KafkaUnavailable as error:
+            # Not yet sent: dropped, not sent later beside the next attempt's copies.
+            self.producer.purge(in_queue=True, in_flight=False)
+            self.failures += 1
+            if self.failures > s.reconnect_attempts_max:
+                raise ReconnectGaveUp(f"the outbox relay failed {self.failures} times") from error
+            delay = backoff_s(self.failures, s.reconnect_backoff_ms, s.reconnect_backoff_max_ms)
+            self.next_at = time.monotonic() + delay
+            log.warning(
+                "outbox relay: %s; trying again in %.2f s (attempt %d)", error, delay, self.failures
+            )
+            return 0
+        self.failures = 0
+        return relayed
 
 
 def _close(consumer: Consumer, producer: Producer, *, flush: bool) -> None:
