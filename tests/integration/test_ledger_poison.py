@@ -23,7 +23,9 @@ import pytest
 from confluent_kafka import Producer
 
 from domain import records
+from domain.exceptions import LedgerInvariantError
 from domain.transactions import TransactionType
+from infra.migrate import apply_migrations
 from ledger_writer import store
 from ledger_writer.kafka_io import producer_config
 from ledger_writer.settings import LedgerSettings
@@ -258,3 +260,78 @@ def test_the_running_writer_outlives_the_issue_inputs(stack, conn, topics, tmp_p
     letters = dead_letters(stack, topics["LEDGER_COMMANDS_TOPIC"], len(bad))
     assert set(letters) == bad_payloads
     books_balance(stack)
+
+
+@pytest.fixture()
+def fresh_url(stack: dict):
+    """A database of its own: this test drives the external clearing account to the limit
+    of DECIMAL(19,4), which would break every later deposit in the shared one."""
+    admin_url = stack["DATABASE_URL"]
+    name = f"overflow_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        apply_migrations(url)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_a_balance_beyond_its_column_fails_that_transaction_alone(stack, topics, fresh_url):
+    """No record check can see this one: two deposits, each in range, take a balance past
+    DECIMAL(19,4). PostgreSQL refuses the balance mid-batch; the writer finds the deposit
+    that overflows and fails it alone."""
+    writer = make_writer({**stack, "DATABASE_URL": fresh_url}, topics, admission=True)
+    commands = topics["LEDGER_COMMANDS_TOPIC"]
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        store.ensure_system_accounts(conn, datetime.now(UTC))
+        rich, poor = wallet(conn), wallet(conn)
+        most = command(TransactionType.DEPOSIT, None, rich, "999999999999999")
+        more = command(TransactionType.DEPOSIT, None, rich, "1")
+        small = command(TransactionType.DEPOSIT, None, poor, "0.01")
+        values = [records.encode(item) for item in (most, more, small)]
+        batch = [Message(commands, 0, offset, value) for offset, value in enumerate(values)]
+        writer.process(conn, Producer(producer_config(stack["KAFKA_BOOTSTRAP"])), batch)
+        ids = [item.transaction_id for item in (most, more, small)]
+        assert statuses(conn, ids) == dict(
+            zip(ids, ["COMPLETED", "FAILED", "COMPLETED"], strict=True)
+        )
+        assert failure_codes(conn, [more.transaction_id]) == {
+            more.transaction_id: "UNPROCESSABLE_RECORD"
+        }
+        assert available(conn, rich) == Decimal("999999999999999")
+        assert available(conn, poor) == Decimal("0.01")  # the clearing account fits one cent
+        assert writer.totals["unprocessable"] == 1
+    assert [r.name for r in verify(fresh_url) if not r.passed] == []
+
+
+def test_an_invariant_breach_stops_the_batch_and_is_never_dead_lettered(stack, topics, fresh_url):
+    """Corrupted books (a hold larger than its wallet's reserved balance) are not a bad
+    record: the batch raises LedgerInvariantError, writes nothing and moves no offset."""
+    writer = make_writer({**stack, "DATABASE_URL": fresh_url}, topics, admission=True)
+    producer = Producer(producer_config(stack["KAFKA_BOOTSTRAP"]))
+    commands = topics["LEDGER_COMMANDS_TOPIC"]
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        store.ensure_system_accounts(conn, datetime.now(UTC))
+        alice = wallet(conn, "50")
+        payment = command(PAYMENT, alice, None, "20")
+        writer.process(conn, producer, [Message(commands, 0, 0, records.encode(payment))])
+        conn.execute(
+            "UPDATE wallet_balances SET reserved_balance = 0 WHERE wallet_id = %s", (alice,)
+        )
+        captured = records.GatewayResponded(
+            transaction_id=payment.transaction_id,
+            wallet_id=alice,
+            outcome="CAPTURED",
+            captured_amount=Decimal(20),
+            responded_at=records.utc_now(),
+        )
+        answer = Message(topics["LEDGER_GATEWAY_RESULTS_TOPIC"], 0, 0, records.encode(captured))
+        good = Message(commands, 0, 1, records.encode(command(TRANSFER, alice, wallet(conn), "1")))
+        with pytest.raises(LedgerInvariantError, match="exceeds reserved"):
+            writer.process(conn, producer, [answer, good])
+        assert statuses(conn, [payment.transaction_id]) == {payment.transaction_id: "PENDING"}
+        assert store.load_offsets(conn, writer.settings.group, commands) == {0: 1}
+        assert writer.totals["dead_letters"] == 0 and writer.totals["unprocessable"] == 0
