@@ -11,7 +11,7 @@ loop (connections, the shard's lock, reconnection) is ``runner``.
 With N shards (LEDGER_DATABASE_URLS) one writer runs per shard, each in its own consumer
 group reading every partition: it keeps the inputs whose payer is on its shard (and the
 shard credits addressed to it), skips the rest with their offsets, and copies the wallets
-it needs from the directory database before it plans (``store.replicate_wallets``).
+it needs from the directory database before it plans (``replicas.replicate_wallets``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from domain.exceptions import RecordDecodeError, UnprocessableRecord
 from domain.reversals import reversal_of
 from domain.shards import clearing_wallet_id
 from domain.transactions import SystemAccount, system_wallet_id
-from ledger_writer import admission, isolation, store
+from ledger_writer import admission, isolation, replicas, store
 from ledger_writer.exceptions import LedgerWriterError
 from ledger_writer.kafka_io import dead_letter, send_and_wait
 from ledger_writer.planning import LedgerInput, TwoPhase, plan_batch, wallets_of
@@ -207,7 +207,7 @@ class LedgerWriter:
         remote = {w for w in wallets if owners.get(w, self.shard) != self.shard}
         accounts = store.load_accounts(conn, wallets - remote)
         if remote:
-            accounts.update(store.load_remote_accounts(conn, remote, owners))
+            accounts.update(replicas.load_remote_accounts(conn, remote, owners))
         for w, (_shard, status) in view.items():  # the directory's status is the truth
             if w in accounts and accounts[w].status != status:
                 accounts[w] = accounts[w]._replace(status=status)
@@ -285,7 +285,7 @@ class LedgerWriter:
         needed = sorted(w for w in wallets_of(mine) if w in owners and w not in self._copied)
         if needed:
             owned = {w for w in needed if owners[w] == self.shard}
-            store.replicate_wallets(directory, conn, needed, owned, now)
+            replicas.replicate_wallets(directory, conn, needed, owned, now)
             if len(self._copied) + len(needed) > COPIED_CACHED_MAX:
                 self._copied.clear()
             self._copied.update(needed)
@@ -295,7 +295,7 @@ class LedgerWriter:
         """Each customer wallet's shard and status, read from the directory every batch:
         a shard's copy of a wallet is for the foreign keys, the directory says whether it
         may move money (system wallets are on every shard and not listed)."""
-        rows = store.wallet_directory(directory, list(wallets))
+        rows = replicas.wallet_directory(directory, list(wallets))
         return {w: (self.shards.shard_of_user(u), status) for w, (u, status) in rows.items()}
 
     def _decode(self, message: Message) -> LedgerInput:
