@@ -56,7 +56,7 @@ def problem(
         if item.outcome != "CAPTURED" and _bad_text(item.reason_message):
             return UnprocessableRecord("reason_message holds a character PostgreSQL refuses")
         return None
-    found = _row_problem(item) or _text_problem(item)
+    found = _row_problem(item) or (None if _plain(item) else _text_problem(item))
     if found is None and isinstance(item, TransactionRejected):
         if not _is_code(item.reason_code):
             found = UnprocessableRecord("reason_code holds a control or non-ASCII character")
@@ -80,6 +80,35 @@ def _row_problem(item: TransactionFacts) -> UnprocessableRecord | None:
     if not _is_code(item.currency_code):
         return _no_row("currency_code holds a control or non-ASCII character")
     return None
+
+
+def _plain(item: TransactionFacts) -> bool:
+    """The common case, cheaply: every stored text (metadata keys and values too) taken
+    together is ASCII without NUL, every metadata integer fits, the external reference
+    and the risk score fit their columns. False sends the item to ``_text_problem``,
+    which says what is wrong, if anything."""
+    values = item.__dict__
+    texts = [values["idempotency_key"]]
+    for name in ("description", "ip_address", "user_agent"):
+        if values[name] is not None:
+            texts.append(values[name])
+    for key, value in values["metadata"].items():
+        kind = type(value)
+        if type(key) is not str or (kind is int and not _INT_MIN <= value <= _INT_MAX):
+            return False
+        texts.append(key)
+        if kind is str:
+            texts.append(value)
+        elif value is not None and kind is not int and kind is not bool:
+            return False
+    joined = "".join(texts)
+    if "\x00" in joined or not joined.isascii():
+        return False
+    reference = values["metadata"].get("external_reference_id")
+    if reference is not None and len(str(reference)) > _EXTERNAL_REFERENCE_MAX:
+        return False
+    risk_score = values.get("risk_score")
+    return risk_score is None or _storable_risk_score(risk_score)
 
 
 def _text_problem(item: TransactionFacts) -> UnprocessableRecord | None:
