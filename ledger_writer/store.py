@@ -107,13 +107,16 @@ def load_accounts(
     ids = uuid_array(wallet_ids)
     accounts: dict[uuid.UUID, Account] = {}
     customer = conn.execute(
-        """SELECT w.wallet_id, w.currency_code, w.status, b.available_balance, b.reserved_balance
+        """SELECT w.wallet_id, w.currency_code, w.status, b.available_balance,
+                  b.reserved_balance, b.version
              FROM wallets w JOIN wallet_balances b USING (wallet_id)
             WHERE w.wallet_id = ANY(%s::uuid[])""",
         (ids,),
     ).fetchall()
-    for wallet_id, currency, status, available, reserved in customer:
-        accounts[wallet_id] = Account(wallet_id, currency, status, False, available, reserved)
+    for wallet_id, currency, status, available, reserved, version in customer:
+        accounts[wallet_id] = Account(
+            wallet_id, currency, status, False, available, reserved, None, version
+        )
     system = conn.execute(
         "SELECT wallet_id, currency_code, balance FROM system_balances"
         " WHERE wallet_id = ANY(%s::uuid[])",
@@ -290,36 +293,34 @@ def _store_offsets(
 
 
 def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None:
-    """The changed balances, each UPDATE matching only the row as the batch read it: a
-    balance another writer changed meanwhile matches nothing, the row count falls short,
-    and the batch rolls back (``LedgerInvariantError``) instead of losing that update."""
+    """The changed balances, each UPDATE matching only the row as the batch read it (a
+    customer's by its version, a system account's by its balance, which has no version):
+    a row another writer changed meanwhile matches nothing, the row count falls short and
+    the batch rolls back (``LedgerInvariantError``) instead of losing that update."""
     changed = [plan.accounts[w] for w in plan.changed]
-    read = [plan.loaded.get(a.wallet_id) for a in changed]
-    if None in read:
-        raise LedgerInvariantError("the batch changed a balance it never loaded")
-    customers = [(a, r) for a, r in zip(changed, read, strict=True) if not a.is_system]
-    systems = [(a, r) for a, r in zip(changed, read, strict=True) if a.is_system]
+    customers = [a for a in changed if not a.is_system]
+    systems = [a for a in changed if a.is_system]
     if customers:
         cur.execute(
             """UPDATE wallet_balances b
                   SET available_balance = v.available, reserved_balance = v.reserved,
                       last_updated_at = %s, version = b.version + 1
-                 FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[], %s::numeric[],
-                             %s::numeric[]) AS v(wallet_id, available, reserved,
-                                                 read_available, read_reserved)
-                WHERE b.wallet_id = v.wallet_id AND b.available_balance = v.read_available
-                  AND b.reserved_balance = v.read_reserved""",
+                 FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[], %s::int[])
+                      AS v(wallet_id, available, reserved, read_version)
+                WHERE b.wallet_id = v.wallet_id AND b.version = v.read_version""",
             (
                 now,
-                uuid_array(a.wallet_id for a, _r in customers),
-                copy_text.numeric_array(a.available for a, _r in customers),
-                copy_text.numeric_array(a.reserved for a, _r in customers),
-                copy_text.numeric_array(r.available for _a, r in customers),  # type: ignore[union-attr]
-                copy_text.numeric_array(r.reserved for _a, r in customers),  # type: ignore[union-attr]
+                uuid_array(a.wallet_id for a in customers),
+                copy_text.numeric_array(a.available for a in customers),
+                copy_text.numeric_array(a.reserved for a in customers),
+                _versions(customers),
             ),
         )
         _check_rows(cur, len(customers), "wallet balances updated as read")
     if systems:
+        read = [plan.loaded.get(a.wallet_id) for a in systems]
+        if None in read:
+            raise LedgerInvariantError("the batch changed a system balance it never loaded")
         cur.execute(
             """UPDATE system_balances s SET balance = v.balance, last_updated_at = %s
                  FROM unnest(%s::uuid[], %s::numeric[], %s::numeric[])
@@ -327,12 +328,20 @@ def _write_balances(cur: psycopg.Cursor, plan: BatchPlan, now: datetime) -> None
                 WHERE s.wallet_id = v.wallet_id AND s.balance = v.read_balance""",
             (
                 now,
-                uuid_array(a.wallet_id for a, _r in systems),
-                copy_text.numeric_array(a.available for a, _r in systems),
-                copy_text.numeric_array(r.available for _a, r in systems),  # type: ignore[union-attr]
+                uuid_array(a.wallet_id for a in systems),
+                copy_text.numeric_array(a.available for a in systems),
+                copy_text.numeric_array(r.available for r in read),  # type: ignore[union-attr]
             ),
         )
         _check_rows(cur, len(systems), "system balances updated as read")
+
+
+def _versions(accounts: list[Account]) -> str:
+    """The versions read, as an int[] literal; an account loaded without one (never from
+    ``load_accounts``) cannot be updated."""
+    if any(a.version is None for a in accounts):
+        raise LedgerInvariantError("a customer balance changed without the version it was read at")
+    return "{" + ",".join(str(a.version) for a in accounts) + "}"
 
 
 def _check_rows(cur: psycopg.Cursor, expected: int, what: str) -> None:
