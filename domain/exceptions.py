@@ -78,3 +78,21 @@ class InvalidMetadata(DomainError):
     Caller: fix the named entry; nothing was recorded."""
 
     code = "INVALID_METADATA"
+
+
+class UnprocessableRecord(DomainError):
+    """A well-formed record holds a value the ledger cannot store (a NUL character, an
+    integer beyond 64 bits, a number beyond its column, a row the schema's checks refuse).
+
+    Operator: only this record's transaction failed (status FAILED, code
+    UNPROCESSABLE_RECORD); the record is on its topic's dead-letter companion with this
+    message. Fix its producer; replay the record only once it is fixed.
+    """
+
+    code = "UNPROCESSABLE_RECORD"
+
+    def __init__(self, message: str, *, row_storable: bool = True) -> None:
+        super().__init__(message)
+        #: Whether the transaction can still be recorded as FAILED (from a cleaned copy of
+        #: its text); False when its amounts or wallets break the table's own checks.
+        self.row_storable = row_storable

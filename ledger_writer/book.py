@@ -94,6 +94,8 @@ class Account(NamedTuple):
     available: Decimal
     reserved: Decimal = Decimal(0)
     remote_shard: int | None = None
+    #: A customer balance row's version as loaded: the batch's update must find it so.
+    version: int | None = None
 
     @property
     def posted(self) -> Decimal:
@@ -106,6 +108,10 @@ class BatchPlan:
     events: list[tuple] = field(default_factory=list)
     entries: list[tuple] = field(default_factory=list)
     accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
+    #: The accounts as loaded, before this batch: the balance updates are checked against
+    #: them (a customer's row version, a system account's balance), so a balance another
+    #: writer changed meanwhile can never be overwritten.
+    loaded: dict[uuid.UUID, Account] = field(default_factory=dict)
     changed: set[uuid.UUID] = field(default_factory=set)
     ledger_events: list[LedgerEvent] = field(default_factory=list)
     #: Two-phase: holds known to this batch (loaded or opened here), rows to write.
@@ -282,6 +288,7 @@ def apply_postings(
             available,
             account.reserved,
             account.remote_shard,
+            account.version,
         )
         # balance_after: the wallet's posted balance (available + reserved) after this entry.
         entries.append(

@@ -8,9 +8,14 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer
 
 from domain.topics import dead_letter_headers
-from ledger_writer.exceptions import LedgerWriterError
+from ledger_writer.exceptions import KafkaUnavailable
 
 log = logging.getLogger("ledger_writer")
+
+
+#: While the broker is down librdkafka tries again every half of reconnect.backoff.ms (and
+#: logs each refusal): once a second keeps the log readable and recovery prompt.
+_RECONNECT = {"reconnect.backoff.ms": 1000, "reconnect.backoff.max.ms": 5000}
 
 
 def consumer_config(bootstrap: str, group: str, session_timeout_ms: int) -> dict[str, object]:
@@ -25,6 +30,7 @@ def consumer_config(bootstrap: str, group: str, session_timeout_ms: int) -> dict
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
         # A writer killed with -9 holds its partitions until this expires: keep it short.
         "session.timeout.ms": session_timeout_ms,
+        **_RECONNECT,
     }
 
 
@@ -36,6 +42,7 @@ def producer_config(bootstrap: str) -> dict[str, object]:
         "linger.ms": 5,
         "compression.type": "lz4",
         "partitioner": "murmur2_random",
+        **_RECONNECT,
     }
 
 
@@ -74,7 +81,7 @@ def send_and_wait(
                 producer.poll(0.1)
     remaining = producer.flush(timeout_s)
     if remaining or failures:
-        raise LedgerWriterError(
+        raise KafkaUnavailable(
             f"Kafka did not take {remaining + len(failures)} records: {failures[:3]}"
         )
 

@@ -9,11 +9,11 @@ that breaks a business rule becomes a FAILED transaction with a reason; nothing 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
-from domain.exceptions import LedgerInvariantError
+from domain.exceptions import LedgerInvariantError, UnprocessableRecord
 from domain.records import (
     CreditFromShard,
     DuplicateDiscarded,
@@ -30,6 +30,7 @@ from domain.transactions import (
     RejectReason,
     TransactionStatus,
 )
+from ledger_writer.admission import UNPROCESSABLE_RECORD
 from ledger_writer.book import (
     Account,
     BatchPlan,
@@ -47,7 +48,13 @@ from ledger_writer.book import (
 )
 from ledger_writer.reversal import reverse
 from ledger_writer.sharding import credit_from_shard
-from ledger_writer.two_phase import HOLD_EXPIRED, apply_gateway, open_hold, release_hold
+from ledger_writer.two_phase import (
+    HOLD_EXPIRED,
+    apply_gateway,
+    open_hold,
+    refuse_result,
+    release_hold,
+)
 
 __all__ = [
     "Account",
@@ -84,13 +91,18 @@ def plan_batch(
     originals: dict[uuid.UUID, Original] | None = None,
     pending: Iterable[uuid.UUID] = (),
     shard: int = 0,
+    unprocessable: Mapping[uuid.UUID, UnprocessableRecord] | None = None,
 ) -> BatchPlan:
     """Plan one batch in input order. ``holds`` are the stored holds the batch's gateway
     results and ``expired`` name (the writer loads them); ``pending`` are the already
     recorded ids still held (PENDING); without ``two_phase`` every type posts at once.
-    ``shard`` is this writer's shard: ``accounts`` of other shards' wallets carry theirs."""
+    ``shard`` is this writer's shard: ``accounts`` of other shards' wallets carry theirs.
+    ``unprocessable`` names (by event id) the inputs the ledger cannot store as they came
+    (``admission``): each fails alone, from its storable copy, and is dead-lettered."""
+    unprocessable = unprocessable or {}
     plan = BatchPlan(
         accounts=dict(accounts),
+        loaded=accounts,
         holds=dict(holds or {}),
         originals=dict(originals or {}),
         shard=shard,
@@ -99,7 +111,11 @@ def plan_batch(
     still_pending = set(pending)
     for item in inputs:
         if isinstance(item, GatewayResponded):
-            apply_gateway(plan, item, now)
+            refusal = unprocessable.get(item.event_id) if unprocessable else None
+            if refusal is None:
+                apply_gateway(plan, item, now)
+            else:
+                refuse_result(plan, item, refusal, now)
             continue
         if isinstance(item, CreditFromShard):
             _credit(plan, item, seen, now)
@@ -114,6 +130,10 @@ def plan_batch(
                 plan.ledger_events.append(DuplicateDiscarded(**item.facts(), discarded_at=now))
             continue
         seen.add(item.transaction_id)
+        refusal = unprocessable.get(item.event_id) if unprocessable else None
+        if refusal is not None:
+            _record_unprocessable(plan, item, refusal, now)
+            continue
         if _expired_command(item, now):  # the stream's hold ends a grace after expires_at
             message = f"read after its deadline {item.expires_at}"  # type: ignore[union-attr]
             _record_failure(plan, item, RejectReason.COMMAND_EXPIRED, message, now, authorized=True)
@@ -183,6 +203,23 @@ def _post(plan: BatchPlan, command: PostTransaction, now: datetime) -> None:
     plan.posted += 1
 
 
+def _record_unprocessable(
+    plan: BatchPlan, item: TransactionInput, refusal: UnprocessableRecord, now: datetime
+) -> None:
+    """FAILED with UNPROCESSABLE_RECORD (from the storable copy ``item``), announced when
+    the stream holds funds for it, and the record dead-lettered with the reason."""
+    _record_failure(
+        plan,
+        item,
+        UNPROCESSABLE_RECORD,
+        refusal.message,
+        now,
+        authorized=isinstance(item, PostTransaction),
+        row=refusal.row_storable,
+    )
+    plan.dead_letters.setdefault(item.event_id, f"{UNPROCESSABLE_RECORD}: {refusal.message}")
+
+
 def _record_failure(
     plan: BatchPlan,
     item: TransactionInput,
@@ -191,14 +228,18 @@ def _record_failure(
     now: datetime,
     *,
     authorized: bool,
+    row: bool = True,
 ) -> None:
+    """A FAILED row and its events; without a row when a wallet named does not exist or
+    ``row`` is False (the facts break the table's checks): then only dead-lettered."""
     unknown = [
         w
         for w in (item.source_wallet_id, item.destination_wallet_id)
         if w is not None and w not in plan.accounts
     ]
-    if unknown:
-        plan.dead_letters[item.event_id] = f"{RejectReason.WALLET_NOT_FOUND}: {message}"
+    if unknown or not row:
+        reason = RejectReason.WALLET_NOT_FOUND if unknown else code
+        plan.dead_letters[item.event_id] = f"{reason}: {message}"
         if authorized:  # whatever the stream holds for it must still be released
             plan.ledger_events.append(
                 TransactionFailed(

@@ -51,6 +51,15 @@ class LedgerSettings(BaseSettings):
     #: How long a dead writer keeps its partitions (the broker allows 6 s at least).
     session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     report_interval_ms: int = Field(default=10_000, ge=100)
+    #: Reconnection after PostgreSQL or Kafka failed: the first wait, doubled each attempt
+    #: up to the longest; the writer gives up (exits) after this many attempts in a row.
+    reconnect_backoff_ms: int = Field(default=100, ge=10, le=60_000)
+    reconnect_backoff_max_ms: int = Field(default=5_000, ge=10, le=300_000)
+    reconnect_attempts_max: int = Field(default=1_000, ge=1, le=1_000_000)
+    #: How long a connection attempt to PostgreSQL may take.
+    connect_timeout_s: int = Field(default=5, ge=1, le=300)
+    #: How often a standby writer (another holds the shard's lock) asks for the lock.
+    standby_poll_ms: int = Field(default=1_000, ge=10, le=60_000)
 
     @property
     def shard_urls(self) -> list[str]:

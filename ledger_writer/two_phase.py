@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
-from domain.exceptions import LedgerInvariantError
+from domain.exceptions import LedgerInvariantError, UnprocessableRecord
 from domain.records import (
     AuthorizePayment,
     GatewayResponded,
@@ -130,6 +130,19 @@ def apply_gateway(plan: BatchPlan, result: GatewayResponded, now: datetime) -> N
     message = result.reason_message or f"the gateway answered {result.outcome}"
     code = GATEWAY_DECLINED if result.outcome == "DECLINED" else VOIDED
     release_hold(plan, hold, result.outcome, code, message, now)
+
+
+def refuse_result(
+    plan: BatchPlan, result: GatewayResponded, refusal: UnprocessableRecord, now: datetime
+) -> None:
+    """A gateway answer the ledger cannot store: its hold, if still open, is released and
+    the transaction fails with UNPROCESSABLE_RECORD; the answer is dead-lettered."""
+    plan.dead_letters[result.event_id] = f"{refusal.code}: {refusal.message}"
+    hold = plan.holds.get(result.transaction_id)
+    if hold is None or not hold.open or result.wallet_id != hold.wallet_id:
+        plan.ignored_results += 1
+        return
+    release_hold(plan, hold, "REFUSED", refusal.code, refusal.message, now)
 
 
 def unhold(plan: BatchPlan, hold: Hold) -> None:

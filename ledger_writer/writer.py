@@ -4,10 +4,14 @@ Exactly once: the offsets of a batch are committed in the same PostgreSQL transa
 its postings, and consumption resumes from them; a replayed transaction id is skipped.
 Events go out through the outbox, so a crash between commit and publish only delays them.
 
+A record the ledger cannot store fails alone: ``admission`` finds the known cases before
+planning, ``isolation`` the rest by writing a failed batch again in halves. The service
+loop (connections, the shard's lock, reconnection) is ``runner``.
+
 With N shards (LEDGER_DATABASE_URLS) one writer runs per shard, each in its own consumer
 group reading every partition: it keeps the inputs whose payer is on its shard (and the
 shard credits addressed to it), skips the rest with their offsets, and copies the wallets
-it needs from the directory database before it plans (``store.replicate_wallets``).
+it needs from the directory database before it plans (``replicas.replicate_wallets``).
 """
 
 from __future__ import annotations
@@ -16,27 +20,20 @@ import contextlib
 import gc
 import logging
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Message, Producer
 
 from domain import fast_records, records
-from domain.exceptions import RecordDecodeError
+from domain.exceptions import RecordDecodeError, UnprocessableRecord
 from domain.reversals import reversal_of
 from domain.shards import clearing_wallet_id
 from domain.transactions import SystemAccount, system_wallet_id
-from ledger_writer import store
+from ledger_writer import admission, isolation, replicas, store
 from ledger_writer.exceptions import LedgerWriterError
-from ledger_writer.kafka_io import (
-    consumer_config,
-    dead_letter,
-    make_assign_callback,
-    producer_config,
-    send_and_wait,
-)
+from ledger_writer.kafka_io import dead_letter, send_and_wait
 from ledger_writer.planning import LedgerInput, TwoPhase, plan_batch, wallets_of
 from ledger_writer.settings import LedgerSettings
 from ledger_writer.sharding import home_shard
@@ -45,6 +42,16 @@ log = logging.getLogger("ledger_writer")
 
 #: Wallets a shard's writer remembers having copied; the set is cleared when it is full.
 COPIED_CACHED_MAX = 200_000
+
+
+def _source(dead: tuple) -> tuple[str, int, int]:
+    """Where a dead letter came from, by its headers (``dead_letter_headers``)."""
+    headers = dict(dead[3])
+    return (
+        headers["dlq.topic"].decode(),
+        int(headers["dlq.partition"]),
+        int(headers["dlq.offset"]),
+    )
 
 
 @contextlib.contextmanager
@@ -77,56 +84,22 @@ class LedgerWriter:
             "dead_letters": 0,
             "ignored_gateway_results": 0,
             "other_shards": 0,
+            "unprocessable": 0,
         }
         self.shards = settings.shard_map
         self.shard = self.shards.check_shard(settings.shard)
         #: Wallets already copied to this shard (they stay): no per-batch look-up for them.
         self._copied: set[object] = set()
+        #: What the ledger cannot store of an input (``admission.problem``).
+        self.admit: Callable[[LedgerInput], UnprocessableRecord | None] = admission.problem
+        #: (topic, partition, offset) of the records the batch in hand has dead-lettered.
+        self._dead_lettered: set[tuple[str, int, int]] = set()
 
     def run(self, stop: threading.Event) -> None:
-        s = self.settings
-        directory = (
-            psycopg.connect(s.database_url, autocommit=True) if self.shards.sharded else None
-        )
-        try:
-            with psycopg.connect(s.shard_database_url, autocommit=True) as conn:
-                self._run(conn, directory, stop)
-        finally:
-            if directory is not None:
-                directory.close()
+        """Serve until ``stop`` is set (``runner.serve``: lock, consume, reconnect)."""
+        from ledger_writer.runner import serve  # the runner builds on this class
 
-    def _run(
-        self, conn: psycopg.Connection, directory: psycopg.Connection | None, stop: threading.Event
-    ) -> None:
-        s = self.settings
-        store.ensure_system_accounts(
-            conn, datetime.now(UTC), self.shard, self.shards.peers(self.shard)
-        )
-        consumer = Consumer(consumer_config(s.kafka_bootstrap, s.group, s.session_timeout_ms))
-        producer = Producer(producer_config(s.kafka_bootstrap))
-        on_assign = make_assign_callback(lambda topic: store.load_offsets(conn, s.group, topic))
-        topics = [s.commands_topic, s.rejected_topic, s.gateway_results_topic]
-        if self.shards.sharded:
-            topics.append(s.shard_credits_topic)
-        consumer.subscribe(topics, on_assign=on_assign)
-        log.info("ledger writer of shard %d/%d consuming %s", self.shard, self.shards.count, topics)
-        last_report = last_sweep = time.monotonic()
-        try:
-            while not stop.is_set():
-                batch = consumer.consume(
-                    num_messages=s.batch_size_max, timeout=s.flush_interval_ms / 1000
-                )
-                sweep_due = time.monotonic() - last_sweep > s.expiry_sweep_interval_ms / 1000
-                if batch or sweep_due:  # every batch also releases expired holds
-                    self.process(conn, producer, batch, directory=directory)
-                    last_sweep = time.monotonic()
-                self.relay_outbox(conn, producer)
-                if time.monotonic() - last_report > s.report_interval_ms / 1000:
-                    log.info("ledger totals %s", self.totals)
-                    last_report = time.monotonic()
-        finally:
-            consumer.close()
-            producer.flush(5)
+        serve(self, stop)
 
     def process(
         self,
@@ -138,20 +111,35 @@ class LedgerWriter:
     ) -> None:
         """One batch: ``conn`` is this shard's database; ``directory`` the API's, needed
         with more than one shard (to know each wallet's shard and copy its row)."""
+        self._dead_lettered.clear()
         with _collector_paused():
-            self._process(conn, producer, batch, directory)
+            try:
+                self._process(conn, producer, batch, directory)
+            except Exception as error:
+                if not batch or not isolation.caused_by_records(error):
+                    raise
+                self.totals["unprocessable"] += isolation.write_isolating(
+                    batch,
+                    lambda part, forced: self._process(conn, producer, part, directory, forced),
+                    lambda message, reason: self._skip(conn, producer, message, reason),
+                    error,
+                )
 
     def _process(
         self,
         conn: psycopg.Connection,
         producer: Producer,
-        batch: list[Message],
+        batch: Sequence[Message],
         directory: psycopg.Connection | None,
+        forced: UnprocessableRecord | None = None,
     ) -> None:
+        """One attempt at a batch, in one transaction. ``forced``: fail every record of
+        it as unprocessable with this reason (``isolation`` passes one record)."""
         inputs: list[LedgerInput] = []
         by_event: dict[object, Message] = {}
         dead: list[tuple] = []
         offsets: dict[tuple[str, int], int] = {}
+        unprocessable: dict[object, UnprocessableRecord] = {}
         for message in batch:
             if message.error():
                 log.warning("consumer error: %s", message.error())
@@ -162,6 +150,22 @@ class LedgerWriter:
             except RecordDecodeError as error:
                 dead.append(dead_letter(message, error.message))
                 continue
+            refusal = forced or self.admit(item)
+            if refusal is not None:
+                log.error(
+                    "unprocessable record %s[%d]@%d: %s",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    refusal.message,
+                )
+                if isinstance(item, records.CreditFromShard):
+                    # The payer's shard has moved the money: only a person can settle it.
+                    dead.append(dead_letter(message, f"{refusal.code}: {refusal.message}"))
+                    continue
+                if not isinstance(item, records.GatewayResponded):
+                    item = admission.storable(item)
+                unprocessable[item.event_id] = refusal
             inputs.append(item)
             by_event[item.event_id] = message
         now = datetime.now(UTC)
@@ -203,7 +207,7 @@ class LedgerWriter:
         remote = {w for w in wallets if owners.get(w, self.shard) != self.shard}
         accounts = store.load_accounts(conn, wallets - remote)
         if remote:
-            accounts.update(store.load_remote_accounts(conn, remote, owners))
+            accounts.update(replicas.load_remote_accounts(conn, remote, owners))
         for w, (_shard, status) in view.items():  # the directory's status is the truth
             if w in accounts and accounts[w].status != status:
                 accounts[w] = accounts[w]._replace(status=status)
@@ -218,11 +222,10 @@ class LedgerWriter:
             originals=originals,
             pending=[t for t, status in posted_before.items() if status == "PENDING"],
             shard=self.shard,
+            unprocessable=unprocessable,
         )
         dead.extend(dead_letter(by_event[e], reason) for e, reason in plan.dead_letters.items())
-        if dead:  # before the offsets move past them, so none is lost on a crash
-            send_and_wait(producer, dead, self.settings.publish_timeout_ms / 1000)
-            self.totals["dead_letters"] += len(dead)
+        self._send_dead_letters(producer, dead)
         if not (offsets or plan.status_updates):
             return  # an idle sweep that found nothing to expire
         store.write_plan(
@@ -242,6 +245,31 @@ class LedgerWriter:
         self.totals["failed"] += plan.failed
         self.totals["duplicates"] += plan.skipped_duplicates
 
+    def _send_dead_letters(self, producer: Producer, dead: list[tuple]) -> None:
+        """Before the offsets move past them, so none is lost on a crash. A batch written
+        again in parts (``isolation``) sends each of its dead letters once."""
+        fresh = [d for d in dead if _source(d) not in self._dead_lettered]
+        if fresh:
+            send_and_wait(producer, fresh, self.settings.publish_timeout_ms / 1000)
+            self._dead_lettered.update(map(_source, fresh))
+            self.totals["dead_letters"] += len(fresh)
+
+    def _skip(
+        self, conn: psycopg.Connection, producer: Producer, message: Message, reason: str
+    ) -> None:
+        """The last resort for a record not even its failure can be written for: to the
+        dead-letter topic, and past it (its offset stored alone)."""
+        log.error(
+            "skipping %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason
+        )
+        self._send_dead_letters(producer, [dead_letter(message, f"UNPROCESSABLE_RECORD: {reason}")])
+        store.save_offsets(
+            conn,
+            {(message.topic(), message.partition()): message.offset() + 1},
+            self.settings.group,
+            datetime.now(UTC),
+        )
+
     def _route(
         self,
         directory: psycopg.Connection,
@@ -258,7 +286,7 @@ class LedgerWriter:
         needed = sorted(w for w in wallets_of(mine) if w in owners and w not in self._copied)
         if needed:
             owned = {w for w in needed if owners[w] == self.shard}
-            store.replicate_wallets(directory, conn, needed, owned, now)
+            replicas.replicate_wallets(directory, conn, needed, owned, now)
             if len(self._copied) + len(needed) > COPIED_CACHED_MAX:
                 self._copied.clear()
             self._copied.update(needed)
@@ -268,7 +296,7 @@ class LedgerWriter:
         """Each customer wallet's shard and status, read from the directory every batch:
         a shard's copy of a wallet is for the foreign keys, the directory says whether it
         may move money (system wallets are on every shard and not listed)."""
-        rows = store.wallet_directory(directory, list(wallets))
+        rows = replicas.wallet_directory(directory, list(wallets))
         return {w: (self.shards.shard_of_user(u), status) for w, (u, status) in rows.items()}
 
     def _decode(self, message: Message) -> LedgerInput:

@@ -10,6 +10,7 @@ and both together, in flight and settled; a planted corruption fails its own sha
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -327,3 +328,27 @@ def test_wallet_status_is_the_directorys_even_after_the_copy(shards: Shards) -> 
     assert shards.relay_shard_credits(0) == [] and shards.relay_shard_credits(1) == []
     assert shards.balance(0, ann) == Decimal("9") and shards.balance(1, cat) == Decimal("11")
     assert verify_shards(shards.urls).passed
+
+
+def test_a_shard_credit_the_ledger_cannot_store_is_dead_lettered_alone(shards: Shards) -> None:
+    """A CreditFromShard holding a NUL (from an older or foreign writer): the payer's shard
+    has already moved the money, so the payee's shard cannot fail the transaction; the
+    credit goes to the dead-letter topic (its amount stays in flight, which verify reports)
+    and the other credits of the batch post."""
+    ann, cat = user_wallet(shards.directory, 0), user_wallet(shards.directory, 1)
+    shards.send(command(DEPOSIT, None, ann, "10"))
+    first, second = command(TRANSFER, ann, cat, "3"), command(TRANSFER, ann, cat, "4")
+    shards.send(first, second)
+    credits = shards.relay_shard_credits(0)
+    tampered = json.loads(credits[0])
+    tampered["description"] = "note\x00"
+    shards.deliver([json.dumps(tampered).encode(), credits[1]])
+    assert shards.writers[1].totals["dead_letters"] == 1
+    assert shards.status(1, first.transaction_id) is None
+    assert shards.status(1, second.transaction_id) == "COMPLETED"
+    assert shards.balance(1, cat) == Decimal("4")
+    report = verify_shards(shards.urls)
+    assert report.passed, report
+    assert [(f.from_shard, f.to_shard, f.amount) for f in report.in_flight] == [
+        (0, 1, Decimal("3"))
+    ]
