@@ -91,15 +91,19 @@ class ClientDirectory:
         key_hash = hash_api_key(api_key)
         with self._cache_lock:
             grant = self._cache.get(key_hash)
+            guess = grant is None and not self._cache.known(key_hash)
         if grant is None:
-            grant = self._look_up(key_hash, address)
+            grant = self._look_up(key_hash, address, guess=guess)
         if grant.expired(time.time()):
             raise AuthenticationError(REFUSALS["API_KEY_EXPIRED"], code="API_KEY_EXPIRED")
         self.limiter.take_request(grant)
         return Principal(str(grant.client_id), grant.client_name, grant.roles, grant)
 
-    def _look_up(self, key_hash: str, address: str) -> KeyGrant:
-        self.limiter.take_key_lookup(address)
+    def _look_up(self, key_hash: str, address: str, *, guess: bool) -> KeyGrant:
+        """``guess``: the key is not one the cache held at its last confirmed revision, so
+        its lookup spends the address's lookup budget (domain.access.KeyCache.known)."""
+        if guess:
+            self.limiter.take_key_lookup(address)
         try:
             with self._pool.connection() as conn:
                 row = (
@@ -108,7 +112,8 @@ class ClientDirectory:
                     .fetchone()
                 )
         except (psycopg.OperationalError, TimeoutError) as error:
-            self.limiter.give_back_key_lookup(address)
+            if guess:
+                self.limiter.give_back_key_lookup(address)
             raise AuthUnavailable(f"cannot reach PostgreSQL to check the key: {error}") from None
         if row is None:
             raise AuthenticationError("this API key is not known")
@@ -116,7 +121,8 @@ class ClientDirectory:
         if found.grant is None:
             assert found.refusal is not None
             raise AuthenticationError(REFUSALS[found.refusal], code=found.refusal)
-        self.limiter.give_back_key_lookup(address)
+        if guess:
+            self.limiter.give_back_key_lookup(address)
         grant = found.grant
         with self._cache_lock:
             self._cache.put(key_hash, grant, found.revision)

@@ -210,6 +210,11 @@ class KeyCache:
             self._entries.move_to_end(key_hash)
         return grant
 
+    def known(self, key_hash: str) -> bool:
+        """Whether ``key_hash`` was a valid key at the last confirmed revision, trusted or
+        not: its caller proved it holds a real key, so re-reading it is no guess."""
+        return key_hash in self._entries
+
     def put(self, key_hash: str, grant: KeyGrant, revision: int | None) -> None:
         """Keep ``grant`` if it was read under the current revision (a grant read before
         a change the poller has already seen must not come back)."""

@@ -3,8 +3,11 @@
 A request's key is hashed and found in the ``KeyCache``; a cached key costs no database
 work. A key not in the cache costs one PostgreSQL lookup, but only after the caller's
 address has a token for it (``RateLimiter.take_key_lookup``): unknown, revoked and expired
-keys are limited per address before any database work. Then every request takes a token
-from its client's (and key's) shared bucket.
+keys are limited per address before any database work. A key the cache holds but no longer
+trusts (the revision poller is late) is re-read without that token: it was valid at the last
+confirmed revision, so its lookup is no guess, and a busy moment must not lock out clients
+whose address also sent wrong keys. Then every request takes a token from its client's (and
+key's) shared bucket.
 
 ``watch_revisions`` reads ``api_key_revision`` every ``api_key_revision_poll_ms``; the
 cache trusts its entries only for ``api_key_trust_ms`` after the last read (<= 1 s), so a
@@ -56,26 +59,29 @@ class Authenticator:
         key_hash = hash_api_key(api_key)
         grant = self._cache.get(key_hash)
         if grant is None:
-            grant = await self._look_up(key_hash, address)
+            grant = await self._look_up(key_hash, address, guess=not self._cache.known(key_hash))
         if grant.expired(time.time()):
             raise Unauthorized(REFUSALS["API_KEY_EXPIRED"], code="API_KEY_EXPIRED")
         self._limiter.take_request(grant)
         return grant
 
-    async def _look_up(self, key_hash: str, address: str) -> KeyGrant:
-        self._limiter.take_key_lookup(address)
+    async def _look_up(self, key_hash: str, address: str, *, guess: bool) -> KeyGrant:
+        if guess:
+            self._limiter.take_key_lookup(address)
         try:
             async with self._pool.connection() as conn:
                 found = await key_store.lookup(conn, key_hash)
         except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as error:
-            self._limiter.give_back_key_lookup(address)  # not the caller's failure
+            if guess:
+                self._limiter.give_back_key_lookup(address)  # not the caller's failure
             raise NotAccepted(f"cannot check the API key: {error}") from None
         if found is None:
             raise Unauthorized("unknown API key")
         if found.grant is None:
             assert found.refusal is not None
             raise Unauthorized(REFUSALS[found.refusal], code=found.refusal)
-        self._limiter.give_back_key_lookup(address)
+        if guess:
+            self._limiter.give_back_key_lookup(address)
         self._cache.put(key_hash, found.grant, found.revision)
         return found.grant
 

@@ -104,6 +104,18 @@ def test_cache_serves_only_within_the_trust_window() -> None:
     assert cache.get("h", now=101.5) is not None  # same revision: kept
 
 
+def test_an_untrusted_entry_is_still_known_as_a_real_key() -> None:
+    """A late poller makes the cache ask PostgreSQL, but the key is no guess: its lookup
+    does not spend the address's budget for unknown keys (ingest_api.authentication)."""
+    cache = KeyCache(entries_max=10, trust_ms=900)
+    cache.confirm(1, checked_at=100.0)
+    cache.put("h", grant(Role.POS), revision=1)
+    assert cache.get("h", now=102.0) is None
+    assert cache.known("h") and not cache.known("other")
+    cache.confirm(2, checked_at=102.5)  # any change of keys: nothing is known any more
+    assert not cache.known("h")
+
+
 def test_a_new_revision_empties_the_cache() -> None:
     cache = KeyCache(entries_max=10, trust_ms=900)
     cache.confirm(1, checked_at=0.0)
