@@ -28,6 +28,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import Field
@@ -77,7 +78,11 @@ def decide(
     if source is None:
         raise RecordDecodeError("a held payment has a source wallet")
     steer = str(request.metadata.get(OUTCOME_KEY) or "")
-    answer = {"transaction_id": request.transaction_id, "wallet_id": source, "responded_at": now}
+    answer: dict[str, Any] = {
+        "transaction_id": request.transaction_id,
+        "wallet_id": source,
+        "responded_at": now,
+    }
     if steer == "none":
         return None
     if steer == "void":
@@ -169,7 +174,8 @@ class Gateway:
     def answer_due(self, consumer: Consumer, producer: Producer) -> bool:
         """Answer every request whose latency has passed (FIFO: latency is constant).
         False when Kafka did not take the answers: they wait at the head for the next try."""
-        now_mono, due = time.monotonic(), []
+        now_mono = time.monotonic()
+        due: list[tuple[float, Message]] = []
         while self.waiting and self.waiting[0][0] <= now_mono and len(due) < 10_000:
             due.append(self.waiting.popleft())
         if not due:

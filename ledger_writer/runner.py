@@ -40,7 +40,7 @@ RECOVERABLE = (psycopg.OperationalError, psycopg.InterfaceError, KafkaException,
 
 def backoff_s(attempt: int, first_ms: int, longest_ms: int) -> float:
     """The wait before reconnection ``attempt`` (1, 2, ...): doubling, capped."""
-    return min(longest_ms, first_ms * 2 ** min(attempt - 1, 30)) / 1000
+    return float(min(longest_ms, first_ms * 2 ** min(attempt - 1, 30)) / 1000)
 
 
 def serve(writer: LedgerWriter, stop: threading.Event) -> None:
