@@ -38,6 +38,7 @@ from domain import records
 from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
 from domain.topics import GATEWAY_REQUESTS, GATEWAY_RESULTS
+from infra import metrics
 from ledger_writer.exceptions import LedgerWriterError
 from ledger_writer.kafka_io import dead_letter, producer_config, send_and_wait
 
@@ -144,6 +145,7 @@ class Gateway:
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 10_000,
                 "error_cb": self._on_error,
+                **metrics.consumer_statistics_config("gateway"),
                 **({"group.instance.id": s.group_instance_id} if s.group_instance_id else {}),
             }
         )
@@ -163,6 +165,8 @@ class Gateway:
                 for message in polled:
                     if message.error() is None:
                         self.waiting.append((time.monotonic() + s.latency_ms / 1000, message))
+                if polled:
+                    metrics.count_records("gateway", polled)
                 if not room:
                     time.sleep(0.01)
                 if not self.answer_due(consumer, producer):
@@ -219,6 +223,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics.serve_metrics("gateway")
     Gateway(GatewaySettings()).run(stop)  # type: ignore[call-arg]
 
 

@@ -33,6 +33,7 @@ from domain.exceptions import RecordDecodeError, UnprocessableRecord
 from domain.reversals import reversal_of
 from domain.shards import clearing_wallet_id
 from domain.transactions import SystemAccount, system_wallet_id
+from infra import metrics
 from ledger_writer import admission, isolation, replicas, store
 from ledger_writer.exceptions import LedgerWriterError
 from ledger_writer.kafka_io import dead_letter, send_and_wait
@@ -118,7 +119,7 @@ class LedgerWriter:
         """One batch: ``conn`` is this shard's database; ``directory`` the API's, needed
         with more than one shard (to know each wallet's shard and copy its row)."""
         self._dead_lettered.clear()
-        with _collector_paused():
+        with _collector_paused(), metrics.BatchTimer("ledger", len(batch)):
             try:
                 self._process(conn, producer, batch, directory)
             except Exception as error:
@@ -130,6 +131,7 @@ class LedgerWriter:
                     lambda message, reason: self._skip(conn, producer, message, reason),
                     error,
                 )
+        metrics.count_records("ledger", batch)
 
     def _process(
         self,
@@ -259,6 +261,7 @@ class LedgerWriter:
             send_and_wait(producer, fresh, self.settings.publish_timeout_ms / 1000)
             self._dead_lettered.update(map(_source, fresh))
             self.totals["dead_letters"] += len(fresh)
+            metrics.ERRORS.labels("ledger", "DEAD_LETTER").inc(len(fresh))
 
     def _skip(
         self, conn: psycopg.Connection, producer: Producer, message: Message, reason: str
@@ -340,6 +343,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics.serve_metrics("ledger")
     LedgerWriter(LedgerSettings()).run(stop)  # type: ignore[call-arg]
 
 
