@@ -12,12 +12,10 @@ import logging
 import sys
 
 from streams.engine import LOG_LEVELS, Worker
-from streams.exceptions import WalletInvariantError
+from streams.exceptions import EXIT_INVARIANT, WalletInvariantError
 from streams.settings import StreamSettings
 
 log = logging.getLogger("streams")
-#: The exit status of a worker stopped by a broken money invariant.
-EXIT_INVARIANT = 3
 
 
 def main() -> None:
