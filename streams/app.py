@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from streams.engine import LOG_LEVELS, Worker
+from domain.topics import WALLET_COMMANDS
+from streams.engine import LOG_LEVELS, Worker, wait_for_kafka
 from streams.exceptions import EXIT_INVARIANT, WalletInvariantError
 from streams.settings import StreamSettings
 
@@ -23,6 +24,9 @@ def main() -> None:
     level = LOG_LEVELS.get(settings.log_level.lower(), settings.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Building the application already asks Kafka for its topics: a worker restarted
+    # while Kafka restarts waits for it first.
+    wait_for_kafka(settings, settings.topic_prefix + WALLET_COMMANDS.name)
     worker = Worker(settings)
     try:
         worker.run()

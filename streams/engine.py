@@ -294,8 +294,33 @@ class Worker:
         logging.shutdown()
         os._exit(status)
 
+    def fence_predecessor(self) -> None:
+        """Abort whatever transaction this worker's predecessor left open (killed, or cut
+        off by a broker restart) before reading anything committed: until it is aborted it
+        holds back every read-committed reader of its partitions (the terminal catch-up
+        below would wait out the transaction timeout). A throwaway producer with the same
+        transactional id does it; the application's own producer then starts clean."""
+        if self.settings.processing_guarantee != "exactly-once":
+            return
+        producer = Producer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "transactional.id": worker_identity(self.settings),
+                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
+            }
+        )
+        deadline = time.monotonic() + self.settings.kafka_wait_s
+        while True:
+            try:
+                producer.init_transactions(self.settings.transaction_timeout_ms / 1000)
+                return
+            except KafkaException as error:
+                if not error.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+                log.warning("fencing the previous transaction: %s; trying again", error)
+
     def run(self) -> None:
-        wait_for_kafka(self.settings, self.input_topic)
+        self.fence_predecessor()
         reader = TerminalReader(
             self.settings.kafka_bootstrap, self.prefix + TERMINAL_COUNTS.name, self.terminals
         )
