@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 
+from domain.topics import WALLET_COMMANDS
 from infra import metrics
-from streams.engine import LOG_LEVELS, Worker
-from streams.exceptions import WalletInvariantError
+from streams.engine import LOG_LEVELS, Worker, wait_for_kafka
+from streams.exceptions import EXIT_INVARIANT, WalletInvariantError
 from streams.settings import StreamSettings
 
 log = logging.getLogger("streams")
-#: The exit status of a worker stopped by a broken money invariant.
-EXIT_INVARIANT = 3
 
 
 def main() -> None:
@@ -27,6 +26,9 @@ def main() -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics.serve_metrics("streams")
+    # Building the application already asks Kafka for its topics: a worker restarted
+    # while Kafka restarts waits for it first.
+    wait_for_kafka(settings, settings.topic_prefix + WALLET_COMMANDS.name)
     worker = Worker(settings)
     try:
         worker.run()
