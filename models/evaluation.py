@@ -36,6 +36,12 @@ from models.forest import CompiledForest
 from models.handbook_features import HANDBOOK_FEATURES, handbook_features
 from models.metrics import evaluate_scores
 from models.online import AnomalyScorer, OnlineClassifier, prequential
+from models.thresholds import (
+    DEFAULT_DECLINE_PRECISION,
+    DEFAULT_REVIEW_BUDGET,
+    Thresholds,
+    choose_thresholds,
+)
 
 #: The champion's settings: small enough to score in microseconds (see bench/scoring).
 #: 50 trees of half the features per split scored as well as 100 of sqrt(features) on
@@ -54,6 +60,9 @@ class Protocol:
     delay_days: int = 7
     test_days: int = 7
     seed: int = 0
+    #: The targets the champion's thresholds are chosen for (``models.thresholds``).
+    review_budget: float = DEFAULT_REVIEW_BUDGET
+    decline_precision: float = DEFAULT_DECLINE_PRECISION
 
     def resolved(self, frame: pd.DataFrame) -> Protocol:
         if self.train_days < 1 or self.test_days < 1 or self.delay_days < 0:
@@ -64,7 +73,15 @@ class Protocol:
             start = int(frame["day"].max()) - span + 1
         if start + span - 1 > frame["day"].max() or start < frame["day"].min():
             raise DatasetError("the data does not cover the training, delay and test periods")
-        return Protocol(start, self.train_days, self.delay_days, self.test_days, self.seed)
+        return Protocol(
+            start,
+            self.train_days,
+            self.delay_days,
+            self.test_days,
+            self.seed,
+            self.review_budget,
+            self.decline_precision,
+        )
 
 
 def featurize(frame: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
@@ -124,6 +141,9 @@ class Evaluation:
     champion: CompiledForest
     scores: dict[str, np.ndarray]
     test: pd.DataFrame
+    #: The champion's thresholds, chosen on its scores of the test period (its validation:
+    #: no label of it reached the model) for the protocol's review budget and precision.
+    thresholds: Thresholds
 
     def champion_metadata(self) -> dict[str, Any]:
         p = self.protocol
@@ -141,6 +161,7 @@ class Evaluation:
             "metrics": {
                 k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()
             },
+            "thresholds": self.thresholds.as_json(),
         }
 
 
@@ -191,7 +212,14 @@ def evaluate(
             log(f"{name}: AP {rows[name]['average_precision']:.3f}")
     assert champion is not None
     table = pd.DataFrame.from_dict(rows, orient="index")
-    return Evaluation(p, table, champion, scores, test_frame)
+    thresholds = choose_thresholds(
+        scores["champion: random forest, all features"],
+        test_frame["label"].to_numpy(),
+        p.review_budget,
+        p.decline_precision,
+    )
+    log(f"champion {thresholds.describe()}")
+    return Evaluation(p, table, champion, scores, test_frame, thresholds)
 
 
 def write_report(evaluation: Evaluation, out_dir: Path) -> list[Path]:
@@ -232,6 +260,7 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> list[Path]:
             {
                 "protocol": evaluation.protocol.__dict__,
                 "models": json.loads(evaluation.table.to_json(orient="index")),
+                "champion_thresholds": evaluation.thresholds.as_json(),
             },
             indent=2,
         )
