@@ -16,6 +16,8 @@ threshold falls; the targets are what bound it.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -135,3 +137,43 @@ def _measure(
         legit_decline_rate=float(declined[legit].mean()) if legit.any() else 0.0,
         legit_review_rate=float(held[legit].mean()) if legit.any() else 0.0,
     )
+
+
+class ReviewBudget:
+    """The live guard on the review share: the score above which at most ``budget`` of
+    the last ``window`` scores lie. A model without thresholds of its own (the online
+    scorers, before or without labels) reviews only above it, so a scorer whose scores
+    drift up cannot hold more of the traffic than the team can look at.
+
+    Bounded: ``window`` scores; the floor is recomputed every ``every`` scores (a sort of
+    ``window`` floats), and is ``NEVER``-free: until ``warmup`` scores were seen it is 0.
+
+    >>> budget = ReviewBudget(0.1, window=100, every=10, warmup=10)
+    >>> for i in range(100):
+    ...     budget.observe(i / 100)
+    >>> budget.floor > 0.89 and budget.floor <= 0.9
+    True
+    """
+
+    def __init__(
+        self, budget: float, window: int = 5_000, every: int = 100, warmup: int = 200
+    ) -> None:
+        if not 0 <= budget <= 1 or window < 1 or every < 1:
+            raise ValueError("a budget from 0 to 1, a window and an interval of at least 1")
+        self.budget = budget
+        self.window = window
+        self.every = every
+        self.warmup = warmup
+        self._scores: deque[float] = deque(maxlen=window)
+        self._since = 0
+        self.floor = 0.0
+
+    def observe(self, score: float) -> None:
+        self._scores.append(score)
+        self._since += 1
+        if self._since >= self.every and len(self._scores) >= self.warmup:
+            self._since = 0
+            ranked = sorted(self._scores, reverse=True)
+            allowed = int(self.budget * len(ranked))
+            # Strictly above the first score past the budget: ties there are not reviewed.
+            self.floor = math.nextafter(ranked[allowed], math.inf) if allowed < len(ranked) else 0.0
