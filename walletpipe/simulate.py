@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -134,6 +135,16 @@ def _dead_lettered_label(message: object, outcomes: Outcomes) -> None:
     outcomes.label_dead_lettered(str(label.transaction_id), reason)
 
 
+@dataclass
+class SentLog:
+    """Each accepted simulated transaction's scenario (None: legitimate) and amount, and
+    how its outcome ended (the reason code of a refusal): what the live report joins with
+    the stream's decisions. Deliberate overdrafts are left out (no simulated label)."""
+
+    sent: dict[str, tuple[str | None, Decimal]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
 class Traffic:
     """The simulator's population made real (users and wallets through the API) and its
     transactions sent as requests; each accepted one's label is queued for later."""
@@ -162,6 +173,7 @@ class Traffic:
         self.retried = 0
         self.unanswered = 0
         self.retry_for_s = RETRY_FOR_S
+        self.log = SentLog()
 
     async def _attempt(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
         """One POST: (status, body); status 0 when no answer came (connection refused or
@@ -261,6 +273,8 @@ class Traffic:
         scenario = transaction.scenario if transaction else None
         if scenario:
             self.scenario_of[transaction_id] = scenario
+        if transaction is not None:
+            self.log.sent[transaction_id] = (scenario, transaction.amount)
         if self.labels is None:
             return
         # An overdraft attempt is legitimate, and labelled so after the dispute window.
@@ -317,8 +331,10 @@ async def run_simulation(
     seed: int = 7,
     fraud: bool = True,
     label_delay_s: float | None = 5.0,
+    log: SentLog | None = None,
 ) -> dict:
-    """Send ``tps * seconds`` requests; ``label_delay_s`` None sends no labels."""
+    """Send ``tps * seconds`` requests; ``label_delay_s`` None sends no labels. ``log``, if
+    given, is filled with what was sent and how each ended (for the live report)."""
     simulator = Simulator(ScenarioConfig(users, merchants, seed, fraud))
     outcomes = Outcomes()
     stop, ready = threading.Event(), threading.Event()
@@ -338,6 +354,8 @@ async def run_simulation(
         connector=aiohttp.TCPConnector(limit=64),
     ) as client:
         traffic = Traffic(client, outcomes, simulator, labels, label_delay_s or 0.0)
+        if log is not None:
+            traffic.log = log
         labeller = asyncio.create_task(labels.run(labels_stop)) if labels else None
         population = simulator.population
         print(
@@ -385,6 +403,8 @@ async def run_simulation(
             await asyncio.sleep(1.0)  # the stream dead-letters an unknown label at once
     stop.set()
     watcher.join(timeout=5)
+    with outcomes.lock:
+        traffic.log.reasons.update({t: f[1] for t, f in outcomes.finished.items() if f[1]})
     return summarize(outcomes, traffic, send_s, labels)
 
 
