@@ -45,6 +45,8 @@ RETRY_FOR_S = 60.0
 RETRY_DELAY_MAX_S = 2.0
 #: Statuses worth retrying: the outcome is unknown or the API asks to come back.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Identities tried for one simulated person whose create was answered USER_EXISTS.
+USER_ATTEMPTS_MAX = 3
 #: Share of requests that are deliberate overdrafts (refused by the stream, no money moves).
 OVERDRAFT_SHARE = 0.05
 
@@ -190,6 +192,13 @@ class Traffic:
         """POST until answered: a request the API did not answer, or answered 503/429,
         is sent again (with the same Idempotency-Key) for ``retry_for_s`` at most. Without
         a key (users, wallets) a retry may make a second one, which the traffic ignores."""
+        payload, _code = await self._post_answer(path, body, key)
+        return payload
+
+    async def _post_answer(
+        self, path: str, body: dict, key: str | None = None
+    ) -> tuple[dict | None, str | None]:
+        """``_post``'s answer and, when refused, the error code."""
         backoff = Backoff(0.2, RETRY_DELAY_MAX_S)
         deadline = time.monotonic() + self.retry_for_s
         while True:
@@ -198,33 +207,41 @@ class Traffic:
                 break
             if time.monotonic() >= deadline:
                 self.unanswered += 1
-                return None
+                return None, None
             self.retried += 1
             await asyncio.sleep(backoff.next_delay())
         if status >= 400:
             code = payload.get("error", {}).get("code", str(status))
             self.refused[code] = self.refused.get(code, 0) + 1
-            return None
-        return payload
+            return None, code
+        return payload, None
 
     async def create_population(self) -> None:
         population = self.simulator.population
 
         async def person(actor: str, business: bool) -> tuple[str, str | None]:
             # Identities are unique per run (a second run must not collide with the first);
-            # everything about the traffic itself follows the seed.
-            tag = uuid.uuid4()
-            user = await self._post(
-                "/v1/users",
-                {
-                    "email": f"{'shop' if business else 'user'}-{tag.hex[:16]}@example.com",
-                    "phone_number": f"+1{tag.int % 10**12:012d}",
-                    "password": "correct horse battery",
-                    "first_name": "Sim",
-                    "last_name": f"{'Shop' if business else 'User'}{actor}",
-                    "date_of_birth": "1990-01-01",
-                },
-            )
+            # everything about the traffic itself follows the seed. A create that timed out
+            # and was sent again may find its own first attempt: USER_EXISTS, answered by a
+            # new identity (the first one is left unused).
+            for _attempt in range(USER_ATTEMPTS_MAX):
+                tag = uuid.uuid4()
+                user, code = await self._post_answer(
+                    "/v1/users",
+                    {
+                        "email": f"{'shop' if business else 'user'}-{tag.hex[:16]}@example.com",
+                        "phone_number": f"+1{tag.int % 10**12:012d}",
+                        "password": "correct horse battery",
+                        "first_name": "Sim",
+                        "last_name": f"{'Shop' if business else 'User'}{actor}",
+                        "date_of_birth": "1990-01-01",
+                    },
+                )
+                if code != "USER_EXISTS":
+                    break
+                self.refused[code] -= 1  # answered by another identity, not refused
+                if not self.refused[code]:
+                    del self.refused[code]
             if user is None:
                 return actor, None
             wallet = await self._post(
