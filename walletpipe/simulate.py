@@ -45,6 +45,9 @@ RETRY_FOR_S = 60.0
 RETRY_DELAY_MAX_S = 2.0
 #: Statuses worth retrying: the outcome is unknown or the API asks to come back.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: People created at once: each create holds an API connection to PostgreSQL, and on a
+#: loaded box a few hundred at once wait out the API's pool and come back 503.
+CREATES_IN_FLIGHT_MAX = 16
 #: Identities tried for one simulated person whose create was answered USER_EXISTS.
 USER_ATTEMPTS_MAX = 3
 #: Share of requests that are deliberate overdrafts (refused by the stream, no money moves).
@@ -254,10 +257,16 @@ class Traffic:
             )
             return actor, None if wallet is None else wallet["wallet_id"]
 
+        in_flight = asyncio.Semaphore(CREATES_IN_FLIGHT_MAX)
+
+        async def bounded(actor: str, business: bool) -> tuple[str, str | None]:
+            async with in_flight:
+                return await person(actor, business)
+
         people = [*population.customers, *population.mules]
         made = await asyncio.gather(
-            *[person(p.id, False) for p in people],
-            *[person(m.id, True) for m in population.merchants],
+            *[bounded(p.id, False) for p in people],
+            *[bounded(m.id, True) for m in population.merchants],
         )
         self.wallets = {actor: wallet for actor, wallet in made if wallet}
         if len(self.wallets) < len(made):
