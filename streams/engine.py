@@ -57,7 +57,7 @@ from streams.exceptions import (
 )
 from streams.features import StreamFeatures
 from streams.flow import Flow, FlowSettings
-from streams.labels import LabelLearning
+from streams.labels import LabelLearning, OnlineDecider
 from streams.models_watch import ModelWatcher
 from streams.policy_watch import PolicyWatcher
 from streams.screening import Timeouts
@@ -74,12 +74,17 @@ def build_flow(settings: StreamSettings, terminals: TerminalBook) -> Flow:
     """The flow with the models, the policy and the feature engine the settings name. A
     champion or a policy file that cannot be loaded stops the start (with the reason)."""
     features = StreamFeatures(settings.label_delay_days)
+    # The labels train one classifier: it decides without a champion (once taught), and
+    # scores in shadow beside one.
+    learning = LabelLearning(OnlineClassifier())
     models = ModelWatcher(
         settings.models_dir,
         settings.model_name,
-        RulesAndTrees(seed=settings.scorer_seed),
+        OnlineDecider(RulesAndTrees(seed=settings.scorer_seed), learning),
         settings.label_delay_days,
         settings.models_check_interval_s,
+        review_budget=settings.review_budget,
+        online_challenger=learning.model,
     )
     policies = PolicyWatcher(
         settings.policy_file,
@@ -97,7 +102,6 @@ def build_flow(settings: StreamSettings, terminals: TerminalBook) -> Flow:
         retention_ms=settings.decided_retention_s * 1000,
         terminal_flush_ms=settings.terminal_flush_ms,
     )
-    learning = LabelLearning(OnlineClassifier())
     return Flow(flow_settings, models, policies, features, learning, terminals)
 
 
