@@ -32,6 +32,7 @@ from quixstreams import Application, message_context
 
 from domain import records
 from domain.exceptions import RecordDecodeError
+from domain.kafka_clients import batching_producer, hot_path_consumer
 from domain.topics import TERMINAL_COUNTS, WALLET_COMMANDS, dead_letter_headers
 from models.online import OnlineClassifier
 from models.policy import default_policy
@@ -94,8 +95,7 @@ def transactional_id(settings: StreamSettings) -> str:
 def build_application(settings: StreamSettings) -> Application:
     exactly_once = settings.processing_guarantee == "exactly-once"
     producer_config: dict[str, Any] = {
-        "linger.ms": 5,
-        "compression.type": "lz4",
+        **batching_producer(),
         # murmur2 is the Java client's partitioner: a wallet's records of every topic land
         # in the same partition number.
         "partitioner": "murmur2_random",
@@ -115,6 +115,7 @@ def build_application(settings: StreamSettings) -> Application:
         consumer_extra_config={
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 5),
+            **hot_path_consumer(),
         },
     )
 
@@ -202,7 +203,9 @@ class Ticker:
     def __init__(self, settings: StreamSettings, topic: str) -> None:
         self.topic = topic
         self.interval_s = settings.tick_interval_ms / 1000
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
+        self.producer = Producer(
+            {"bootstrap.servers": settings.kafka_bootstrap, **batching_producer()}
+        )
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="clock", daemon=True)
 
