@@ -271,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--local-dir", type=Path, default=REPO / ".local" / "bench-e2e")
     parser.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
+    parser.add_argument(
+        "--ready-timeout-s", type=float, default=600.0, help="for every service to be ready"
+    )
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     started_load = load_average()
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     try:
         supervisor.start(wanted)
-        supervisor.wait_ready(wanted)
+        supervisor.wait_ready(wanted, timeout_s=args.ready_timeout_s)
         config = ScenarioConfig(args.users, args.merchants, args.seed, fraud=False)
         print(f"creating and funding {args.users} customers and {args.merchants} merchants ...")
         population = asyncio.run(make_population(env, api_key, config))
