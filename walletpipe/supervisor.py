@@ -106,6 +106,15 @@ def ledger_services(env: dict[str, str], python: str) -> list[Service]:
     ]
 
 
+def ingest_server_options(env: dict[str, str]) -> list[str]:
+    """uvicorn's fast event loop and HTTP parser, and one worker process per core
+    (``INGEST_WORKERS`` to choose): the API's work is CPU in Python, one core per process.
+    Workers share nothing in memory: each keeps its own caches (kept fresh by revision
+    polling), and the rate limits live in a file they share."""
+    workers = env.get("INGEST_WORKERS") or str(os.cpu_count() or 1)
+    return ["--loop", "uvloop", "--http", "httptools", "--workers", workers]
+
+
 def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]:
     ingest = urlparse(env["INGEST_URL"])
     python = sys.executable
@@ -125,6 +134,7 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                *ingest_server_options(env),
             ],
             health_url=f"{env['INGEST_URL']}/health",
         ),
