@@ -82,6 +82,17 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             **pool_options,
         )
         await pool.open(wait=False)
+        # Single statements of the hot path and the background loops (recording requests,
+        # marking them published, revision polls, key look-ups) need no transaction
+        # block: in autocommit each is one round trip, not BEGIN + statement + COMMIT.
+        quick_pool = AsyncConnectionPool(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.quick_pool_size_max,
+            open=False,
+            **{**pool_options, "kwargs": {**pool_options["kwargs"], "autocommit": True}},
+        )
+        await quick_pool.open(wait=False)
         shard_urls = split_database_urls(settings.ledger_database_urls)
         shard_pools = [
             AsyncConnectionPool(
@@ -96,9 +107,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         )
         outcomes = OutcomeWatcher(settings.kafka_bootstrap, settings.outcome_waiters_max)
         outcomes.start()
-        service = IngestService(settings, Repository(pool, shard_pools), publisher, outcomes)
+        repository = Repository(pool, shard_pools, quick_pool=quick_pool)
+        service = IngestService(settings, repository, publisher, outcomes)
         authenticator = Authenticator(
-            pool,
+            quick_pool,
             rate_limiter(settings),
             cache_entries_max=settings.cache_entries_max,
             trust_ms=settings.api_key_trust_ms,
@@ -119,7 +131,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         wallet_revisions = asyncio.create_task(
             service.watch_wallet_access(settings.api_key_revision_poll_ms / 1000)
         )
-        relay = asyncio.create_task(relay_forever(pool, publisher, settings))
+        relay = asyncio.create_task(relay_forever(quick_pool, publisher, settings))
         try:
             yield
         finally:
@@ -133,6 +145,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             publisher.close()
             for shard_pool in shard_pools:
                 await shard_pool.close()
+            await quick_pool.close()
             await pool.close()
 
     app = FastAPI(

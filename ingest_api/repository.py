@@ -79,15 +79,24 @@ class Repository:
     ``shard_pools`` (one per shard, shard 0 first) hold balances and transactions."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, shard_pools: list[AsyncConnectionPool] | None = None
+        self,
+        pool: AsyncConnectionPool,
+        shard_pools: list[AsyncConnectionPool] | None = None,
+        quick_pool: AsyncConnectionPool | None = None,
     ) -> None:
         self._pool = pool
+        #: Autocommit connections for single statements (one round trip each).
+        self._quick_pool = quick_pool or pool
         self._shard_pools = list(shard_pools or [])
         self.shards = ShardMap(max(1, len(self._shard_pools)))
 
     @property
     def pool(self) -> AsyncConnectionPool:
         return self._pool
+
+    @property
+    def quick_pool(self) -> AsyncConnectionPool:
+        return self._quick_pool
 
     def ledger_pool(self, shard: int) -> AsyncConnectionPool:
         """The database of ledger shard ``shard`` (the directory when not sharded)."""
@@ -195,7 +204,7 @@ class Repository:
         return {}, int(found[0]) if found else 0
 
     async def wallet_access_revision(self) -> int:
-        async with self._pool.connection() as conn:
+        async with self._quick_pool.connection() as conn:
             cur = await conn.execute("SELECT revision FROM wallet_access_revision")
             row = await cur.fetchone()
         return int(row[0]) if row else 0
@@ -288,7 +297,7 @@ class Repository:
             return cur.rowcount == 1
 
     async def mark_published(self, transaction_ids: list[uuid.UUID]) -> None:
-        async with self._pool.connection() as conn:
+        async with self._quick_pool.connection() as conn:
             await conn.execute(
                 "UPDATE transaction_requests SET published_at = now()"
                 " WHERE transaction_id = ANY(%s) AND published_at IS NULL",

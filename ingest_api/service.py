@@ -165,7 +165,7 @@ class IngestService:
         self._wallets: RevisionCache[tuple[uuid.UUID, uuid.UUID], WalletAccess] = RevisionCache(
             settings.cache_entries_max, settings.api_key_trust_ms
         )
-        self._recorder = RequestRecorder(repository.pool, batch_max=settings.record_batch_max)
+        self._recorder = RequestRecorder(repository.quick_pool, batch_max=settings.record_batch_max)
         self._published: asyncio.Queue[uuid.UUID] = asyncio.Queue(PUBLISHED_MARKS_MAX)
 
     @property

@@ -22,6 +22,8 @@ class IngestSettings(BaseSettings):
     #: JSON, e.g. {"WITHDRAWAL": {"basis_points": 0, "fixed": "1.00"}}; unlisted types are free.
     fee_schedule_json: str = Field(default="{}", validation_alias="FEE_SCHEDULE")
     db_pool_size_max: int = Field(default=10, ge=1, le=100)
+    #: Autocommit connections for the hot path's single statements and background loops.
+    quick_pool_size_max: int = Field(default=4, ge=1, le=100)
     publish_timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
     #: Entries of each in-memory cache (API keys, wallet access per client and wallet).
