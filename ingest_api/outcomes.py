@@ -70,9 +70,9 @@ def wait_preference(prefer: str | None) -> int | None:
         if name.strip().lower() != "wait":
             continue
         value = value.strip().strip('"')
-        if value.isascii() and value.isdigit():
+        if value.isascii() and value.isdigit() and len(value) <= 9:
             return min(int(value), WAIT_S_MAX)
-        return None
+        return WAIT_S_MAX if value.isascii() and value.isdigit() else None
     return None
 
 

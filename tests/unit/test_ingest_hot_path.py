@@ -38,6 +38,7 @@ def test_transaction_ids_are_derived_from_client_and_key() -> None:
         ('wait="4"', 4),
         ("wait=0", 0),
         ("wait=600", WAIT_S_MAX),
+        ("wait=" + "9" * 5000, WAIT_S_MAX),
         ("wait=-1", None),
         ("wait=1.5", None),
         ("wait=٣", None),
