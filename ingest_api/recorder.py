@@ -151,13 +151,14 @@ class RequestRecorder:
                 first = first_of.setdefault(request.transaction_id, request)
                 if first is request:
                     outcomes.append(None)
-                else:  # the same key twice in one batch: the first one holds it
+                else:  # the same key twice in one batch: the first holds it (and is
+                    # being published by its own caller: a failure there leaves it to the relay)
                     outcomes.append(
                         AcceptedRequest(
                             first.transaction_id,
                             first.request_hash,
                             json.loads(first.record),
-                            False,
+                            True,
                         )
                     )
                 continue
