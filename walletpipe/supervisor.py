@@ -113,6 +113,15 @@ def ledger_services(env: dict[str, str], python: str) -> list[Service]:
     ]
 
 
+def ingest_server_options(env: dict[str, str]) -> list[str]:
+    """uvicorn's fast event loop and HTTP parser, and one worker process per core
+    (``INGEST_WORKERS`` to choose): the API's work is CPU in Python, one core per process.
+    Workers share nothing in memory: each keeps its own caches (kept fresh by revision
+    polling), and the rate limits live in a file they share."""
+    workers = env.get("INGEST_WORKERS") or str(os.cpu_count() or 1)
+    return ["--loop", "uvloop", "--http", "httptools", "--workers", workers]
+
+
 def metrics_port(env: dict[str, str], name: str) -> dict[str, str]:
     """``METRICS_PORT`` for one service, from the stack's ``METRICS_PORT_<NAME>`` (none for
     a stack brought up before services had metrics ports: they then serve no /metrics)."""
@@ -139,6 +148,7 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                *ingest_server_options(env),
             ],
             health_url=f"{env['INGEST_URL']}/health",
         ),
