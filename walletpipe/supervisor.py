@@ -134,6 +134,10 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
         Service(
             "gateway", [python, "-m", "ledger_writer.gateway"], consumer_group="payment-gateway"
         ),
+        # Webhooks: reads the pipeline's outcomes, delivers them to the clients' endpoints.
+        Service(
+            "notifications", [python, "-m", "notifications.service"], consumer_group="notifications"
+        ),
         Service(
             "analytics",
             [python, "-m", "analytics.service"],
