@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 from domain.backoff import Backoff
 from domain.webhooks import WebhookEvent, event_of
@@ -67,14 +67,21 @@ def events_in(messages: list[Message]) -> list[WebhookEvent]:
 
 class FanOut:
     """The consumer loop (run in a thread of the service); ``stored`` is called after each
-    batch that made deliveries, to wake the scheduler."""
+    batch that made deliveries, to wake the scheduler, and ``crashed`` if the loop dies of
+    an error it does not expect (the service then exits and its supervisor restarts it,
+    rather than go on delivering without a consumer)."""
 
     def __init__(
-        self, settings: NotificationSettings, stop: threading.Event, stored: Callable[[], None]
+        self,
+        settings: NotificationSettings,
+        stop: threading.Event,
+        stored: Callable[[], None],
+        crashed: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.stop = stop
         self.stored = stored
+        self.crashed = crashed
         self._pairs: set[tuple[uuid.UUID, str]] = set()
         self._pairs_read_at = float("-inf")
 
@@ -93,6 +100,14 @@ class FanOut:
         return consumer
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            log.exception("the consumer loop failed")
+            self.crashed()
+            raise
+
+    def _run(self) -> None:
         backoff = Backoff(initial_s=0.2, delay_max_s=10.0)
         while not self.stop.is_set():
             consumer = self._consumer()
@@ -127,8 +142,11 @@ class FanOut:
                     self.stop.wait(backoff.next_delay())
                     continue
                 backoff.reset()
-                consumer.commit(asynchronous=False)
                 unstored = []
+                try:
+                    consumer.commit(asynchronous=False)
+                except KafkaException as error:  # read again after a restart: no harm
+                    log.warning("offset commit failed (%s); the next one covers it", error)
                 if made:
                     self.stored()
         finally:
@@ -170,5 +188,5 @@ class FanOut:
             if client is not None and (client, event.event_type.value) in pairs:
                 addressed.append((event, client))
         with conn.transaction():
-            made = store.store_deliveries(conn, addressed)
+            made = store.store_deliveries(conn, addressed, self.settings.endpoint_pending_max)
         return made

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 
 from psycopg_pool import AsyncConnectionPool
@@ -22,13 +23,20 @@ log = logging.getLogger("notifications")
 THREAD_JOIN_TIMEOUT_S = 10.0
 
 
-async def serve(settings: NotificationSettings) -> None:
+async def serve(settings: NotificationSettings) -> int:
+    """Runs until a signal (0) or until the consumer thread dies (1)."""
     loop = asyncio.get_running_loop()
     stop, wake = asyncio.Event(), asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     consumer_stop = threading.Event()
-    fanout = FanOut(settings, consumer_stop, lambda: loop.call_soon_threadsafe(wake.set))
+    consumer_died = threading.Event()
+
+    def crashed() -> None:
+        consumer_died.set()
+        loop.call_soon_threadsafe(stop.set)
+
+    fanout = FanOut(settings, consumer_stop, lambda: loop.call_soon_threadsafe(wake.set), crashed)
     consumer = threading.Thread(target=fanout.run, name="fanout", daemon=True)
     pool = AsyncConnectionPool(
         settings.database_url,
@@ -48,13 +56,15 @@ async def serve(settings: NotificationSettings) -> None:
         await asyncio.to_thread(consumer.join, THREAD_JOIN_TIMEOUT_S)
         await sender.close()
         await pool.close()
+    return 1 if consumer_died.is_set() else 0
 
 
-def main() -> None:
+def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per attempt
     settings = NotificationSettings()  # type: ignore[call-arg]
-    asyncio.run(serve(settings))
+    return asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

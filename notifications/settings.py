@@ -45,6 +45,9 @@ class NotificationSettings(BaseSettings):
     #: at most ``endpoint_concurrency_max`` of them, and the others go on.
     concurrency_max: int = Field(default=64, ge=1, le=10_000)
     endpoint_concurrency_max: int = Field(default=4, ge=1, le=1_000)
+    #: Deliveries one endpoint may have waiting; past that its new events are dead-lettered
+    #: at once (an endpoint dead for hours must not grow the table without bound).
+    endpoint_pending_max: int = Field(default=100_000, ge=1, le=10_000_000)
     #: How often due deliveries are looked for when nothing else wakes the scheduler.
     poll_interval_ms: int = Field(default=200, ge=10, le=60_000)
     #: Bytes of an endpoint's answer kept for `walletpipe webhooks deliveries`.

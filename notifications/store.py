@@ -41,32 +41,55 @@ def clients_of(
     return {row[0]: row[1] for row in rows}
 
 
-def store_deliveries(conn: Connection[Any], events: list[tuple[WebhookEvent, uuid.UUID]]) -> int:
+def store_deliveries(
+    conn: Connection[Any],
+    events: list[tuple[WebhookEvent, uuid.UUID]],
+    pending_max: int = 100_000,
+) -> int:
     """One delivery per event (with its client) and live endpoint subscribed to its type,
     numbered in the events' order; an event an endpoint has already is left alone (a
-    record read twice). Returns the deliveries made."""
+    record read twice). An endpoint with ``pending_max`` deliveries waiting already (dead
+    for hours) gets the new ones dead-lettered at once, so its backlog stays bounded; they
+    can be redelivered. Returns the deliveries made."""
     if not events:
         return 0
     cur = conn.execute(
         """
+        WITH backlog AS (
+            SELECT d.subscription_id, count(*) AS pending
+              FROM webhook_deliveries d
+              JOIN webhook_subscriptions s USING (subscription_id)
+             WHERE d.status = 'PENDING' AND s.deleted_at IS NULL
+               AND s.client_id = ANY(%(clients)s::uuid[])
+             GROUP BY d.subscription_id
+        )
         INSERT INTO webhook_deliveries
-            (subscription_id, event_id, event_type, transaction_id, body)
-        SELECT s.subscription_id, e.event_id, e.event_type, e.transaction_id, e.body
-          FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::uuid[], %s::bytea[])
+            (subscription_id, event_id, event_type, transaction_id, body, status, last_error,
+             finished_at)
+        SELECT s.subscription_id, e.event_id, e.event_type, e.transaction_id, e.body,
+               CASE WHEN full_ THEN 'DEAD' ELSE 'PENDING' END,
+               CASE WHEN full_ THEN 'the endpoint had ' || b.pending
+                                    || ' deliveries pending already' END,
+               CASE WHEN full_ THEN now() END
+          FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(clients)s::uuid[],
+                      %(transactions)s::uuid[], %(bodies)s::bytea[])
                WITH ORDINALITY AS e(event_id, event_type, client_id, transaction_id, body, n)
           JOIN webhook_subscriptions s
             ON s.client_id = e.client_id AND e.event_type = ANY(s.event_types)
            AND s.deleted_at IS NULL
+          LEFT JOIN backlog b USING (subscription_id)
+         CROSS JOIN LATERAL (SELECT coalesce(b.pending, 0) >= %(pending_max)s AS full_) f
          ORDER BY e.n, s.subscription_id
         ON CONFLICT (subscription_id, event_id) DO NOTHING
         """,
-        (
-            [e.event_id for e, _ in events],
-            [e.event_type.value for e, _ in events],
-            [client for _, client in events],
-            [e.transaction_id for e, _ in events],
-            [e.body() for e, _ in events],
-        ),
+        {
+            "ids": [e.event_id for e, _ in events],
+            "types": [e.event_type.value for e, _ in events],
+            "clients": [client for _, client in events],
+            "transactions": [e.transaction_id for e, _ in events],
+            "bodies": [e.body() for e, _ in events],
+            "pending_max": pending_max,
+        },
     )
     return cur.rowcount
 

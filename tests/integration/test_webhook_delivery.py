@@ -167,3 +167,26 @@ def test_an_address_no_longer_allowed_is_not_called(stack: dict[str, str]) -> No
             wait_status(database_url, event, "DEAD")
         assert "which this service may not call" in (delivery_of(database_url, event)[2] or "")
         assert receiver.attempts == {}
+
+
+def test_an_endpoints_backlog_is_bounded(stack: dict[str, str]) -> None:
+    database_url = stack["DATABASE_URL"]
+    client_id, _, subscription_id = subscribed(database_url, "http://127.0.0.1:9/never")
+    first, second = an_event(database_url, client_id), an_event(database_url, client_id)
+    third = WebhookEvent(**{**first.__dict__, "event_id": uuid.uuid4()})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert store.store_deliveries(conn, [(third, client_id)], pending_max=2) == 1
+    assert delivery_of(database_url, second)[0] == "PENDING"
+    status, attempts, error = delivery_of(database_url, third)
+    assert (status, attempts) == ("DEAD", 0)
+    assert error == "the endpoint had 2 deliveries pending already"
+    sql(
+        database_url,
+        "UPDATE webhook_subscriptions SET deleted_at = now() WHERE subscription_id = %s",
+        (subscription_id,),
+    )
+    sql(
+        database_url,
+        "UPDATE webhook_deliveries SET status = 'DEAD' WHERE subscription_id = %s",
+        (subscription_id,),
+    )
