@@ -166,6 +166,13 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
             consumer_group="payment-gateway",
             env=metrics_port(env, "GATEWAY"),
         ),
+        # Webhooks: reads the pipeline's outcomes, delivers them to the clients' endpoints.
+        Service(
+            "notifications",
+            [python, "-m", "notifications.service"],
+            consumer_group="notifications",
+            env=metrics_port(env, "NOTIFICATIONS"),
+        ),
         Service(
             "analytics",
             [python, "-m", "analytics.service"],
