@@ -305,6 +305,67 @@ class WalletLimitsChanged(Record):
     limits: list[LimitSpec] = Field(default_factory=list, max_length=2 * LIMITS_PER_SCOPE_MAX)
 
 
+class WalletStatusChanged(Record):
+    """A wallet's status as the API last set it (topic ``wallet.commands``, keyed by
+    ``wallet_id``): FROZEN makes the stream refuse the wallet's debits (``WALLET_FROZEN``)
+    while its credits still land; ACTIVE lifts that. ``version`` (the wallet row's) only
+    grows, so the stream keeps the newest whatever order two API replicas published in."""
+
+    kind: Literal["WalletStatusChanged"] = "WalletStatusChanged"
+    wallet_id: uuid.UUID
+    status: Literal["ACTIVE", "FROZEN", "SUSPENDED", "CLOSED"]
+    version: int = Field(ge=0)
+    changed_by: str = Field(min_length=1, max_length=100)
+    reason: str | None = Field(default=None, max_length=1000)
+    changed_at: datetime
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
+class KycStatusChanged(Record):
+    """A user's KYC status after a compliance decision, addressed to each of the user's
+    wallets (topic ``wallet.commands``, keyed by ``wallet_id``): the stream applies that
+    status's default limits to the wallet's next request. ``version`` (the user row's)
+    only grows."""
+
+    kind: Literal["KycStatusChanged"] = "KycStatusChanged"
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    kyc_status: KycStatus
+    version: int = Field(ge=0)
+    changed_at: datetime
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
+#: Devices of one user the stream knows of (the API refuses more).
+DEVICES_PER_USER_MAX = 32
+
+
+class WalletDevicesChanged(Record):
+    """Every device of the wallet's user and whether it is revoked (topic
+    ``wallet.commands``, keyed by ``wallet_id``): the stream checks a request's
+    ``metadata.device_id`` against it (``device_status`` in the fraud policy). The whole set
+    travels each time; ``version`` only grows."""
+
+    kind: Literal["WalletDevicesChanged"] = "WalletDevicesChanged"
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    version: int = Field(ge=0)
+    #: device id → ACTIVE or REVOKED
+    devices: dict[uuid.UUID, Literal["ACTIVE", "REVOKED"]] = Field(
+        default_factory=dict, max_length=DEVICES_PER_USER_MAX
+    )
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
 class FraudLabelled(Record):
     """Ground truth for one transaction, known only later (topic ``wallet.commands``, keyed by
     ``wallet_id``: the wallet whose money moves first, i.e. the key of its request). A
@@ -430,6 +491,9 @@ WalletCommand = (
     | DuplicateDiscarded
     | WalletCredited
     | ClockTicked
+    | WalletStatusChanged
+    | KycStatusChanged
+    | WalletDevicesChanged
 )
 _wallet_command = TypeAdapter(Annotated[WalletCommand, Field(discriminator="kind")])
 

@@ -18,7 +18,19 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.inputs import CanonicalUuid
 from domain.shards import split_database_urls
-from ingest_api import errors, keys_api, limits, outages, refunds, reversals, reviews
+from ingest_api import (
+    devices_api,
+    errors,
+    keys_api,
+    kyc_api,
+    limits,
+    outages,
+    refunds,
+    reversals,
+    reviews,
+    users_api,
+    wallets_api,
+)
 from ingest_api.authentication import Authenticator
 from ingest_api.deps import Caller, Onboarder, Tenant, document_roles, service_of
 from ingest_api.errors import BodyGuard
@@ -182,6 +194,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return await service_of(request).get_transaction(client, transaction_id)
 
     document_roles(app.router)
-    for module in (limits, reviews, reversals, refunds, keys_api):
+    customers = (users_api, wallets_api, kyc_api, devices_api)
+    for module in (limits, reviews, reversals, refunds, keys_api, *customers):
         app.include_router(document_roles(module.router))
     return app

@@ -54,6 +54,12 @@ class IngestSettings(BaseSettings):
     relay_batch_max: int = Field(default=1_000, ge=1, le=100_000)
     relay_retry_delay_max_ms: int = Field(default=10_000, ge=100, le=600_000)
 
+    #: Where identity documents are kept (a directory; each file named by its document id,
+    #: readable by the API's user only). Relative paths are from the working directory.
+    kyc_document_dir: str = Field(
+        default=".local/kyc-documents", validation_alias="KYC_DOCUMENT_DIR"
+    )
+
     @field_validator("fee_schedule_json")
     @classmethod
     def _fee_schedule_parses(cls, value: str) -> str:

@@ -54,6 +54,10 @@ REQUEST_NAMES: dict[str, str] = {
     "transaction_type:values": ",".join(t.value for t in TransactionType),
     "currency_code": STRING,
     "channel": STRING,  # the request's metadata channel, '' when absent
+    #: The request's metadata device_id against its user's registered devices: NONE (no
+    #: device named), KNOWN, REVOKED, UNKNOWN (not the user's). A backtest sees NONE.
+    "device_status": STRING,
+    "device_status:values": "NONE,KNOWN,REVOKED,UNKNOWN",
 }
 POLICY_KEYS = {"version", "review_threshold", "decline_threshold", "rules", "description"}
 RULE_KEYS = {"name", "when", "action", "description"}

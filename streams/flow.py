@@ -13,6 +13,9 @@ transaction as the state changes and the consumed offset.
   ``WalletInvariantError`` (the worker stops). A repeat of an applied one changes nothing.
 * ``WalletCredited``: the credited wallet's partition makes a posted credit spendable, once.
 * ``WalletLimitsChanged``, ``ReviewDecided``, ``FraudLabelled``: limits, reviews, labels.
+* ``WalletStatusChanged``, ``KycStatusChanged``, ``WalletDevicesChanged``: a frozen wallet's
+  debits are refused (``WALLET_FROZEN``), the KYC status picks the default limits, and the
+  user's devices give a request's ``device_status`` to the policy.
 * ``ClockTicked``: holds past their deadline are released (``Holds expire`` in
   docs/topics.md), decided transactions past their retention forgotten, terminal counts sent.
 """
@@ -30,12 +33,15 @@ from domain.records import (
     ClockTicked,
     DuplicateDiscarded,
     FraudLabelled,
+    KycStatusChanged,
     ReviewDecided,
     TransactionFailed,
     TransactionPosted,
     TransactionRequested,
     WalletCredited,
+    WalletDevicesChanged,
     WalletLimitsChanged,
+    WalletStatusChanged,
 )
 from domain.topics import (
     LEDGER_COMMANDS,
@@ -59,10 +65,12 @@ from streams.policy_watch import PolicyWatcher
 from streams.screening import decide_review, screen
 from streams.store import (
     CUSTOMER,
+    DEVICES,
     EXPIRE,
     FORGET,
     FORGET_CREDIT,
     WALLET,
+    Devices,
     Schedule,
     Store,
     TerminalPending,
@@ -134,6 +142,10 @@ class Flow(ClockHandlers):
             self.on_credit(store, key, record, now_ms)
         elif kind is WalletLimitsChanged:
             self.on_limits(store, key, record)
+        elif kind in (WalletStatusChanged, KycStatusChanged):
+            self.on_profile(store, key, record)
+        elif kind is WalletDevicesChanged:
+            self.on_devices(store, key, record)
         elif kind is ReviewDecided:
             self.on_review(store, key, record, now_ms, out)
         elif kind is FraudLabelled:
@@ -165,12 +177,13 @@ class Flow(ClockHandlers):
         if store.get_bytes(decided_key(transaction_id), key) is not None:
             return  # a replay (a retried publish): decided once, never again
         wallet = WalletValue.decode(store.get_bytes(WALLET, key))
-        limits = applicable(request, wallet.limits, self.settings.default_limits)
+        limits = applicable(request, wallet.limits, self.settings.default_limits, wallet.kyc_status)
         event = event_of(request)
         customer = self.customer(store, key)
         self.terminals.drain()
         x = self.features.features(event, customer, self.terminals.get(event.terminal))
-        assessment = assess(request, x, self.models.score(x), self.policies.policy)
+        device_status = self.device_status(store, key, request)
+        assessment = assess(request, x, self.models.score(x), self.policies.policy, device_status)
         if assessment.failed_rules:
             self.failed_rules.update(assessment.failed_rules)
         now = datetime.fromtimestamp(now_ms / 1000, UTC)
@@ -183,6 +196,7 @@ class Flow(ClockHandlers):
             wallet.reviews_open,
             self.settings.timeouts,
             now,
+            wallet.status,
         )
         decided = outcome.decided
         decided.remember_features(x)
@@ -212,6 +226,15 @@ class Flow(ClockHandlers):
         command = outcome.command
         out.append(Output(_TARGETS[type(command)], key, fast_records.encode(command)))
         out.append(Output(TRANSACTIONS_REQUESTED, key, raw))
+
+    @staticmethod
+    def device_status(store: Store, key: bytes, request: TransactionRequested) -> str:
+        """The request's ``metadata.device_id`` against its user's devices (read only when
+        the request names one)."""
+        device_id = (request.metadata or {}).get("device_id")
+        if device_id is None or device_id == "":
+            return "NONE"
+        return Devices.decode(store.get_bytes(DEVICES, key)).status_of(device_id)
 
     def customer(self, store: Store, key: bytes) -> CustomerState | None:
         """The wallet's customer state: from memory when the store holds the very bytes it
@@ -319,6 +342,30 @@ class Flow(ClockHandlers):
         wallet = WalletValue.decode(store.get_bytes(WALLET, key))
         if wallet.limits.apply(change):
             store.set_bytes(WALLET, wallet.encode(), key)
+
+    def on_profile(
+        self, store: Store, key: bytes, change: WalletStatusChanged | KycStatusChanged
+    ) -> None:
+        """A wallet's status or its user's KYC status; an older version (a replay, two
+        API replicas racing) changes nothing."""
+        _wallet_key(key, change.wallet_id)
+        wallet = WalletValue.decode(store.get_bytes(WALLET, key))
+        if isinstance(change, WalletStatusChanged):
+            if change.version <= wallet.status_version:
+                return
+            wallet.status, wallet.status_version = change.status, change.version
+        else:
+            if change.version <= wallet.kyc_version:
+                return
+            wallet.kyc_status, wallet.kyc_version = change.kyc_status.value, change.version
+        store.set_bytes(WALLET, wallet.encode(), key)
+
+    def on_devices(self, store: Store, key: bytes, change: WalletDevicesChanged) -> None:
+        _wallet_key(key, change.wallet_id)
+        if change.version <= Devices.decode(store.get_bytes(DEVICES, key)).version:
+            return
+        devices = {str(device): status for device, status in change.devices.items()}
+        store.set_bytes(DEVICES, Devices(change.version, devices).encode(), key)
 
     def on_review(
         self, store: Store, key: bytes, decision: ReviewDecided, now_ms: int, out: list[Output]
