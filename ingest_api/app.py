@@ -25,6 +25,7 @@ from ingest_api import (
     kyc_api,
     limits,
     outages,
+    payment_methods_api,
     refunds,
     reversals,
     reviews,
@@ -194,7 +195,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return await service_of(request).get_transaction(client, transaction_id)
 
     document_roles(app.router)
-    customers = (users_api, wallets_api, kyc_api, devices_api)
+    customers = (users_api, wallets_api, kyc_api, devices_api, payment_methods_api)
     for module in (limits, reviews, reversals, refunds, keys_api, *customers):
         app.include_router(document_roles(module.router))
     return app

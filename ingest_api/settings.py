@@ -60,6 +60,12 @@ class IngestSettings(BaseSettings):
         default=".local/kyc-documents", validation_alias="KYC_DOCUMENT_DIR"
     )
 
+    #: The card-hashing and account-encrypting keys (ingest_api.payment_vault), made on
+    #: first use; every API process of a deployment must share the file.
+    payment_keys_file: str = Field(
+        default=".local/payment-keys.json", validation_alias="PAYMENT_KEYS_FILE"
+    )
+
     @field_validator("fee_schedule_json")
     @classmethod
     def _fee_schedule_parses(cls, value: str) -> str:

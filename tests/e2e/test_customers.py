@@ -13,7 +13,18 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import accepted, funded_wallet, make_client, new_user, new_wallet, wait_final
+from domain.masking import luhn_valid
+from domain.payment_methods import micro_deposits
+from ingest_api.payment_vault import PaymentVault
+from tests.helpers import (
+    accepted,
+    funded_wallet,
+    make_client,
+    new_user,
+    new_wallet,
+    sql,
+    wait_final,
+)
 
 
 def _other_client(running: dict[str, str]) -> httpx.Client:
@@ -300,13 +311,103 @@ def test_devices_register_list_revoke(api: httpx.Client, running: dict[str, str]
         assert _code(other.get(f"/v1/users/{user}/devices")) == "USER_FORBIDDEN"
 
 
+def _card_number() -> str:
+    """A fresh Visa number that passes Luhn (unique per run: grepped for afterwards)."""
+    body = "4" + "".join(str(uuid.uuid4().int % 10**14).zfill(14))
+    for check in "0123456789":
+        if luhn_valid(body + check):
+            SECRETS.append(body + check)
+            return body + check
+    raise AssertionError("no check digit")
+
+
+def test_cards_and_bank_accounts(api: httpx.Client, running: dict[str, str]) -> None:
+    user, other_user = new_user(api), new_user(api)
+    number = _card_number()
+    card = {
+        "card_number": number,
+        "cvv": "737",
+        "expiry_month": 12,
+        "expiry_year": 2031,
+        "card_holder_name": "Test User",
+    }
+    added = api.post(f"/v1/users/{user}/payment-methods/cards", json=card)
+    assert added.status_code == 201, added.text
+    method = added.json()
+    assert (method["network"], method["last_four"], method["is_verified"]) == (
+        "VISA",
+        number[-4:],
+        True,
+    )
+    assert number not in added.text and "737" not in added.text
+    again = api.post(f"/v1/users/{user}/payment-methods/cards", json=card)
+    assert _code(again) == "CARD_EXISTS"
+    shared = api.post(f"/v1/users/{other_user}/payment-methods/cards", json=card).json()
+    assert shared["shared_card_users"] == 1  # the same card on two users: a fraud signal
+    declined = api.post(
+        f"/v1/users/{user}/payment-methods/cards",
+        json={**card, "card_number": _card_number(), "cvv": "000"},
+    )
+    assert (declined.status_code, _code(declined)) == (422, "CARD_DECLINED")
+    bad = api.post(
+        f"/v1/users/{user}/payment-methods/cards", json={**card, "card_number": number[:-1] + "x"}
+    )
+    assert bad.status_code == 422 and number[:-1] not in bad.text
+    wrong_luhn = number[:-1] + str((int(number[-1]) + 1) % 10)
+    refused = api.post(
+        f"/v1/users/{user}/payment-methods/cards", json={**card, "card_number": wrong_luhn}
+    )
+    assert _code(refused) == "INVALID_CARD_NUMBER" and wrong_luhn not in refused.text
+
+    account_number = str(uuid.uuid4().int % 10**12).zfill(12)
+    SECRETS.append(account_number)
+    account = {
+        "account_holder_name": "Test User",
+        "bank_name": "First Test Bank",
+        "account_number": account_number,
+        "routing_number": "021000021",
+    }
+    routing = api.post(
+        f"/v1/users/{user}/payment-methods/bank-accounts",
+        json={**account, "routing_number": "021000022"},
+    )
+    assert _code(routing) == "INVALID_ROUTING_NUMBER"
+    bank = api.post(f"/v1/users/{user}/payment-methods/bank-accounts", json=account)
+    assert bank.status_code == 201, bank.text
+    assert (bank.json()["status"], bank.json()["last_four"]) == ("INACTIVE", account_number[-4:])
+    stored = sql(
+        running["DATABASE_URL"],
+        "SELECT account_number FROM bank_accounts WHERE payment_method_id = %s",
+        (bank.json()["payment_method_id"],),
+    )
+    assert account_number not in stored[0][0]
+    verify = f"/v1/users/{user}/payment-methods/{bank.json()['payment_method_id']}/verify"
+    wrong = api.post(verify, json={"amounts": ["1.00", "1.00"]})  # never sent: at most 0.99
+    assert _code(wrong) == "VERIFICATION_FAILED"
+    methods = {
+        m["payment_method_id"]: m for m in api.get(f"/v1/users/{user}/payment-methods").json()
+    }
+    assert methods[bank.json()["payment_method_id"]]["is_verified"] is False
+    # The amounts the simulated gateway sent, as the customer reads them on the statement.
+    vault = PaymentVault.load(running["PAYMENT_KEYS_FILE"])
+    sent = micro_deposits(vault.hmac_key, bank.json()["payment_method_id"])
+    confirmed = api.post(verify, json={"amounts": [str(a) for a in reversed(sent)]})
+    assert confirmed.status_code == 200, confirmed.text
+    assert (confirmed.json()["status"], confirmed.json()["is_verified"]) == ("ACTIVE", True)
+    assert _code(api.post(verify, json={"amounts": ["0.01", "0.02"]})) == "ALREADY_VERIFIED"
+    removed = api.delete(f"/v1/users/{user}/payment-methods/{method['payment_method_id']}")
+    assert removed.status_code == 204
+    with _other_client(running) as other:
+        assert _code(other.get(f"/v1/users/{user}/payment-methods")) == "USER_FORBIDDEN"
+
+
 def test_no_secret_in_logs_kafka_or_clickhouse(stack_dir: Path, running: dict[str, str]) -> None:
     """Run last in this module: every document number and content used above is absent
     from every file of the stack but PostgreSQL's (which keeps the document numbers) and
     the document store (which keeps the files)."""
     assert SECRETS, "the tests above used no secret"
     kept = {stack_dir / "postgres", stack_dir / "kyc-documents"}
-    needles = [secret.encode() for secret in SECRETS]
+    needles = [secret.encode() for secret in SECRETS] + [b'"cvv"']
     for path in stack_dir.rglob("*"):
         if not path.is_file() or any(parent in kept for parent in path.parents):
             continue
