@@ -366,6 +366,40 @@ class WalletDevicesChanged(Record):
         return str(self.wallet_id).encode()
 
 
+#: Payment methods of one user the stream knows of (the API refuses more).
+PAYMENT_METHODS_PER_USER_MAX = 20
+
+
+class PaymentMethodFacts(BaseModel):
+    """What the stream knows of one payment method: never a number, only its kind, whether
+    it may be used (verified, not removed) and, for a card, how many other users hold it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["CARD", "BANK_ACCOUNT"]
+    usable: bool
+    shared_users: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class WalletPaymentMethodsChanged(Record):
+    """Every payment method of the wallet's user (topic ``wallet.commands``, keyed by
+    ``wallet_id``): a DEPOSIT or WITHDRAWAL naming ``metadata.payment_method_id`` must name
+    a usable one of the right kind (a card in, a bank account out), and the policy reads
+    ``card_shared_users`` of the card. The whole set travels each time; ``version`` grows."""
+
+    kind: Literal["WalletPaymentMethodsChanged"] = "WalletPaymentMethodsChanged"
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    version: int = Field(ge=0)
+    methods: dict[uuid.UUID, PaymentMethodFacts] = Field(
+        default_factory=dict, max_length=PAYMENT_METHODS_PER_USER_MAX
+    )
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
 class FraudLabelled(Record):
     """Ground truth for one transaction, known only later (topic ``wallet.commands``, keyed by
     ``wallet_id``: the wallet whose money moves first, i.e. the key of its request). A
@@ -494,6 +528,7 @@ WalletCommand = (
     | WalletStatusChanged
     | KycStatusChanged
     | WalletDevicesChanged
+    | WalletPaymentMethodsChanged
 )
 _wallet_command = TypeAdapter(Annotated[WalletCommand, Field(discriminator="kind")])
 

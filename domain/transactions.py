@@ -90,6 +90,9 @@ class RejectReason(StrEnum):
     FRAUD_DECLINED = "FRAUD_DECLINED"
     #: The wallet is frozen: its debits are refused, its credits still land.
     WALLET_FROZEN = "WALLET_FROZEN"
+    #: A deposit's or withdrawal's ``metadata.payment_method_id`` is not a usable method of
+    #: the user of the right kind (a card to deposit from, a bank account to withdraw to).
+    PAYMENT_METHOD_INVALID = "PAYMENT_METHOD_INVALID"
     #: The ledger read a command after its ``expires_at``: the stream has released (or will
     #: release) its hold, so the ledger must not move its money.
     COMMAND_EXPIRED = "COMMAND_EXPIRED"

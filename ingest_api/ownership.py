@@ -57,9 +57,9 @@ async def visible_wallet(
     await cur.execute(
         """SELECT w.wallet_id, w.user_id, w.currency_code, w.status, w.version,
                   EXISTS (SELECT 1 FROM api_client_users cu
-                           WHERE cu.client_id = %(client)s AND cu.user_id = w.user_id),
+                           WHERE cu.client_id = %(client)s AND cu.user_id = w.user_id) AS owns,
                   EXISTS (SELECT 1 FROM api_client_wallet_grants g
-                           WHERE g.client_id = %(client)s AND g.wallet_id = w.wallet_id)
+                           WHERE g.client_id = %(client)s AND g.wallet_id = w.wallet_id) AS granted
              FROM wallets w WHERE w.wallet_id = %(wallet)s AND w.wallet_type <> 'SYSTEM'"""
         + (" FOR UPDATE OF w" if lock else ""),
         {"client": client.client_id, "wallet": wallet_id},

@@ -10,7 +10,13 @@
   account is usable (ACTIVE) once the customer names them (3 tries).
 
 ``shared_card_users`` on a card is how many other users hold the same card: a fraud
-signal for compliance (one card on many accounts).
+signal (one card on many accounts). Each change publishes the user's methods (kinds,
+usable or not, sharing; never a number) to each of the user's wallets
+(``WalletPaymentMethodsChanged``): a DEPOSIT naming ``metadata.payment_method_id`` must name
+a usable card of the user and a WITHDRAWAL a usable bank account (else the stream refuses
+it, ``PAYMENT_METHOD_INVALID``), and the fraud policy reads the card's
+``card_shared_users``. A WITHDRAWAL goes through the simulated gateway (two-phase) with its
+method in the metadata.
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ from fastapi import APIRouter, Request
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
+from domain import records
 from domain.exceptions import DomainError
 from domain.inputs import AmountText, CanonicalUuid, FreeText
 from domain.payment_methods import check_card, routing_number_valid
+from ingest_api import outbox
 from ingest_api.deps import Onboarder, service_of
 from ingest_api.exceptions import Conflict, NotFound, Unprocessable
+from ingest_api.limit_store import WALLETS_PER_USER_MAX
 from ingest_api.ownership import owned_user
 from ingest_api.payment_gateway import SimulatedGateway
 from ingest_api.payment_vault import PaymentVault
@@ -76,6 +85,45 @@ class PaymentMethodOut(BaseModel):
     #: Other users holding the same card (a fraud signal).
     shared_card_users: int | None = None
     created_at: datetime
+
+
+async def _announce(cur: Any, user_id: uuid.UUID) -> None:
+    """Stage the user's payment methods (kinds, usable or not, cards' sharing) for each of
+    the user's wallets; the user row is locked."""
+    await cur.execute(
+        "UPDATE users SET version = version + 1 WHERE user_id = %s RETURNING version", (user_id,)
+    )
+    version = (await cur.fetchone())["version"]
+    await cur.execute(
+        """SELECT payment_method_id AS id FROM payment_methods WHERE user_id = %s
+            ORDER BY created_at DESC LIMIT %s""",
+        (user_id, records.PAYMENT_METHODS_PER_USER_MAX),
+    )
+    methods = {}
+    for row in await cur.fetchall():
+        method = await _method(cur, user_id, row["id"])
+        methods[row["id"]] = records.PaymentMethodFacts(
+            kind="BANK_ACCOUNT" if method["method_type"] == "BANK_ACCOUNT" else "CARD",
+            usable=method["status"] == "ACTIVE" and bool(method["is_verified"]),
+            shared_users=method["shared_card_users"] or 0,
+        )
+    await cur.execute(
+        """SELECT wallet_id FROM wallets WHERE user_id = %s AND wallet_type <> 'SYSTEM'
+            ORDER BY created_at DESC LIMIT %s""",
+        (user_id, WALLETS_PER_USER_MAX),
+    )
+    announced = [
+        records.WalletPaymentMethodsChanged(
+            wallet_id=row["wallet_id"], user_id=user_id, version=version, methods=methods
+        )
+        for row in await cur.fetchall()
+    ]
+    await outbox.stage(cur, user_id, list(announced))
+
+
+async def _publish(request: Request, user_id: uuid.UUID) -> None:
+    service = service_of(request)
+    await outbox.publish(service.repository.pool, service.publisher, user_id)
 
 
 def _vault(request: Request) -> PaymentVault:
@@ -143,7 +191,10 @@ async def add_card(
                 body.billing_address_id, now, now,
             ),
         )  # fmt: skip
-        return await _method(cur, user_id, method_id)
+        answer = await _method(cur, user_id, method_id)
+        await _announce(cur, user_id)
+    await _publish(request, user_id)
+    return answer
 
 
 @router.post(
@@ -178,6 +229,8 @@ async def add_bank_account(
             ),
         )  # fmt: skip
         answer = await _method(cur, user_id, method_id)
+        await _announce(cur, user_id)
+    await _publish(request, user_id)
     SimulatedGateway(vault.hmac_key).send_micro_deposits(str(method_id))
     return answer
 
@@ -229,7 +282,11 @@ async def confirm_micro_deposits(
                               version = version + 1 WHERE payment_method_id = %s""",
                     (now, payment_method_id),
                 )
-                return await _method(cur, user_id, payment_method_id)
+                answer = await _method(cur, user_id, payment_method_id)
+                await _announce(cur, user_id)
+        if right:
+            await _publish(request, user_id)
+            return answer
         # Committed: the wrong try counts.
         raise Unprocessable("those are not the amounts sent", code="VERIFICATION_FAILED")
 
@@ -266,6 +323,8 @@ async def remove_method(
         )
         if cur.rowcount != 1:
             raise NotFound("no such payment method of the user", code="PAYMENT_METHOD_NOT_FOUND")
+        await _announce(cur, user_id)
+    await _publish(request, user_id)
 
 
 async def _method(cur: Any, user_id: uuid.UUID, method_id: uuid.UUID) -> dict[str, Any]:

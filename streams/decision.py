@@ -82,6 +82,7 @@ def assess(
     scores: Scores,
     policy: Policy | FraudPolicy,
     device_status: str = "NONE",
+    card_shared_users: int = 0,
 ) -> Assessment:
     """The policy on the deciding score: an analyst's ``FraudPolicy`` (rules over the
     features and the request, then thresholds) or plain thresholds. ``device_status`` is
@@ -92,7 +93,9 @@ def assess(
         return Assessment(score, policy.decide(score), features=x, **named)
     values = None
     if policy.names:
-        values = policy_values(request, x, to_risk_score(score), policy.names, device_status)
+        values = policy_values(
+            request, x, to_risk_score(score), policy.names, device_status, card_shared_users
+        )
     verdict = policy.decide(score, values)
     return Assessment(
         score,
@@ -118,6 +121,7 @@ def policy_values(
     risk_score: Decimal,
     names: frozenset[str],
     device_status: str = "NONE",
+    card_shared_users: int = 0,
 ) -> Env:
     """The values of the names a policy's rules read (only those: each costs a Decimal).
     Features are floats; a rule sees their shortest decimal form (0.1, not 0.1000…0555)."""
@@ -135,6 +139,8 @@ def policy_values(
             values[name] = str((request.metadata or {}).get("channel", ""))
         elif name == "device_status":
             values[name] = device_status
+        elif name == "card_shared_users":
+            values[name] = Decimal(card_shared_users)
         else:
             values[name] = Decimal(repr(x[name]))
     return values

@@ -16,6 +16,8 @@ transaction as the state changes and the consumed offset.
 * ``WalletStatusChanged``, ``KycStatusChanged``, ``WalletDevicesChanged``: a frozen wallet's
   debits are refused (``WALLET_FROZEN``), the KYC status picks the default limits, and the
   user's devices give a request's ``device_status`` to the policy.
+* ``WalletPaymentMethodsChanged``: a deposit (withdrawal) naming ``metadata.payment_method_id``
+  must name a usable card (bank account) of the user; the policy reads ``card_shared_users``.
 * ``ClockTicked``: holds past their deadline are released (``Holds expire`` in
   docs/topics.md), decided transactions past their retention forgotten, terminal counts sent.
 """
@@ -41,6 +43,7 @@ from domain.records import (
     WalletCredited,
     WalletDevicesChanged,
     WalletLimitsChanged,
+    WalletPaymentMethodsChanged,
     WalletStatusChanged,
 )
 from domain.topics import (
@@ -62,15 +65,16 @@ from streams.limits import applicable
 from streams.models_watch import ModelWatcher
 from streams.outputs import FlowSettings, Output
 from streams.policy_watch import PolicyWatcher
+from streams.profile import ProfileHandlers, check_wallet_key
 from streams.screening import decide_review, screen
 from streams.store import (
     CUSTOMER,
-    DEVICES,
     EXPIRE,
     FORGET,
     FORGET_CREDIT,
+    PAYMENT_METHODS,
     WALLET,
-    Devices,
+    PaymentMethods,
     Schedule,
     Store,
     TerminalPending,
@@ -96,14 +100,7 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _wallet_key(key: bytes, wallet_id: object) -> None:
-    """A record keyed by another wallet than its own would read and write the wrong
-    wallet's state: refused (dead-lettered)."""
-    if wallet_id is None or key != str(wallet_id).encode():
-        raise RecordRefused("record key is not the wallet it is about")
-
-
-class Flow(ClockHandlers):
+class Flow(ClockHandlers, ProfileHandlers):
     """The handlers of every kind of ``wallet.commands`` record, for one worker."""
 
     def __init__(
@@ -146,6 +143,8 @@ class Flow(ClockHandlers):
             self.on_profile(store, key, record)
         elif kind is WalletDevicesChanged:
             self.on_devices(store, key, record)
+        elif kind is WalletPaymentMethodsChanged:
+            self.on_payment_methods(store, key, record)
         elif kind is ReviewDecided:
             self.on_review(store, key, record, now_ms, out)
         elif kind is FraudLabelled:
@@ -172,7 +171,7 @@ class Flow(ClockHandlers):
         now_ms: int,
         out: list[Output],
     ) -> None:
-        _wallet_key(key, request.source_wallet_id or request.destination_wallet_id)
+        check_wallet_key(key, request.source_wallet_id or request.destination_wallet_id)
         transaction_id = str(request.transaction_id)
         if store.get_bytes(decided_key(transaction_id), key) is not None:
             return  # a replay (a retried publish): decided once, never again
@@ -183,7 +182,20 @@ class Flow(ClockHandlers):
         self.terminals.drain()
         x = self.features.features(event, customer, self.terminals.get(event.terminal))
         device_status = self.device_status(store, key, request)
-        assessment = assess(request, x, self.models.score(x), self.policies.policy, device_status)
+        method_id = (request.metadata or {}).get("payment_method_id")
+        methods = (
+            PaymentMethods()
+            if method_id is None
+            else PaymentMethods.decode(store.get_bytes(PAYMENT_METHODS, key))
+        )
+        assessment = assess(
+            request,
+            x,
+            self.models.score(x),
+            self.policies.policy,
+            device_status,
+            methods.shared_users(method_id),
+        )
         if assessment.failed_rules:
             self.failed_rules.update(assessment.failed_rules)
         now = datetime.fromtimestamp(now_ms / 1000, UTC)
@@ -197,6 +209,7 @@ class Flow(ClockHandlers):
             self.settings.timeouts,
             now,
             wallet.status,
+            methods.problem(request.transaction_type.value, method_id),
         )
         decided = outcome.decided
         decided.remember_features(x)
@@ -226,15 +239,6 @@ class Flow(ClockHandlers):
         command = outcome.command
         out.append(Output(_TARGETS[type(command)], key, fast_records.encode(command)))
         out.append(Output(TRANSACTIONS_REQUESTED, key, raw))
-
-    @staticmethod
-    def device_status(store: Store, key: bytes, request: TransactionRequested) -> str:
-        """The request's ``metadata.device_id`` against its user's devices (read only when
-        the request names one)."""
-        device_id = (request.metadata or {}).get("device_id")
-        if device_id is None or device_id == "":
-            return "NONE"
-        return Devices.decode(store.get_bytes(DEVICES, key)).status_of(device_id)
 
     def customer(self, store: Store, key: bytes) -> CustomerState | None:
         """The wallet's customer state: from memory when the store holds the very bytes it
@@ -268,7 +272,7 @@ class Flow(ClockHandlers):
         now_ms: int,
     ) -> None:
         source = event.source_wallet_id
-        _wallet_key(key, source or event.destination_wallet_id)
+        check_wallet_key(key, source or event.destination_wallet_id)
         transaction_id = str(event.transaction_id)
         stored = store.get_bytes(decided_key(transaction_id), key)
         if stored is None:  # it holds nothing here: a record that does not belong
@@ -318,7 +322,7 @@ class Flow(ClockHandlers):
         self.forget_later(store, key, transaction_id, now_ms)
 
     def on_credit(self, store: Store, key: bytes, credit: WalletCredited, now_ms: int) -> None:
-        _wallet_key(key, credit.wallet_id)
+        check_wallet_key(key, credit.wallet_id)
         transaction_id = str(credit.transaction_id)
         marker = credited_key(transaction_id)
         if store.get_bytes(marker, key) is not None:
@@ -338,39 +342,15 @@ class Flow(ClockHandlers):
     # ---- limits, reviews, labels ------------------------------------------------------
 
     def on_limits(self, store: Store, key: bytes, change: WalletLimitsChanged) -> None:
-        _wallet_key(key, change.wallet_id)
+        check_wallet_key(key, change.wallet_id)
         wallet = WalletValue.decode(store.get_bytes(WALLET, key))
         if wallet.limits.apply(change):
             store.set_bytes(WALLET, wallet.encode(), key)
 
-    def on_profile(
-        self, store: Store, key: bytes, change: WalletStatusChanged | KycStatusChanged
-    ) -> None:
-        """A wallet's status or its user's KYC status; an older version (a replay, two
-        API replicas racing) changes nothing."""
-        _wallet_key(key, change.wallet_id)
-        wallet = WalletValue.decode(store.get_bytes(WALLET, key))
-        if isinstance(change, WalletStatusChanged):
-            if change.version <= wallet.status_version:
-                return
-            wallet.status, wallet.status_version = change.status, change.version
-        else:
-            if change.version <= wallet.kyc_version:
-                return
-            wallet.kyc_status, wallet.kyc_version = change.kyc_status.value, change.version
-        store.set_bytes(WALLET, wallet.encode(), key)
-
-    def on_devices(self, store: Store, key: bytes, change: WalletDevicesChanged) -> None:
-        _wallet_key(key, change.wallet_id)
-        if change.version <= Devices.decode(store.get_bytes(DEVICES, key)).version:
-            return
-        devices = {str(device): status for device, status in change.devices.items()}
-        store.set_bytes(DEVICES, Devices(change.version, devices).encode(), key)
-
     def on_review(
         self, store: Store, key: bytes, decision: ReviewDecided, now_ms: int, out: list[Output]
     ) -> None:
-        _wallet_key(key, decision.wallet_id)
+        check_wallet_key(key, decision.wallet_id)
         transaction_id = str(decision.transaction_id)
         stored = store.get_bytes(decided_key(transaction_id), key)
         if stored is None:
@@ -402,7 +382,7 @@ class Flow(ClockHandlers):
     def on_label(
         self, store: Store, partition: int, key: bytes, label: FraudLabelled, now_ms: int
     ) -> None:
-        _wallet_key(key, label.wallet_id)
+        check_wallet_key(key, label.wallet_id)
         transaction_id = str(label.transaction_id)
         stored = store.get_bytes(decided_key(transaction_id), key)
         if stored is None:

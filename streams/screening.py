@@ -100,6 +100,7 @@ def screen(
     timeouts: Timeouts | None = None,
     now: datetime | None = None,
     wallet_status: str = "ACTIVE",
+    payment_method_problem: str | None = None,
 ) -> Outcome:
     """``limits`` are those that apply to this request (``streams.limits.applicable``);
     ``state`` and ``usage`` are changed in place when the request is approved or held.
@@ -117,6 +118,10 @@ def screen(
         )
         message = f"wallet {request.source_wallet_id} is {wallet_status}: it may not be debited"
         rejected = _reject(request, reason, message, assessment, now)
+        return Outcome(rejected, Decided(Status.REJECTED), False)
+    if payment_method_problem is not None:
+        reason = RejectReason.PAYMENT_METHOD_INVALID
+        rejected = _reject(request, reason, payment_method_problem, assessment, now)
         return Outcome(rejected, Decided(Status.REJECTED), False)
     at, amount = request.requested_at, request.amount
     breached = usage.breached(limits, amount, at)

@@ -12,6 +12,7 @@ key (prefix)        value                                                       
 ``w`` (wallet)      ``WalletValue``: balance, open holds and reviews, limit set,  ~0.2-2 KB
                     limit counters
 ``d`` (wallet)      the user's devices (``Devices``): id → active or revoked     ~40 B/device
+``p`` (wallet)      the user's payment methods (``PaymentMethods``)              ~60 B/method
 ``c`` (wallet)      the fraud features' customer state                           16 B/event
                     (``models.features.CustomerState``, JSON)                    in 30 days
 ``t:<id>`` (wallet) ``streams.decided.Decided``: one per transaction, until its   ~0.4 KB
@@ -45,6 +46,7 @@ from streams.wallet_state import WalletState
 WALLET = b"w"
 CUSTOMER = b"c"
 DEVICES = b"d"
+PAYMENT_METHODS = b"p"
 #: The prefix of the partition's own keys: no wallet id (the record keys) starts with it.
 PARTITION = b"\x00partition"
 CLOCK = b"clock"
@@ -231,3 +233,46 @@ class TerminalPending:
             terminal, time_s, fraud = line.rsplit(b"\t", 2)
             taken.append((orjson.loads(terminal), int(time_s), fraud == b"1"))
         return taken
+
+
+#: The method kind a transaction type must name: a deposit comes from a card, a
+#: withdrawal goes to a bank account.
+METHOD_KIND_OF = {"DEPOSIT": "CARD", "WITHDRAWAL": "BANK_ACCOUNT"}
+
+
+@dataclass
+class PaymentMethods:
+    """The payment methods of a wallet's user as last published
+    (``WalletPaymentMethodsChanged``), under ``p``: id → [kind, usable, shared users]."""
+
+    version: int = -1
+    methods: dict[str, list] = field(default_factory=dict)
+
+    def problem(self, transaction_type: str, method_id: object) -> str | None:
+        """Why the request may not use ``method_id`` (None: it may, or it names none). A
+        wallet with no set yet (made after its user's last change) cannot tell: allowed."""
+        kind = METHOD_KIND_OF.get(transaction_type)
+        if method_id is None or method_id == "" or self.version < 0 or kind is None:
+            return None
+        found = self.methods.get(str(method_id).lower())
+        if found is None:
+            return f"payment method {method_id} is not one of the user's"
+        if found[0] != kind:
+            return f"a {transaction_type} uses a {kind}, and {method_id} is not one"
+        if not found[1]:
+            return f"payment method {method_id} is not verified or was removed"
+        return None
+
+    def shared_users(self, method_id: object) -> int:
+        found = self.methods.get(str(method_id).lower()) if method_id else None
+        return int(found[2]) if found else 0
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.version, self.methods])
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> PaymentMethods:
+        if data is None:
+            return cls()
+        version, methods = orjson.loads(data)
+        return cls(version, methods)

@@ -258,6 +258,9 @@ class Traffic:
             body["source_wallet_id"] = self.wallets[transaction.payer]
         if transaction.payee:
             body["destination_wallet_id"] = self.wallets[transaction.payee]
+        card = self.customer_side and self.customer_side.cards.get(transaction.payee or "")
+        if transaction.transaction_type.value == "DEPOSIT" and card:
+            body["metadata"]["payment_method_id"] = card
         return body
 
     async def submit(self, body: dict, transaction: SimTransaction | None = None) -> None:

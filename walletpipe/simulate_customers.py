@@ -6,7 +6,8 @@ ids in each request's ``metadata.device_id``; a fraudster's device stays unknown
 stream: ``device_status`` UNKNOWN), most upload an identity document, and compliance
 (a key of its own, issued for the demo) approves most of those and rejects a few: verified
 customers lose the PENDING default limits, rejected ones may no longer pay out. Every
-customer adds a card; the money mules share one (the same card on several users).
+customer adds a card; the money mules share one (the same card on several users), and
+deposits name the card they come from (``metadata.payment_method_id``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class CustomerSide:
         self.post = post
         self.rng = random.Random(f"customers:{seed}")
         self.devices: dict[str, str] = {}
+        self.cards: dict[str, str] = {}  # customer id -> its card's payment method id
         self.counts = {"devices": 0, "documents": 0, "verified": 0, "rejected": 0, "cards": 0}
 
     async def onboard(
@@ -107,7 +109,9 @@ class CustomerSide:
             "expiry_year": 2031,
             "card_holder_name": f"Sim User{actor}"[:255],
         }
-        if await self.post(f"/v1/users/{user_id}/payment-methods/cards", method) is not None:
+        added = await self.post(f"/v1/users/{user_id}/payment-methods/cards", method)
+        if added is not None:
+            self.cards[actor] = added["payment_method_id"]
             self.counts["cards"] += 1
         if not upload:
             return

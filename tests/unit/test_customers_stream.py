@@ -22,9 +22,11 @@ from domain.exceptions import DomainError
 from domain.limits import KycStatus
 from domain.records import (
     KycStatusChanged,
+    PaymentMethodFacts,
     PostTransaction,
     TransactionRejected,
     WalletDevicesChanged,
+    WalletPaymentMethodsChanged,
     WalletStatusChanged,
 )
 from domain.transactions import TransactionType
@@ -186,3 +188,70 @@ def test_documents_are_typed_by_their_bytes() -> None:
     assert sniff_document(b"GIF89a") is None
     assert sniff_document(b"MZ\x90\x00 an exe named passport.pdf") is None
     assert KEY  # the shared partition's key, imported with its helpers
+
+
+CARD = "eeeeeeee-0000-4000-8000-000000000005"
+BANK = "ffffffff-0000-4000-8000-000000000006"
+UNVERIFIED = "abababab-0000-4000-8000-000000000007"
+
+
+def methods_partition(policy: str | None = None) -> Partition:
+    partition = Partition()
+    partition.fund("100")
+    if policy is not None:
+        partition.flow.policies.policy = load_policy(policy, FEATURE_NAMES)  # type: ignore[attr-defined]
+    partition.send(
+        WalletPaymentMethodsChanged(
+            wallet_id=W,
+            user_id=uuid.uuid4(),
+            version=3,
+            methods={
+                uuid.UUID(CARD): PaymentMethodFacts(kind="CARD", usable=True, shared_users=4),
+                uuid.UUID(BANK): PaymentMethodFacts(kind="BANK_ACCOUNT", usable=True),
+                uuid.UUID(UNVERIFIED): PaymentMethodFacts(kind="BANK_ACCOUNT", usable=False),
+            },
+        )
+    )
+    return partition
+
+
+def naming(kind: TransactionType, method: str | None) -> object:
+    item = request("10", kind)
+    if kind is TransactionType.WITHDRAWAL:
+        item = item.model_copy(update={"destination_wallet_id": None})
+    metadata = {**item.metadata, **({"payment_method_id": method} if method else {})}
+    return item.model_copy(update={"metadata": metadata})
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "refused"),
+    [
+        (TransactionType.DEPOSIT, CARD, False),
+        (TransactionType.DEPOSIT, None, False),
+        (TransactionType.DEPOSIT, BANK, True),  # a deposit comes from a card
+        (TransactionType.WITHDRAWAL, BANK, False),
+        (TransactionType.WITHDRAWAL, UNVERIFIED, True),
+        (TransactionType.WITHDRAWAL, str(uuid.uuid4()), True),  # not the user's
+    ],
+)
+def test_a_deposit_or_withdrawal_names_a_usable_method_of_its_kind(
+    kind: TransactionType, method: str | None, refused: bool
+) -> None:
+    partition = methods_partition()
+    decided = only_decision(partition.send(naming(kind, method)))  # type: ignore[arg-type]
+    if refused:
+        assert isinstance(decided, TransactionRejected)
+        assert decided.reason_code == "PAYMENT_METHOD_INVALID"
+    else:
+        assert isinstance(decided, PostTransaction)
+
+
+def test_the_policy_reads_how_many_users_share_the_card() -> None:
+    partition = methods_partition(
+        '{"version": 1, "review_threshold": 60, "decline_threshold": 85, "rules": ['
+        '{"name": "shared-card", "when": "card_shared_users >= 3", "action": "decline"}]}'
+    )
+    decided = only_decision(partition.send(naming(TransactionType.DEPOSIT, CARD)))  # type: ignore[arg-type]
+    assert isinstance(decided, TransactionRejected) and "shared-card" in decided.reason_message
+    plain = only_decision(partition.send(naming(TransactionType.DEPOSIT, None)))  # type: ignore[arg-type]
+    assert isinstance(plain, PostTransaction)
