@@ -96,13 +96,17 @@ def _pay(api: httpx.Client, wallet: str, amount: str) -> dict[str, Any]:
     return wait_final(api, accepted(api, body))
 
 
-def _deposit(api: httpx.Client, wallet: str, amount: str) -> dict[str, Any]:
-    body = {
+def _deposit(
+    api: httpx.Client, wallet: str, amount: str, method: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "transaction_type": "DEPOSIT",
         "destination_wallet_id": wallet,
         "amount": amount,
         "currency_code": "USD",
     }
+    if method:
+        body["metadata"] = {"payment_method_id": method}
     return wait_final(api, accepted(api, body))
 
 
@@ -219,13 +223,17 @@ def _compliance(running: dict[str, str]) -> httpx.Client:
     return httpx.Client(base_url=running["INGEST_URL"], timeout=30, headers={"X-API-Key": key})
 
 
-def _withdraw(api: httpx.Client, wallet: str, amount: str) -> dict[str, Any]:
-    body = {
+def _withdraw(
+    api: httpx.Client, wallet: str, amount: str, method: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "transaction_type": "WITHDRAWAL",
         "source_wallet_id": wallet,
         "amount": amount,
         "currency_code": "USD",
     }
+    if method:
+        body["metadata"] = {"payment_method_id": method}
     return wait_final(api, accepted(api, body))
 
 
@@ -323,6 +331,7 @@ def _card_number() -> str:
 
 def test_cards_and_bank_accounts(api: httpx.Client, running: dict[str, str]) -> None:
     user, other_user = new_user(api), new_user(api)
+    wallet = new_wallet(api, user_id=user)  # before the methods: their sets reach it
     number = _card_number()
     card = {
         "card_number": number,
@@ -340,6 +349,8 @@ def test_cards_and_bank_accounts(api: httpx.Client, running: dict[str, str]) -> 
         True,
     )
     assert number not in added.text and "737" not in added.text
+    from_card = _deposit(api, wallet, "50.00", method["payment_method_id"])
+    assert from_card["status"] == "COMPLETED", from_card
     again = api.post(f"/v1/users/{user}/payment-methods/cards", json=card)
     assert _code(again) == "CARD_EXISTS"
     shared = api.post(f"/v1/users/{other_user}/payment-methods/cards", json=card).json()
@@ -381,6 +392,12 @@ def test_cards_and_bank_accounts(api: httpx.Client, running: dict[str, str]) -> 
         (bank.json()["payment_method_id"],),
     )
     assert account_number not in stored[0][0]
+    bank_id = bank.json()["payment_method_id"]
+    unverified = _withdraw(api, wallet, "5.00", bank_id)
+    assert unverified["failure_code"] == "PAYMENT_METHOD_INVALID", unverified
+    assert _withdraw(api, wallet, "5.00", method["payment_method_id"])["failure_code"] == (
+        "PAYMENT_METHOD_INVALID"  # a withdrawal goes to a bank account, not a card
+    )
     verify = f"/v1/users/{user}/payment-methods/{bank.json()['payment_method_id']}/verify"
     wrong = api.post(verify, json={"amounts": ["1.00", "1.00"]})  # never sent: at most 0.99
     assert _code(wrong) == "VERIFICATION_FAILED"
@@ -395,6 +412,7 @@ def test_cards_and_bank_accounts(api: httpx.Client, running: dict[str, str]) -> 
     assert confirmed.status_code == 200, confirmed.text
     assert (confirmed.json()["status"], confirmed.json()["is_verified"]) == ("ACTIVE", True)
     assert _code(api.post(verify, json={"amounts": ["0.01", "0.02"]})) == "ALREADY_VERIFIED"
+    assert _withdraw(api, wallet, "5.00", bank_id)["status"] == "COMPLETED"
     removed = api.delete(f"/v1/users/{user}/payment-methods/{method['payment_method_id']}")
     assert removed.status_code == 204
     with _other_client(running) as other:
