@@ -55,6 +55,11 @@ TENANT_ROLES = frozenset({Role.CUSTOMER_APP, Role.POS, Role.PARTNER})
 ONBOARDING_ROLES = frozenset({Role.CUSTOMER_APP, Role.PARTNER})
 #: Roles that decide transactions held for review.
 REVIEW_ROLES = frozenset({Role.ANALYST, Role.COMPLIANCE, Role.ADMIN})
+#: Roles that verify customers: read identity documents, approve or reject them.
+COMPLIANCE_ROLES = frozenset({Role.COMPLIANCE})
+#: Roles that may freeze, unfreeze or close a wallet: its owner's apps, and the operator
+#: and compliance (a court order, a suspected account takeover).
+WALLET_STATUS_ROLES = ONBOARDING_ROLES | {Role.COMPLIANCE, Role.ADMIN}
 EVERY_ROLE = frozenset(Role)
 
 #: The roles the API clients of the first schema had (``api_clients.role``), for

@@ -311,6 +311,101 @@ class WalletLimitsChanged(Record):
     limits: list[LimitSpec] = Field(default_factory=list, max_length=2 * LIMITS_PER_SCOPE_MAX)
 
 
+class WalletStatusChanged(Record):
+    """A wallet's status as the API last set it (topic ``wallet.commands``, keyed by
+    ``wallet_id``): FROZEN makes the stream refuse the wallet's debits (``WALLET_FROZEN``)
+    while its credits still land; ACTIVE lifts that. ``version`` (the wallet row's) only
+    grows, so the stream keeps the newest whatever order two API replicas published in."""
+
+    kind: Literal["WalletStatusChanged"] = "WalletStatusChanged"
+    wallet_id: uuid.UUID
+    status: Literal["ACTIVE", "FROZEN", "SUSPENDED", "CLOSED"]
+    version: int = Field(ge=0)
+    changed_by: str = Field(min_length=1, max_length=100)
+    reason: str | None = Field(default=None, max_length=1000)
+    changed_at: datetime
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
+class KycStatusChanged(Record):
+    """A user's KYC status after a compliance decision, addressed to each of the user's
+    wallets (topic ``wallet.commands``, keyed by ``wallet_id``): the stream applies that
+    status's default limits to the wallet's next request. ``version`` (the user row's)
+    only grows."""
+
+    kind: Literal["KycStatusChanged"] = "KycStatusChanged"
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    kyc_status: KycStatus
+    version: int = Field(ge=0)
+    changed_at: datetime
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
+#: Devices of one user the stream knows of (the API refuses more).
+DEVICES_PER_USER_MAX = 32
+
+
+class WalletDevicesChanged(Record):
+    """Every device of the wallet's user and whether it is revoked (topic
+    ``wallet.commands``, keyed by ``wallet_id``): the stream checks a request's
+    ``metadata.device_id`` against it (``device_status`` in the fraud policy). The whole set
+    travels each time; ``version`` only grows."""
+
+    kind: Literal["WalletDevicesChanged"] = "WalletDevicesChanged"
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    version: int = Field(ge=0)
+    #: device id → ACTIVE or REVOKED
+    devices: dict[uuid.UUID, Literal["ACTIVE", "REVOKED"]] = Field(
+        default_factory=dict, max_length=DEVICES_PER_USER_MAX
+    )
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
+#: Payment methods of one user the stream knows of (the API refuses more).
+PAYMENT_METHODS_PER_USER_MAX = 20
+
+
+class PaymentMethodFacts(BaseModel):
+    """What the stream knows of one payment method: never a number, only its kind, whether
+    it may be used (verified, not removed) and, for a card, how many other users hold it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["CARD", "BANK_ACCOUNT"]
+    usable: bool
+    shared_users: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class WalletPaymentMethodsChanged(Record):
+    """Every payment method of the wallet's user (topic ``wallet.commands``, keyed by
+    ``wallet_id``): a DEPOSIT or WITHDRAWAL naming ``metadata.payment_method_id`` must name
+    a usable one of the right kind (a card in, a bank account out), and the policy reads
+    ``card_shared_users`` of the card. The whole set travels each time; ``version`` grows."""
+
+    kind: Literal["WalletPaymentMethodsChanged"] = "WalletPaymentMethodsChanged"
+    wallet_id: uuid.UUID
+    user_id: uuid.UUID
+    version: int = Field(ge=0)
+    methods: dict[uuid.UUID, PaymentMethodFacts] = Field(
+        default_factory=dict, max_length=PAYMENT_METHODS_PER_USER_MAX
+    )
+
+    @property
+    def partition_key(self) -> bytes:
+        return str(self.wallet_id).encode()
+
+
 class FraudLabelled(Record):
     """Ground truth for one transaction, known only later (topic ``wallet.commands``, keyed by
     ``wallet_id``: the wallet whose money moves first, i.e. the key of its request). A
@@ -438,6 +533,10 @@ WalletCommand = (
     | DuplicateDiscarded
     | WalletCredited
     | ClockTicked
+    | WalletStatusChanged
+    | KycStatusChanged
+    | WalletDevicesChanged
+    | WalletPaymentMethodsChanged
 )
 _wallet_command: TypeAdapter[WalletCommand] = TypeAdapter(
     Annotated[WalletCommand, Field(discriminator="kind")]

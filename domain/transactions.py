@@ -62,9 +62,19 @@ class WalletType(StrEnum):
 
 
 class WalletStatus(StrEnum):
+    """ACTIVE moves money both ways; FROZEN receives credits but the stream refuses its
+    debits (``WALLET_FROZEN``); CLOSED (only when empty) moves nothing. SUSPENDED is the
+    seed schema's older state, refused everywhere like CLOSED."""
+
     ACTIVE = "ACTIVE"
+    FROZEN = "FROZEN"
     SUSPENDED = "SUSPENDED"
     CLOSED = "CLOSED"
+
+
+#: Wallet states the API and the ledger let money reach (a frozen wallet's debits are
+#: refused by the stream, in the wallet's own order, and its credits still land).
+MONEY_STATES = frozenset({WalletStatus.ACTIVE.value, WalletStatus.FROZEN.value})
 
 
 class RejectReason(StrEnum):
@@ -78,6 +88,11 @@ class RejectReason(StrEnum):
     INVALID_TRANSACTION = "INVALID_TRANSACTION"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     FRAUD_DECLINED = "FRAUD_DECLINED"
+    #: The wallet is frozen: its debits are refused, its credits still land.
+    WALLET_FROZEN = "WALLET_FROZEN"
+    #: A deposit's or withdrawal's ``metadata.payment_method_id`` is not a usable method of
+    #: the user of the right kind (a card to deposit from, a bank account to withdraw to).
+    PAYMENT_METHOD_INVALID = "PAYMENT_METHOD_INVALID"
     #: The ledger read a command after its ``expires_at``: the stream has released (or will
     #: release) its hold, so the ledger must not move its money.
     COMMAND_EXPIRED = "COMMAND_EXPIRED"

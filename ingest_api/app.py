@@ -21,13 +21,18 @@ from domain.shards import split_database_urls
 from infra.metrics import install_http_metrics
 from ingest_api import (
     batch,
+    devices_api,
     errors,
     keys_api,
+    kyc_api,
     limits,
     outages,
+    payment_methods_api,
     refunds,
     reversals,
     reviews,
+    users_api,
+    wallets_api,
     webhooks_api,
 )
 from ingest_api.authentication import Authenticator
@@ -240,6 +245,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return await service_of(request).get_transaction(client, transaction_id)
 
     document_roles(app.router)
-    for module in (batch, limits, reviews, reversals, refunds, keys_api, webhooks_api):
+    customers = (users_api, wallets_api, kyc_api, devices_api, payment_methods_api)
+    for module in (batch, limits, reviews, reversals, refunds, keys_api, webhooks_api, *customers):
         app.include_router(document_roles(module.router))
     return app

@@ -10,6 +10,8 @@ type            roles                                           for
 ``Reviewer``    analyst, compliance, admin                      held transactions
 ``Subscriber``  customer_app, pos, partner, admin               webhooks
 ``Admin``       admin                                           issuing keys
+``Compliance``  compliance                                      KYC documents and decisions
+``Custodian``   customer_app, partner, compliance, admin        a wallet's status
 ``Caller``      every role                                      ``/v1/me``, own keys
 ==============  ==============================================  ============================
 
@@ -29,10 +31,12 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
 from domain.access import (
+    COMPLIANCE_ROLES,
     EVERY_ROLE,
     ONBOARDING_ROLES,
     REVIEW_ROLES,
     TENANT_ROLES,
+    WALLET_STATUS_ROLES,
     KeyGrant,
     Role,
 )
@@ -79,6 +83,8 @@ Onboarder = Annotated[KeyGrant, Depends(RoleGate(ONBOARDING_ROLES))]
 Tenant = Annotated[KeyGrant, Depends(RoleGate(TENANT_ROLES))]
 Reviewer = Annotated[KeyGrant, Depends(RoleGate(REVIEW_ROLES, "REVIEWER_ONLY"))]
 Admin = Annotated[KeyGrant, Depends(RoleGate(frozenset({Role.ADMIN})))]
+Compliance = Annotated[KeyGrant, Depends(RoleGate(COMPLIANCE_ROLES, "COMPLIANCE_ONLY"))]
+Custodian = Annotated[KeyGrant, Depends(RoleGate(WALLET_STATUS_ROLES))]
 Subscriber = Annotated[KeyGrant, Depends(RoleGate(TENANT_ROLES | {Role.ADMIN}))]
 
 

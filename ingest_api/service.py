@@ -23,7 +23,13 @@ from domain.exceptions import DomainError
 from domain.money import AMOUNT_MAX, currency_exponent, parse_amount, wire
 from domain.text import is_visible_ascii
 from domain.topics import WALLET_COMMANDS
-from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
+from domain.transactions import (
+    MONEY_STATES,
+    FeeSchedule,
+    TransactionStatus,
+    TransactionType,
+    check_wallets,
+)
 from ingest_api import outages
 from ingest_api.caching import RevisionCache
 from ingest_api.exceptions import (
@@ -95,7 +101,7 @@ def _wallet(
             f"this API key may not move money from or into {role} wallet {wallet_id}",
             code="WALLET_FORBIDDEN",
         )
-    if wallet.status != "ACTIVE":
+    if wallet.status not in MONEY_STATES:
         raise Unprocessable(
             f"{role} wallet {wallet_id} is {wallet.status}", code="WALLET_NOT_ACTIVE"
         )

@@ -69,6 +69,18 @@ class IngestSettings(BaseSettings):
     #: How long a subscription's endpoint may take to resolve before it is refused.
     webhook_resolve_timeout_ms: int = Field(default=3_000, ge=100, le=30_000)
 
+    #: Where identity documents are kept (a directory; each file named by its document id,
+    #: readable by the API's user only). Relative paths are from the working directory.
+    kyc_document_dir: str = Field(
+        default=".local/kyc-documents", validation_alias="KYC_DOCUMENT_DIR"
+    )
+
+    #: The card-hashing and account-encrypting keys (ingest_api.payment_vault), made on
+    #: first use; every API process of a deployment must share the file.
+    payment_keys_file: str = Field(
+        default=".local/payment-keys.json", validation_alias="PAYMENT_KEYS_FILE"
+    )
+
     @field_validator("fee_schedule_json")
     @classmethod
     def _fee_schedule_parses(cls, value: str) -> str:

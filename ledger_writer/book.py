@@ -29,6 +29,7 @@ from domain.records import (
 )
 from domain.shards import clearing_wallet_id
 from domain.transactions import (
+    MONEY_STATES,
     EntryType,
     EventStatus,
     EventType,
@@ -152,7 +153,7 @@ def checked_account(
     account = plan.accounts.get(wallet_id)
     if account is None:
         raise Refused(RejectReason.WALLET_NOT_FOUND, f"wallet {wallet_id} does not exist")
-    if active and account.status != "ACTIVE":
+    if active and account.status not in MONEY_STATES:
         raise Refused(RejectReason.WALLET_NOT_ACTIVE, f"wallet {wallet_id} is {account.status}")
     if account.currency_code != currency_code:
         raise Refused(

@@ -54,6 +54,13 @@ REQUEST_NAMES: dict[str, str] = {
     "transaction_type:values": ",".join(t.value for t in TransactionType),
     "currency_code": STRING,
     "channel": STRING,  # the request's metadata channel, '' when absent
+    #: The request's metadata device_id against its user's registered devices: NONE (no
+    #: device named), KNOWN, REVOKED, UNKNOWN (not the user's). A backtest sees NONE.
+    "device_status": STRING,
+    "device_status:values": "NONE,KNOWN,REVOKED,UNKNOWN",
+    #: Other users holding the card a deposit names (metadata payment_method_id); 0 when
+    #: none is named. A backtest sees 0.
+    "card_shared_users": NUMBER,
 }
 POLICY_KEYS = {"version", "review_threshold", "decline_threshold", "rules", "description"}
 RULE_KEYS = {"name", "when", "action", "description"}

@@ -81,9 +81,12 @@ def assess(
     x: Features,
     scores: Scores,
     policy: Policy | FraudPolicy,
+    device_status: str = "NONE",
+    card_shared_users: int = 0,
 ) -> Assessment:
     """The policy on the deciding score: an analyst's ``FraudPolicy`` (rules over the
-    features and the request, then thresholds) or plain thresholds."""
+    features and the request, then thresholds) or plain thresholds. ``device_status`` is
+    the request's device against its user's (``streams.store.Devices.status_of``)."""
     score = scores.score
     named = {"scored_by": scores.scored_by, "shadow_scores": scores.shadow_scores}
     if isinstance(policy, Policy):
@@ -104,7 +107,9 @@ def assess(
         return Assessment(score, decision, None, 0, features=x, **named)
     values = None
     if policy.names:
-        values = policy_values(request, x, to_risk_score(score), policy.names)
+        values = policy_values(
+            request, x, to_risk_score(score), policy.names, device_status, card_shared_users
+        )
     verdict = policy.decide(score, values)
     return Assessment(
         score,
@@ -125,7 +130,12 @@ DECISIONS = {
 
 
 def policy_values(
-    request: TransactionRequested, x: Features, risk_score: Decimal, names: frozenset[str]
+    request: TransactionRequested,
+    x: Features,
+    risk_score: Decimal,
+    names: frozenset[str],
+    device_status: str = "NONE",
+    card_shared_users: int = 0,
 ) -> Env:
     """The values of the names a policy's rules read (only those: each costs a Decimal).
     Features are floats; a rule sees their shortest decimal form (0.1, not 0.1000…0555)."""
@@ -141,6 +151,10 @@ def policy_values(
             values[name] = request.currency_code
         elif name == "channel":
             values[name] = str((request.metadata or {}).get("channel", ""))
+        elif name == "device_status":
+            values[name] = device_status
+        elif name == "card_shared_users":
+            values[name] = Decimal(card_shared_users)
         else:
             values[name] = Decimal(repr(x[name]))
     return values

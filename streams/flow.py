@@ -13,6 +13,11 @@ transaction as the state changes and the consumed offset.
   ``WalletInvariantError`` (the worker stops). A repeat of an applied one changes nothing.
 * ``WalletCredited``: the credited wallet's partition makes a posted credit spendable, once.
 * ``WalletLimitsChanged``, ``ReviewDecided``, ``FraudLabelled``: limits, reviews, labels.
+* ``WalletStatusChanged``, ``KycStatusChanged``, ``WalletDevicesChanged``: a frozen wallet's
+  debits are refused (``WALLET_FROZEN``), the KYC status picks the default limits, and the
+  user's devices give a request's ``device_status`` to the policy.
+* ``WalletPaymentMethodsChanged``: a deposit (withdrawal) naming ``metadata.payment_method_id``
+  must name a usable card (bank account) of the user; the policy reads ``card_shared_users``.
 * ``ClockTicked``: holds past their deadline are released (``Holds expire`` in
   docs/topics.md), decided transactions past their retention forgotten, terminal counts sent.
 """
@@ -30,12 +35,16 @@ from domain.records import (
     ClockTicked,
     DuplicateDiscarded,
     FraudLabelled,
+    KycStatusChanged,
     ReviewDecided,
     TransactionFailed,
     TransactionPosted,
     TransactionRequested,
     WalletCredited,
+    WalletDevicesChanged,
     WalletLimitsChanged,
+    WalletPaymentMethodsChanged,
+    WalletStatusChanged,
 )
 from domain.topics import (
     LEDGER_COMMANDS,
@@ -57,13 +66,16 @@ from streams.limits import applicable
 from streams.models_watch import ModelWatcher
 from streams.outputs import FlowSettings, Output
 from streams.policy_watch import PolicyWatcher
+from streams.profile import ProfileHandlers, check_wallet_key
 from streams.screening import decide_review, screen
 from streams.store import (
     CUSTOMER,
     EXPIRE,
     FORGET,
     FORGET_CREDIT,
+    PAYMENT_METHODS,
     WALLET,
+    PaymentMethods,
     Schedule,
     Store,
     TerminalPending,
@@ -98,14 +110,7 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _wallet_key(key: bytes, wallet_id: object) -> None:
-    """A record keyed by another wallet than its own would read and write the wrong
-    wallet's state: refused (dead-lettered)."""
-    if wallet_id is None or key != str(wallet_id).encode():
-        raise RecordRefused("record key is not the wallet it is about")
-
-
-class Flow(ClockHandlers):
+class Flow(ClockHandlers, ProfileHandlers):
     """The handlers of every kind of ``wallet.commands`` record, for one worker."""
 
     def __init__(
@@ -144,6 +149,12 @@ class Flow(ClockHandlers):
             self.on_credit(store, key, record, now_ms)
         elif kind is WalletLimitsChanged:
             self.on_limits(store, key, record)
+        elif kind in (WalletStatusChanged, KycStatusChanged):
+            self.on_profile(store, key, record)
+        elif kind is WalletDevicesChanged:
+            self.on_devices(store, key, record)
+        elif kind is WalletPaymentMethodsChanged:
+            self.on_payment_methods(store, key, record)
         elif kind is ReviewDecided:
             self.on_review(store, key, record, now_ms, out)
         elif kind is FraudLabelled:
@@ -170,17 +181,31 @@ class Flow(ClockHandlers):
         now_ms: int,
         out: list[Output],
     ) -> None:
-        _wallet_key(key, request.source_wallet_id or request.destination_wallet_id)
+        check_wallet_key(key, request.source_wallet_id or request.destination_wallet_id)
         transaction_id = str(request.transaction_id)
         if store.get_bytes(decided_key(transaction_id), key) is not None:
             return  # a replay (a retried publish): decided once, never again
         wallet = WalletValue.decode(store.get_bytes(WALLET, key))
-        limits = applicable(request, wallet.limits, self.settings.default_limits)
+        limits = applicable(request, wallet.limits, self.settings.default_limits, wallet.kyc_status)
         event = event_of(request)
         customer = self.customer(store, key)
         self.terminals.drain()
         x = self.features.features(event, customer, self.terminals.get(event.terminal))
-        assessment = assess(request, x, self.models.score(x), self.policies.policy)
+        device_status = self.device_status(store, key, request)
+        method_id = (request.metadata or {}).get("payment_method_id")
+        methods = (
+            PaymentMethods()
+            if method_id is None
+            else PaymentMethods.decode(store.get_bytes(PAYMENT_METHODS, key))
+        )
+        assessment = assess(
+            request,
+            x,
+            self.models.score(x),
+            self.policies.policy,
+            device_status,
+            methods.shared_users(method_id),
+        )
         if assessment.failed_rules:
             self.failed_rules.update(assessment.failed_rules)
         now = datetime.fromtimestamp(now_ms / 1000, UTC)
@@ -193,6 +218,8 @@ class Flow(ClockHandlers):
             wallet.reviews_open,
             self.settings.timeouts,
             now,
+            wallet.status,
+            methods.problem(request.transaction_type.value, method_id),
         )
         decided = outcome.decided
         _DECISIONS_BY_STATUS[decided.status].inc()
@@ -256,7 +283,7 @@ class Flow(ClockHandlers):
         now_ms: int,
     ) -> None:
         source = event.source_wallet_id
-        _wallet_key(key, source or event.destination_wallet_id)
+        check_wallet_key(key, source or event.destination_wallet_id)
         transaction_id = str(event.transaction_id)
         stored = store.get_bytes(decided_key(transaction_id), key)
         if stored is None:  # it holds nothing here: a record that does not belong
@@ -306,7 +333,7 @@ class Flow(ClockHandlers):
         self.forget_later(store, key, transaction_id, now_ms)
 
     def on_credit(self, store: Store, key: bytes, credit: WalletCredited, now_ms: int) -> None:
-        _wallet_key(key, credit.wallet_id)
+        check_wallet_key(key, credit.wallet_id)
         transaction_id = str(credit.transaction_id)
         marker = credited_key(transaction_id)
         if store.get_bytes(marker, key) is not None:
@@ -326,7 +353,7 @@ class Flow(ClockHandlers):
     # ---- limits, reviews, labels ------------------------------------------------------
 
     def on_limits(self, store: Store, key: bytes, change: WalletLimitsChanged) -> None:
-        _wallet_key(key, change.wallet_id)
+        check_wallet_key(key, change.wallet_id)
         wallet = WalletValue.decode(store.get_bytes(WALLET, key))
         if wallet.limits.apply(change):
             store.set_bytes(WALLET, wallet.encode(), key)
@@ -334,7 +361,7 @@ class Flow(ClockHandlers):
     def on_review(
         self, store: Store, key: bytes, decision: ReviewDecided, now_ms: int, out: list[Output]
     ) -> None:
-        _wallet_key(key, decision.wallet_id)
+        check_wallet_key(key, decision.wallet_id)
         transaction_id = str(decision.transaction_id)
         stored = store.get_bytes(decided_key(transaction_id), key)
         if stored is None:
@@ -366,7 +393,7 @@ class Flow(ClockHandlers):
     def on_label(
         self, store: Store, partition: int, key: bytes, label: FraudLabelled, now_ms: int
     ) -> None:
-        _wallet_key(key, label.wallet_id)
+        check_wallet_key(key, label.wallet_id)
         transaction_id = str(label.transaction_id)
         stored = store.get_bytes(decided_key(transaction_id), key)
         if stored is None:

@@ -117,13 +117,19 @@ class DefaultLimits:
 
 
 def applicable(
-    request: TransactionRequested, limit_set: LimitSet, defaults: DefaultLimits
+    request: TransactionRequested,
+    limit_set: LimitSet,
+    defaults: DefaultLimits,
+    kyc_status: str | None = None,
 ) -> list[Limit]:
-    """The limits a request must fit: its wallet's and user's of its type, plus defaults."""
+    """The limits a request must fit: its wallet's and user's of its type, plus the
+    defaults of the user's KYC status: ``kyc_status``, the last compliance decision the
+    wallet's partition received (``KycStatusChanged``), else the request's own."""
     kind = request.transaction_type
     found = [limit for limit in limit_set.limits if limit.transaction_type is kind]
-    if request.kyc_status is not None:
-        for limit in defaults.by_status.get(request.kyc_status, ()):
+    status = kyc_status or request.kyc_status
+    if status is not None:
+        for limit in defaults.by_status.get(status, ()):
             if limit.transaction_type is kind:
                 found.append(limit)
     return found

@@ -99,13 +99,30 @@ def screen(
     reviews_open: int = 0,
     timeouts: Timeouts | None = None,
     now: datetime | None = None,
+    wallet_status: str = "ACTIVE",
+    payment_method_problem: str | None = None,
 ) -> Outcome:
     """``limits`` are those that apply to this request (``streams.limits.applicable``);
-    ``state`` and ``usage`` are changed in place when the request is approved or held."""
+    ``state`` and ``usage`` are changed in place when the request is approved or held.
+    A debit of a wallet that is not ACTIVE (``wallet_status`` of the keyed wallet, which
+    is the source whenever there is one) is refused first: ``WALLET_FROZEN`` when frozen."""
     limits = limits or []
     usage = usage if usage is not None else LimitUsage()
     timeouts = timeouts or Timeouts()
     now = now or datetime.now(UTC)
+    if wallet_status != "ACTIVE" and request.source_wallet_id is not None:
+        reason = (
+            RejectReason.WALLET_FROZEN
+            if wallet_status == "FROZEN"
+            else RejectReason.WALLET_NOT_ACTIVE
+        )
+        message = f"wallet {request.source_wallet_id} is {wallet_status}: it may not be debited"
+        rejected = _reject(request, reason, message, assessment, now)
+        return Outcome(rejected, Decided(Status.REJECTED), False)
+    if payment_method_problem is not None:
+        reason = RejectReason.PAYMENT_METHOD_INVALID
+        rejected = _reject(request, reason, payment_method_problem, assessment, now)
+        return Outcome(rejected, Decided(Status.REJECTED), False)
     at, amount = request.requested_at, request.amount
     breached = usage.breached(limits, amount, at)
     if breached is not None:

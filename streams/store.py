@@ -11,6 +11,8 @@ key (prefix)        value                                                       
 ==================  ===========================================================  ==========
 ``w`` (wallet)      ``WalletValue``: balance, open holds and reviews, limit set,  ~0.2-2 KB
                     limit counters
+``d`` (wallet)      the user's devices (``Devices``): id → active or revoked     ~40 B/device
+``p`` (wallet)      the user's payment methods (``PaymentMethods``)              ~60 B/method
 ``c`` (wallet)      the fraud features' customer state                           16 B/event
                     (``models.features.CustomerState``, JSON)                    in 30 days
 ``t:<id>`` (wallet) ``streams.decided.Decided``: one per transaction, until its   ~0.4 KB
@@ -43,6 +45,8 @@ from streams.wallet_state import WalletState
 
 WALLET = b"w"
 CUSTOMER = b"c"
+DEVICES = b"d"
+PAYMENT_METHODS = b"p"
 #: The prefix of the partition's own keys: no wallet id (the record keys) starts with it.
 PARTITION = b"\x00partition"
 CLOCK = b"clock"
@@ -79,31 +83,81 @@ class WalletValue:
     limits: LimitSet = field(default_factory=LimitSet)
     usage: LimitUsage = field(default_factory=LimitUsage)
     reviews_open: int = 0
+    #: The wallet's status and the version it came with (``WalletStatusChanged``); -1:
+    #: none came, the wallet is as created (ACTIVE).
+    status: str = "ACTIVE"
+    status_version: int = -1
+    #: The user's KYC status from the last ``KycStatusChanged`` (None: none came; the
+    #: request's own ``kyc_status`` applies), and its version.
+    kyc_status: str | None = None
+    kyc_version: int = -1
+
+    @property
+    def frozen(self) -> bool:
+        return self.status != "ACTIVE"
 
     def encode(self) -> bytes:
         state = self.state
-        return orjson.dumps(
-            [
-                wire(state.available),
-                wire(state.reserved),
-                state.holds_open,
-                self.reviews_open,
-                self.limits.to_json() if self.limits.version >= 0 else None,
-                self.usage.to_json() or None,
-            ]
-        )
+        fields = [
+            wire(state.available),
+            wire(state.reserved),
+            state.holds_open,
+            self.reviews_open,
+            self.limits.to_json() if self.limits.version >= 0 else None,
+            self.usage.to_json() or None,
+        ]
+        if self.status_version >= 0 or self.kyc_version >= 0:  # older values have six
+            fields.append([self.status, self.status_version, self.kyc_status, self.kyc_version])
+        return orjson.dumps(fields)
 
     @classmethod
     def decode(cls, data: bytes | None) -> WalletValue:
         if data is None:
             return cls()
-        available, reserved, holds_open, reviews_open, limits, usage = orjson.loads(data)
-        return cls(
+        available, reserved, holds_open, reviews_open, limits, usage, *profile = orjson.loads(data)
+        value = cls(
             WalletState(from_wire(available), from_wire(reserved), holds_open),
             LimitSet.from_json(limits),
             LimitUsage.from_json(usage),
             reviews_open,
         )
+        if profile:
+            value.status, value.status_version, value.kyc_status, value.kyc_version = profile[0]
+        return value
+
+
+DEVICE_ACTIVE, DEVICE_REVOKED = "ACTIVE", "REVOKED"
+
+
+@dataclass
+class Devices:
+    """The devices of a wallet's user as last published (``WalletDevicesChanged``), under
+    ``d``: read only by a request that names a ``metadata.device_id``."""
+
+    version: int = -1
+    devices: dict[str, str] = field(default_factory=dict)
+
+    def status_of(self, device_id: object) -> str:
+        """``device_status`` of the fraud policy: NONE (the request names no device),
+        KNOWN, REVOKED or UNKNOWN (not one of the user's devices). A wallet whose
+        partition has no device set yet (its user registered none since it was made) cannot
+        tell: NONE."""
+        if device_id is None or device_id == "" or self.version < 0:
+            return "NONE"
+        found = self.devices.get(str(device_id).lower())
+        if found is None:
+            return "UNKNOWN"
+        return "KNOWN" if found == DEVICE_ACTIVE else "REVOKED"
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.version, self.devices])
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> Devices:
+        if data is None:
+            return cls()
+        version, devices = orjson.loads(data)
+        return cls(version, devices)
 
 
 #: A clock entry: what to do, the wallet, the transaction (ids as text: fixed width).
@@ -179,3 +233,46 @@ class TerminalPending:
             terminal, time_s, fraud = line.rsplit(b"\t", 2)
             taken.append((orjson.loads(terminal), int(time_s), fraud == b"1"))
         return taken
+
+
+#: The method kind a transaction type must name: a deposit comes from a card, a
+#: withdrawal goes to a bank account.
+METHOD_KIND_OF = {"DEPOSIT": "CARD", "WITHDRAWAL": "BANK_ACCOUNT"}
+
+
+@dataclass
+class PaymentMethods:
+    """The payment methods of a wallet's user as last published
+    (``WalletPaymentMethodsChanged``), under ``p``: id → [kind, usable, shared users]."""
+
+    version: int = -1
+    methods: dict[str, list] = field(default_factory=dict)
+
+    def problem(self, transaction_type: str, method_id: object) -> str | None:
+        """Why the request may not use ``method_id`` (None: it may, or it names none). A
+        wallet with no set yet (made after its user's last change) cannot tell: allowed."""
+        kind = METHOD_KIND_OF.get(transaction_type)
+        if method_id is None or method_id == "" or self.version < 0 or kind is None:
+            return None
+        found = self.methods.get(str(method_id).lower())
+        if found is None:
+            return f"payment method {method_id} is not one of the user's"
+        if found[0] != kind:
+            return f"a {transaction_type} uses a {kind}, and {method_id} is not one"
+        if not found[1]:
+            return f"payment method {method_id} is not verified or was removed"
+        return None
+
+    def shared_users(self, method_id: object) -> int:
+        found = self.methods.get(str(method_id).lower()) if method_id else None
+        return int(found[2]) if found else 0
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.version, self.methods])
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> PaymentMethods:
+        if data is None:
+            return cls()
+        version, methods = orjson.loads(data)
+        return cls(version, methods)

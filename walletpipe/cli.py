@@ -154,6 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _simulate(env: dict[str, str], args: argparse.Namespace) -> dict:
     from walletpipe.simulate import SentLog, format_summary, run_simulation
+    from walletpipe.simulate_customers import issue_compliance_key
 
     log = SentLog()
     started = datetime.now(UTC)
@@ -169,6 +170,7 @@ def _simulate(env: dict[str, str], args: argparse.Namespace) -> dict:
             seed=args.seed,
             fraud=args.fraud,
             label_delay_s=None if args.no_labels else args.label_delay_s,
+            compliance_key=issue_compliance_key(env["DATABASE_URL"]),
             log=log,
         )
     )

@@ -36,6 +36,7 @@ from domain.kafka_clients import hot_path_consumer
 from domain.topics import LEDGER_EVENTS, TRANSACTIONS_REJECTED, WALLET_COMMANDS
 from models.scenarios import DISPUTE_WINDOW_S, ScenarioConfig, SimTransaction, Simulator
 from walletpipe.labels import LabelPublisher, LateLabels, live_delay_s
+from walletpipe.simulate_customers import CustomerSide
 
 IN_FLIGHT_MAX = 256
 SETTLE_WAIT_S = 60.0
@@ -172,6 +173,9 @@ class Traffic:
         self.label_delay_s = label_delay_s
         self.rng = random.Random(f"overdrafts:{simulator.config.seed}")
         self.wallets: dict[str, str] = {}  # population id -> wallet id
+        self.users: dict[str, str] = {}  # customer or mule id -> user id
+        #: Devices, documents and cards registered (set by ``run_simulation``).
+        self.customer_side: CustomerSide | None = None
         self.customers: list[str] = []
         self.merchants: list[str] = []
         self.refused: dict[str, int] = {}
@@ -250,6 +254,8 @@ class Traffic:
                     del self.refused[code]
             if user is None:
                 return actor, None
+            if not business:
+                self.users[actor] = user["user_id"]
             wallet = await self._post(
                 "/v1/wallets",
                 {
@@ -286,10 +292,16 @@ class Traffic:
             "description": transaction.description,
             "metadata": transaction.metadata(),
         }
+        if self.customer_side is not None and "device_id" in body["metadata"]:
+            device = body["metadata"]["device_id"]
+            body["metadata"]["device_id"] = self.customer_side.device_id(device)
         if transaction.payer:
             body["source_wallet_id"] = self.wallets[transaction.payer]
         if transaction.payee:
             body["destination_wallet_id"] = self.wallets[transaction.payee]
+        card = self.customer_side and self.customer_side.cards.get(transaction.payee or "")
+        if transaction.transaction_type.value == "DEPOSIT" and card:
+            body["metadata"]["payment_method_id"] = card
         return body
 
     async def submit(self, body: dict, transaction: SimTransaction | None = None) -> None:
@@ -360,9 +372,11 @@ async def run_simulation(
     seed: int = 7,
     fraud: bool = True,
     label_delay_s: float | None = 5.0,
+    compliance_key: str | None = None,
     log: SentLog | None = None,
 ) -> dict:
-    """Send ``tps * seconds`` requests; ``label_delay_s`` None sends no labels. ``log``, if
+    """Send ``tps * seconds`` requests; ``label_delay_s`` None sends no labels. With
+    ``compliance_key`` the customers' identity documents are decided too. ``log``, if
     given, is filled with what was sent and how each ended (for the live report)."""
     simulator = Simulator(ScenarioConfig(users, merchants, seed, fraud))
     outcomes = Outcomes()
@@ -392,6 +406,28 @@ async def run_simulation(
             f"mules and {len(population.merchants)} merchants ..."
         )
         await traffic.create_population()
+        print("registering devices, cards and identity documents ...")
+        traffic.customer_side = CustomerSide(lambda path, body: traffic._post(path, body), seed)
+        compliance = (
+            aiohttp.ClientSession(
+                base_url=ingest_url,
+                headers={"X-API-Key": compliance_key},
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
+            if compliance_key
+            else None
+        )
+        try:
+            onboarded = await traffic.customer_side.onboard(
+                traffic.users,
+                {c.id: c.devices for c in [*population.customers, *population.mules]},
+                {m.id for m in population.mules},
+                compliance,
+            )
+        finally:
+            if compliance is not None:
+                await compliance.close()
+        print("customers: " + ", ".join(f"{n} {what}" for what, n in onboarded.items()))
         print("funding wallets ...")
         await asyncio.gather(
             *[traffic.submit(traffic.body(opening), opening) for opening in simulator.openings()]

@@ -52,6 +52,8 @@ def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
         **E2E_WEBHOOKS,
     }
     env["STREAMS_POLICY_FILE"] = str(policy_file)
+    env["KYC_DOCUMENT_DIR"] = str(stack_dir / "kyc-documents")
+    env["PAYMENT_KEYS_FILE"] = str(stack_dir / "payment-keys.json")
     supervisor = Supervisor(
         env, stack_dir / "logs" / f"e2e-{uuid.uuid4().hex[:8]}", Path(__file__).resolve().parents[2]
     )
