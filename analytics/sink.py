@@ -43,6 +43,7 @@ from domain.topics import (
     TRANSACTIONS_REQUESTED,
     dead_letter_headers,
 )
+from infra import metrics
 
 log = logging.getLogger("analytics")
 SINK_TOPICS = (
@@ -154,6 +155,7 @@ class EventSink:
                 "auto.offset.reset": s.consumer_offset_reset,
                 "isolation.level": "read_committed",
                 **bulk_consumer(),
+                **metrics.consumer_statistics_config("analytics"),
             }
         )
         producer = Producer(
@@ -226,6 +228,7 @@ class EventSink:
             ),
         )
         self.dead_letters += 1
+        metrics.ERRORS.labels("analytics", "DEAD_LETTER").inc()
 
     def _prepare(
         self, rows: EventsBatchBuilder, messages: list[Message], producer: Producer
@@ -249,6 +252,7 @@ class EventSink:
         self._commit(consumer, stored.offsets)
         self.rows_written += written
         self.duplicates_dropped += stored.rows - written
+        _count_stored(stored.rows, written)
 
     def _commit(self, consumer: Consumer, offsets: list[TopicPartition] | None) -> None:
         try:
@@ -277,3 +281,11 @@ class EventSink:
         self._commit(consumer, None)
         self.rows_written += written
         self.duplicates_dropped += table.num_rows - written
+        _count_stored(table.num_rows, written)
+
+
+def _count_stored(rows: int, written: int) -> None:
+    """``/metrics``: a stored batch's size, its new rows and the replays it dropped."""
+    metrics.BATCH_RECORDS.labels("analytics").observe(rows)
+    metrics.RECORDS.labels("analytics", "pipeline_events", "stored").inc(written)
+    metrics.RECORDS.labels("analytics", "pipeline_events", "duplicate").inc(rows - written)

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.inputs import CanonicalUuid
 from domain.shards import split_database_urls
+from infra.metrics import install_http_metrics
 from ingest_api import errors, keys_api, limits, outages, refunds, reversals, reviews
 from ingest_api.authentication import Authenticator
 from ingest_api.deps import Caller, Onboarder, Tenant, document_roles, service_of
@@ -126,6 +127,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     errors.install(app)
     outages.install(app)
     app.add_middleware(BodyGuard)
+    install_http_metrics(app, "ingest")
 
     @app.get("/health")
     async def health() -> dict[str, str]:

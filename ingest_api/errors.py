@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.inputs import ERROR_CODES
+from infra.metrics import ERRORS
 from ingest_api.exceptions import ApiError
 from ingest_api.schemas import ErrorOut
 
@@ -60,6 +61,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
+    """The envelope of every error answer; each one is counted by code (``/metrics``)."""
+    ERRORS.labels("ingest", code).inc()
     return {"error": {"code": code, "message": message}}
 
 

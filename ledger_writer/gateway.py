@@ -28,6 +28,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import Field
@@ -38,6 +39,7 @@ from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
 from domain.kafka_clients import hot_path_consumer
 from domain.topics import GATEWAY_REQUESTS, GATEWAY_RESULTS
+from infra import metrics
 from ledger_writer.exceptions import LedgerWriterError
 from ledger_writer.kafka_io import dead_letter, producer_config, send_and_wait
 
@@ -82,7 +84,11 @@ def decide(
     if source is None:
         raise RecordDecodeError("a held payment has a source wallet")
     steer = str(request.metadata.get(OUTCOME_KEY) or "")
-    answer = {"transaction_id": request.transaction_id, "wallet_id": source, "responded_at": now}
+    answer: dict[str, Any] = {
+        "transaction_id": request.transaction_id,
+        "wallet_id": source,
+        "responded_at": now,
+    }
     if steer == "none":
         return None
     if steer == "void":
@@ -148,6 +154,7 @@ class Gateway:
                 "session.timeout.ms": 10_000,
                 **hot_path_consumer(),
                 "error_cb": self._on_error,
+                **metrics.consumer_statistics_config("gateway"),
                 **({"group.instance.id": s.group_instance_id} if s.group_instance_id else {}),
             }
         )
@@ -167,6 +174,8 @@ class Gateway:
                 for message in polled:
                     if message.error() is None:
                         self.waiting.append((time.monotonic() + s.latency_ms / 1000, message))
+                if polled:
+                    metrics.count_records("gateway", polled)
                 if not room:
                     time.sleep(0.01)
                 if not self.answer_due(consumer, producer):
@@ -181,7 +190,8 @@ class Gateway:
     def answer_due(self, consumer: Consumer, producer: Producer) -> bool:
         """Answer every request whose latency has passed (FIFO: latency is constant).
         False when Kafka did not take the answers: they wait at the head for the next try."""
-        now_mono, due = time.monotonic(), []
+        now_mono = time.monotonic()
+        due: list[tuple[float, Message]] = []
         while self.waiting and self.waiting[0][0] <= now_mono and len(due) < 10_000:
             due.append(self.waiting.popleft())
         if not due:
@@ -231,6 +241,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics.serve_metrics("gateway")
     Gateway(GatewaySettings()).run(stop)  # type: ignore[call-arg]
 
 

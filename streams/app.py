@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from infra import metrics
 from streams.engine import LOG_LEVELS, Worker
 from streams.exceptions import WalletInvariantError
 from streams.settings import StreamSettings
@@ -25,6 +26,7 @@ def main() -> None:
     level = LOG_LEVELS.get(settings.log_level.lower(), settings.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics.serve_metrics("streams")
     worker = Worker(settings)
     try:
         worker.run()

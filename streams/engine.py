@@ -34,6 +34,7 @@ from domain import records
 from domain.exceptions import RecordDecodeError
 from domain.kafka_clients import batching_producer, hot_path_consumer
 from domain.topics import TERMINAL_COUNTS, WALLET_COMMANDS, dead_letter_headers
+from infra import metrics
 from models.online import OnlineClassifier
 from models.policy import default_policy
 from models.simple import RulesAndTrees
@@ -113,6 +114,7 @@ def build_application(settings: StreamSettings) -> Application:
         loglevel=LOG_LEVELS.get(settings.log_level.lower(), settings.log_level.upper()),
         producer_extra_config=producer_config,
         consumer_extra_config={
+            **metrics.consumer_statistics_config("streams"),
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 5),
             **hot_path_consumer(),
