@@ -154,8 +154,8 @@ class EventSink:
                 "enable.auto.commit": False,
                 "auto.offset.reset": s.consumer_offset_reset,
                 "isolation.level": "read_committed",
-                **bulk_consumer(),
                 **metrics.consumer_statistics_config("analytics"),
+                **bulk_consumer(),
             }
         )
         producer = Producer(
