@@ -125,7 +125,7 @@ def test_backtest_reads_the_running_system_through_the_analytics_api(
     env = {**os.environ, **running, "WALLETPIPE_LOCAL_DIR": str(stack_dir)}
     env.pop("ANALYTICS_API_KEY", None)  # the CLI's own local key
     deadline = time.monotonic() + RELOAD_TIMEOUT_S
-    while True:  # the sink writes within about a second
+    while True:  # the sink writes within a flush interval (3 s)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
