@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+
+from quixstreams.models.topics.exceptions import TopicNotFoundError
 
 from domain.topics import WALLET_COMMANDS
+from infra import metrics
 from streams.engine import LOG_LEVELS, Worker, wait_for_kafka
 from streams.exceptions import EXIT_INVARIANT, WalletInvariantError
 from streams.settings import StreamSettings
@@ -24,15 +28,31 @@ def main() -> None:
     level = LOG_LEVELS.get(settings.log_level.lower(), settings.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics.serve_metrics("streams")
     # Building the application already asks Kafka for its topics: a worker restarted
     # while Kafka restarts waits for it first.
     wait_for_kafka(settings, settings.topic_prefix + WALLET_COMMANDS.name)
-    worker = Worker(settings)
+    worker = build_worker(settings)
     try:
         worker.run()
     except WalletInvariantError as error:
         log.critical("stream worker stopped: %s", error.message)
         sys.exit(EXIT_INVARIANT)
+
+
+def build_worker(settings: StreamSettings) -> Worker:
+    """The worker, once its topics are there. At a stack's first start quix-streams creates
+    the state's changelog topic and reads it back at once; a loaded broker may not show the
+    new topic yet (``TopicNotFoundError``): ask again, within ``kafka_wait_s``."""
+    deadline = time.monotonic() + settings.kafka_wait_s
+    while True:
+        try:
+            return Worker(settings)
+        except TopicNotFoundError as error:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("%s; asking again", error)
+            time.sleep(1.0)
 
 
 if __name__ == "__main__":

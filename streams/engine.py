@@ -44,7 +44,9 @@ from quixstreams.models.topics.exceptions import TopicNotFoundError
 
 from domain import records
 from domain.exceptions import RecordDecodeError
+from domain.kafka_clients import batching_producer, hot_path_consumer
 from domain.topics import TERMINAL_COUNTS, WALLET_COMMANDS, dead_letter_headers
+from infra import metrics
 from models.online import OnlineClassifier
 from models.policy import default_policy
 from models.simple import RulesAndTrees
@@ -58,7 +60,7 @@ from streams.exceptions import (
 )
 from streams.features import StreamFeatures
 from streams.flow import Flow, FlowSettings
-from streams.labels import LabelLearning
+from streams.labels import LabelLearning, OnlineDecider
 from streams.models_watch import ModelWatcher
 from streams.policy_watch import PolicyWatcher
 from streams.screening import Timeouts
@@ -75,12 +77,17 @@ def build_flow(settings: StreamSettings, terminals: TerminalBook) -> Flow:
     """The flow with the models, the policy and the feature engine the settings name. A
     champion or a policy file that cannot be loaded stops the start (with the reason)."""
     features = StreamFeatures(settings.label_delay_days)
+    # The labels train one classifier: it decides without a champion (once taught), and
+    # scores in shadow beside one.
+    learning = LabelLearning(OnlineClassifier())
     models = ModelWatcher(
         settings.models_dir,
         settings.model_name,
-        RulesAndTrees(seed=settings.scorer_seed),
+        OnlineDecider(RulesAndTrees(seed=settings.scorer_seed), learning),
         settings.label_delay_days,
         settings.models_check_interval_s,
+        review_budget=settings.review_budget,
+        online_challenger=learning.model,
     )
     policies = PolicyWatcher(
         settings.policy_file,
@@ -98,7 +105,6 @@ def build_flow(settings: StreamSettings, terminals: TerminalBook) -> Flow:
         retention_ms=settings.decided_retention_s * 1000,
         terminal_flush_ms=settings.terminal_flush_ms,
     )
-    learning = LabelLearning(OnlineClassifier())
     return Flow(flow_settings, models, policies, features, learning, terminals)
 
 
@@ -139,8 +145,7 @@ def build_application(
 ) -> WorkerApplication:
     exactly_once = settings.processing_guarantee == "exactly-once"
     producer_config: dict[str, Any] = {
-        "linger.ms": 5,
-        "compression.type": "lz4",
+        **batching_producer(),
         # murmur2 is the Java client's partitioner: a wallet's records of every topic land
         # in the same partition number.
         "partitioner": "murmur2_random",
@@ -158,9 +163,11 @@ def build_application(
         loglevel=LOG_LEVELS.get(settings.log_level.lower(), settings.log_level.upper()),
         producer_extra_config=producer_config,
         consumer_extra_config={
+            **metrics.consumer_statistics_config("streams"),
             "group.instance.id": worker_identity(settings),
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 5),
+            **hot_path_consumer(),
         },
         give_up=give_up or _exit_now,
         give_up_after_s=settings.failure_exit_timeout_ms / 1000,
@@ -359,7 +366,9 @@ class Ticker:
     def __init__(self, settings: StreamSettings, topic: str) -> None:
         self.topic = topic
         self.interval_s = settings.tick_interval_ms / 1000
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
+        self.producer = Producer(
+            {"bootstrap.servers": settings.kafka_bootstrap, **batching_producer()}
+        )
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="clock", daemon=True)
 

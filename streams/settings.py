@@ -91,6 +91,9 @@ class StreamSettings(BaseSettings):
     review_threshold: float = Field(default=0.6, ge=0, le=1)
     #: ... decline from here (at least the review threshold).
     decline_threshold: float = Field(default=0.85, ge=0, le=1)
+    #: At most this share of recent requests held for review by the score (the analysts'
+    #: capacity): a model without thresholds of its own reviews only its top share.
+    review_budget: float = Field(default=0.02, ge=0, le=1)
     #: The analysts' policy (JSON: rules, thresholds 0-100, version; docs/models.md). Unset:
     #: the two thresholds above and no rules. Checked for changes every interval below.
     policy_file: Path | None = None

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 from confluent_kafka.admin import AdminClient
 
 from domain.backoff import Backoff, CrashWindow
+from infra.metrics import MULTIPROCESS_DIR_ENV, fresh_metrics_dir
 
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 120.0
@@ -57,6 +58,9 @@ class Service:
     consumer_group: str | None = None
     #: Variables of this service alone (a ledger shard's LEDGER_SHARD).
     env: dict[str, str] | None = None
+    #: Processes (uvicorn's workers) that share their counters through files: each start
+    #: gets an empty directory for them, named by this variable (infra/metrics.py).
+    shared_metrics: bool = False
 
 
 @dataclass
@@ -94,16 +98,39 @@ def ledger_services(env: dict[str, str], python: str) -> list[Service]:
     argv = [python, "-m", "ledger_writer.writer"]
     count = len(split_database_urls(env.get("LEDGER_DATABASE_URLS", "")))
     if count <= 1:
-        return [Service("ledger", argv, consumer_group="ledger-writer")]
+        return [
+            Service(
+                "ledger",
+                argv,
+                consumer_group="ledger-writer",
+                env=metrics_port(env, "LEDGER_0"),
+            )
+        ]
     return [
         Service(
             f"ledger-{i}",
             argv,
             consumer_group=f"ledger-writer-shard-{i}",
-            env={"LEDGER_SHARD": str(i)},
+            env={"LEDGER_SHARD": str(i), **metrics_port(env, f"LEDGER_{i}")},
         )
         for i in range(count)
     ]
+
+
+def ingest_server_options(env: dict[str, str]) -> list[str]:
+    """uvicorn's fast event loop and HTTP parser, and one worker process per core
+    (``INGEST_WORKERS`` to choose): the API's work is CPU in Python, one core per process.
+    Workers share nothing in memory: each keeps its own caches (kept fresh by revision
+    polling), and the rate limits live in a file they share."""
+    workers = env.get("INGEST_WORKERS") or str(os.cpu_count() or 1)
+    return ["--loop", "uvloop", "--http", "httptools", "--workers", workers]
+
+
+def metrics_port(env: dict[str, str], name: str) -> dict[str, str]:
+    """``METRICS_PORT`` for one service, from the stack's ``METRICS_PORT_<NAME>`` (none for
+    a stack brought up before services had metrics ports: they then serve no /metrics)."""
+    port = env.get(f"METRICS_PORT_{name}")
+    return {"METRICS_PORT": port} if port else {}
 
 
 def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]:
@@ -125,14 +152,31 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                *ingest_server_options(env),
             ],
             health_url=f"{env['INGEST_URL']}/health",
+            shared_metrics=True,  # one worker per core, one /metrics for them all
         ),
-        Service("streams", [python, "-m", "streams.app"], consumer_group="wallet-streams"),
+        Service(
+            "streams",
+            [python, "-m", "streams.app"],
+            consumer_group="wallet-streams",
+            env=metrics_port(env, "STREAMS"),
+        ),
         *ledger_services(env, python),
         # The simulated payment gateway that answers the ledger's two-phase holds.
         Service(
-            "gateway", [python, "-m", "ledger_writer.gateway"], consumer_group="payment-gateway"
+            "gateway",
+            [python, "-m", "ledger_writer.gateway"],
+            consumer_group="payment-gateway",
+            env=metrics_port(env, "GATEWAY"),
+        ),
+        # Webhooks: reads the pipeline's outcomes, delivers them to the clients' endpoints.
+        Service(
+            "notifications",
+            [python, "-m", "notifications.service"],
+            consumer_group="notifications",
+            env=metrics_port(env, "NOTIFICATIONS"),
         ),
         Service(
             "analytics",
@@ -196,10 +240,15 @@ class Supervisor:
 
     def _spawn(self, state: ServiceState) -> None:
         service = state.service
+        env = {**self.env, **(service.env or {})}
+        if service.shared_metrics:
+            env[MULTIPROCESS_DIR_ENV] = str(
+                fresh_metrics_dir(self.log_dir / f"{service.name}.metrics")
+            )
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
             state.child = subprocess.Popen(
                 service.argv,
-                env={**self.env, **(service.env or {})},
+                env=env,
                 cwd=self.repo_root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
