@@ -40,7 +40,6 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from quixstreams import Application, message_context
 from quixstreams.dataframe import StreamingDataFrame
-from quixstreams.models.topics.exceptions import TopicNotFoundError
 
 from domain import records
 from domain.exceptions import RecordDecodeError
@@ -224,21 +223,12 @@ class Worker:
         self.failure: BaseException | None = None
         self.input_topic = self.prefix + WALLET_COMMANDS.name
         self.dead_letter_topic = self.prefix + WALLET_COMMANDS.dead_letter
-        deadline = time.monotonic() + settings.kafka_wait_s
-        while True:
-            try:
-                self.app, self.sdf = self.build_dataframe()
-                break
-            except TopicNotFoundError as error:  # created, not yet in the broker's metadata
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("%s; building the application again", error)
-                time.sleep(settings.kafka_wait_poll_ms / 1000)
+        self.app, self.sdf = self.build_dataframe()
         self.context = self.sdf.processing_context
 
     def build_dataframe(self) -> tuple[WorkerApplication, StreamingDataFrame]:
-        """The application and its one dataframe; registering the store creates (or finds)
-        the changelog topic, which a loaded broker may not list yet right after creating it."""
+        """The application and its one dataframe (registering the store creates or finds
+        the changelog topic: ``streams.app.build_worker`` asks again while it is not listed)."""
         app = build_application(self.settings, give_up=self.give_up)
         topic = app.topic(self.input_topic, key_deserializer="bytes", value_deserializer="bytes")
         sdf = app.dataframe(topic)
