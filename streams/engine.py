@@ -40,6 +40,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from quixstreams import Application, message_context
+from quixstreams.dataframe import StreamingDataFrame
 
 from domain import records
 from domain.exceptions import RecordDecodeError
@@ -221,16 +222,20 @@ class Worker:
         self.flow = build_flow(settings, self.terminals)
         #: The error that stopped the run loop from a record's processing, if any.
         self.failure: BaseException | None = None
-        self.app = build_application(settings, give_up=self.give_up)
         self.input_topic = self.prefix + WALLET_COMMANDS.name
         self.dead_letter_topic = self.prefix + WALLET_COMMANDS.dead_letter
-        topic = self.app.topic(
-            self.input_topic, key_deserializer="bytes", value_deserializer="bytes"
-        )
-        self.sdf = self.app.dataframe(topic)
-        self.sdf.register_store()
-        self.sdf.update(self.process, metadata=True)
+        self.app, self.sdf = self.build_dataframe()
         self.context = self.sdf.processing_context
+
+    def build_dataframe(self) -> tuple[WorkerApplication, StreamingDataFrame]:
+        """The application and its one dataframe (registering the store creates or finds
+        the changelog topic: ``streams.app.build_worker`` asks again while it is not listed)."""
+        app = build_application(self.settings, give_up=self.give_up)
+        topic = app.topic(self.input_topic, key_deserializer="bytes", value_deserializer="bytes")
+        sdf = app.dataframe(topic)
+        sdf.register_store()
+        sdf.update(self.process, metadata=True)
+        return app, sdf
 
     def process(self, value: bytes, key: bytes | None, _timestamp: int, _headers: Any) -> None:
         """Decode → flow → produce, for one record, inside the checkpoint's transaction."""
@@ -326,6 +331,7 @@ class Worker:
                 if not error.args[0].retriable() or time.monotonic() > deadline:
                     raise
                 log.warning("fencing the previous transaction: %s; trying again", error)
+                time.sleep(self.settings.kafka_wait_poll_ms / 1000)
 
     def run(self) -> None:
         self.fence_predecessor()
