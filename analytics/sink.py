@@ -34,6 +34,7 @@ from analytics.clickhouse import EventsBatchBuilder, Warehouse
 from analytics.exceptions import SinkInterrupted
 from analytics.settings import AnalyticsSettings
 from domain.backoff import Backoff
+from domain.kafka_clients import batching_producer, bulk_consumer
 from domain.topics import (
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
@@ -154,9 +155,12 @@ class EventSink:
                 "auto.offset.reset": s.consumer_offset_reset,
                 "isolation.level": "read_committed",
                 **metrics.consumer_statistics_config("analytics"),
+                **bulk_consumer(),
             }
         )
-        producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "acks": "all", "linger.ms": 5})
+        producer = Producer(
+            {"bootstrap.servers": s.kafka_bootstrap, "acks": "all", **batching_producer()}
+        )
         consumer.subscribe(
             [s.topic_prefix + topic for topic in SINK_TOPICS],
             on_assign=lambda _consumer, _parts: self.consuming.set(),

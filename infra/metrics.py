@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,12 +35,16 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 log = logging.getLogger("infra.metrics")
 
 #: One registry per process (not prometheus_client's global one, so importing a service's
 #: module twice in a test process never registers a metric twice).
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+#: prometheus-client's variable: set, every metric of the process is kept in a file there.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: How often librdkafka hands its statistics to ``kafka_statistics`` (lag, request rates).
 STATISTICS_INTERVAL_MS = 5_000
@@ -119,8 +125,22 @@ def serve_metrics(service: str) -> int | None:
 
 
 def scrape() -> tuple[bytes, str]:
-    """The registry in Prometheus' text format, and its content type."""
+    """The registry in Prometheus' text format, and its content type. A service of several
+    processes (the ingest API's uvicorn workers) answers for all of them: each process
+    writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape adds them up."""
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+        return generate_latest(shared), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def fresh_metrics_dir(path: Path) -> Path:
+    """An empty directory for a multi-process service's metric files: emptied at each
+    start of the service, so a restart's counters begin again as a new process's do."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def kafka_statistics(service: str) -> Callable[[str], None]:

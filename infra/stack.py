@@ -294,8 +294,9 @@ def _assign_ports(
         # /metrics of the stream worker, the gateway and each ledger writer (infra/metrics.py).
         "metrics_streams": settings.http_port_base + 2,
         "metrics_gateway": settings.http_port_base + 3,
+        "metrics_notifications": settings.http_port_base + 4,
         **{
-            f"metrics_ledger_{shard}": settings.http_port_base + 4 + shard
+            f"metrics_ledger_{shard}": settings.http_port_base + 5 + shard
             for shard in range(max(1, ledger_shards))
         },
     }

@@ -19,7 +19,17 @@ from psycopg_pool import AsyncConnectionPool
 from domain.inputs import CanonicalUuid
 from domain.shards import split_database_urls
 from infra.metrics import install_http_metrics
-from ingest_api import batch, errors, keys_api, limits, outages, refunds, reversals, reviews
+from ingest_api import (
+    batch,
+    errors,
+    keys_api,
+    limits,
+    outages,
+    refunds,
+    reversals,
+    reviews,
+    webhooks_api,
+)
 from ingest_api.authentication import Authenticator
 from ingest_api.deps import Caller, Onboarder, Tenant, document_roles, service_of
 from ingest_api.errors import BodyGuard
@@ -230,6 +240,6 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return await service_of(request).get_transaction(client, transaction_id)
 
     document_roles(app.router)
-    for module in (batch, limits, reviews, reversals, refunds, keys_api):
+    for module in (batch, limits, reviews, reversals, refunds, keys_api, webhooks_api):
         app.include_router(document_roles(module.router))
     return app

@@ -2,15 +2,16 @@
 
 Each route names who may call it by the type of its caller parameter, declared here once:
 
-=============  ==============================================  ============================
-type           roles                                            for
-=============  ==============================================  ============================
-``Onboarder``  customer_app, partner                            users, wallets, limits
-``Tenant``     customer_app, pos, partner                       money, balances, refunds
-``Reviewer``   analyst, compliance, admin                       held transactions
-``Admin``      admin                                            issuing keys
-``Caller``     every role                                       ``/v1/me``, own keys
-=============  ==============================================  ============================
+==============  ==============================================  ============================
+type            roles                                           for
+==============  ==============================================  ============================
+``Onboarder``   customer_app, partner                           users, wallets, limits
+``Tenant``      customer_app, pos, partner                      money, balances, refunds
+``Reviewer``    analyst, compliance, admin                      held transactions
+``Subscriber``  customer_app, pos, partner, admin               webhooks
+``Admin``       admin                                           issuing keys
+``Caller``      every role                                      ``/v1/me``, own keys
+==============  ==============================================  ============================
 
 A key without one of the route's roles gets 403 ``ROLE_FORBIDDEN`` (``REVIEWER_ONLY`` on
 the reviews, as before). ``document_roles`` writes each route's roles into its OpenAPI
@@ -78,6 +79,7 @@ Onboarder = Annotated[KeyGrant, Depends(RoleGate(ONBOARDING_ROLES))]
 Tenant = Annotated[KeyGrant, Depends(RoleGate(TENANT_ROLES))]
 Reviewer = Annotated[KeyGrant, Depends(RoleGate(REVIEW_ROLES, "REVIEWER_ONLY"))]
 Admin = Annotated[KeyGrant, Depends(RoleGate(frozenset({Role.ADMIN})))]
+Subscriber = Annotated[KeyGrant, Depends(RoleGate(TENANT_ROLES | {Role.ADMIN}))]
 
 
 def _gates(dependant: Dependant) -> Iterator[RoleGate]:

@@ -61,6 +61,14 @@ class IngestSettings(BaseSettings):
     #: Accepted requests recorded by one INSERT at most (ingest_api.recorder).
     record_batch_max: int = Field(default=1_000, ge=1, le=10_000)
 
+    #: Webhook endpoints (docs/webhooks.md): public addresses only, unless the operator
+    #: allows networks (comma-separated, e.g. "10.20.0.0/16") or loopback (tests); the
+    #: notification service applies the same variables at every delivery.
+    webhook_allow_loopback: bool = Field(default=False, validation_alias="WEBHOOK_ALLOW_LOOPBACK")
+    webhook_allowed_networks: str = Field(default="", validation_alias="WEBHOOK_ALLOWED_NETWORKS")
+    #: How long a subscription's endpoint may take to resolve before it is refused.
+    webhook_resolve_timeout_ms: int = Field(default=3_000, ge=100, le=30_000)
+
     @field_validator("fee_schedule_json")
     @classmethod
     def _fee_schedule_parses(cls, value: str) -> str:

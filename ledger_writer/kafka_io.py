@@ -15,6 +15,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from domain.kafka_clients import batching_producer, hot_path_consumer
 from domain.topics import dead_letter_headers
 from ledger_writer.exceptions import KafkaUnavailable
 
@@ -37,7 +38,7 @@ def consumer_config(bootstrap: str, group: str, session_timeout_ms: int) -> dict
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        "fetch.min.bytes": 1,
+        **hot_path_consumer(),
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
         # A writer killed with -9 holds its partitions until this expires: keep it short.
         "session.timeout.ms": session_timeout_ms,
@@ -50,8 +51,7 @@ def producer_config(bootstrap: str) -> dict[str, object]:
         "bootstrap.servers": bootstrap,
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 5,
-        "compression.type": "lz4",
+        **batching_producer(),
         "partitioner": "murmur2_random",
         **_RECONNECT,
     }

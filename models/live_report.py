@@ -5,6 +5,8 @@ how well its scores ranked them (AUC and average precision over the scores it ga
 Pure: one ``LiveOutcome`` per transaction in, a JSON-ready dict out (``live_report``) and
 its text (``format_live_report``). ``walletpipe simulate`` and ``demo`` fill the outcomes
 from ClickHouse (the stream's first decision and score on each request) and the labels.
+A transaction with no decision stored (still in flight, or lost to an outage) is counted
+apart, as undecided, and in no share.
 
 >>> from decimal import Decimal as D
 >>> report = live_report([
@@ -47,35 +49,40 @@ def live_report(outcomes: Iterable[LiveOutcome], offline_ap: float | None) -> di
         name = o.scenario or LEGITIMATE
         g = groups.setdefault(
             name,
-            {k: 0 for k in ("sent", "declined", "held", "passed")}
+            {k: 0 for k in ("sent", "declined", "held", "passed", "undecided")}
             | {
                 k: Decimal(0)
                 for k in ("sent_amount", "declined_amount", "held_amount", "passed_amount")
             },
         )
-        kind = "declined" if o.decision == DECLINE else "held" if o.decision == REVIEW else "passed"
         g["sent"] += 1
+        if not o.decision:  # no decision stored (yet): in no share
+            g["undecided"] += 1
+            continue
+        kind = "declined" if o.decision == DECLINE else "held" if o.decision == REVIEW else "passed"
         g[kind] += 1
         g["sent_amount"] += o.amount
         g[f"{kind}_amount"] += o.amount
         if o.risk_score is not None:
             scores.append(o.risk_score)
             labels.append(int(o.scenario is not None))
-    legit = groups.get(LEGITIMATE, {"sent": 0, "declined": 0, "held": 0})
+    legit = groups.get(LEGITIMATE, {"sent": 0, "declined": 0, "held": 0, "undecided": 0})
+    legit_decided = legit["sent"] - legit["undecided"]
     fraud = [g for name, g in groups.items() if name != LEGITIMATE]
-    fraud_sent = sum(g["sent"] for g in fraud)
+    fraud_sent = sum(g["sent"] - g["undecided"] for g in fraud)
     fraud_caught = sum(g["declined"] + g["held"] for g in fraud)
     fraud_amount = sum((g["sent_amount"] for g in fraud), Decimal(0))
     fraud_amount_caught = sum((g["declined_amount"] + g["held_amount"] for g in fraud), Decimal(0))
-    sent = sum(g["sent"] for g in groups.values())
+    sent = sum(g["sent"] - g["undecided"] for g in groups.values())
     live_auc, live_ap = _ranking(scores, labels)
     return {
-        "transactions": sent,
+        "transactions": sum(g["sent"] for g in groups.values()),
+        "decided": sent,
         "fraud_count_caught_share": _share(fraud_caught, fraud_sent),
         "fraud_amount_caught_share": _share(fraud_amount_caught, fraud_amount),
         "review_rate": _share(sum(g["held"] for g in groups.values()), sent),
-        "legit_review_rate": _share(legit["held"], legit["sent"]),
-        "legit_decline_rate": _share(legit["declined"], legit["sent"]),
+        "legit_review_rate": _share(legit["held"], legit_decided),
+        "legit_decline_rate": _share(legit["declined"], legit_decided),
         "live_auc": live_auc,
         "live_ap": live_ap,
         "offline_ap": offline_ap,
@@ -110,6 +117,7 @@ def format_live_report(report: dict[str, Any]) -> str:
         "declined",
         "held",
         "passed",
+        "undecided",
         "sent $",
         "declined $",
         "held $",
@@ -120,7 +128,7 @@ def format_live_report(report: dict[str, Any]) -> str:
         rows.append(
             (
                 name,
-                *(str(g[k]) for k in ("sent", "declined", "held", "passed")),
+                *(str(g[k]) for k in ("sent", "declined", "held", "passed", "undecided")),
                 *(g[k] for k in ("sent_amount", "declined_amount", "held_amount", "passed_amount")),
             )
         )
@@ -133,6 +141,10 @@ def format_live_report(report: dict[str, Any]) -> str:
         )
         for row in rows
     ]
+    lines.append(
+        f"of {report['transactions']:,} sent, {report['decided']:,} decided (shares are of these; "
+        "amounts are of the decided)"
+    )
     lines.append(
         f"fraud caught (declined or held): {_pct(report['fraud_count_caught_share'])} of "
         f"transactions, {_pct(report['fraud_amount_caught_share'])} of the amount; "

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+
+from quixstreams.models.topics.exceptions import TopicNotFoundError
 
 from domain.topics import WALLET_COMMANDS
 from infra import metrics
@@ -29,12 +32,27 @@ def main() -> None:
     # Building the application already asks Kafka for its topics: a worker restarted
     # while Kafka restarts waits for it first.
     wait_for_kafka(settings, settings.topic_prefix + WALLET_COMMANDS.name)
-    worker = Worker(settings)
+    worker = build_worker(settings)
     try:
         worker.run()
     except WalletInvariantError as error:
         log.critical("stream worker stopped: %s", error.message)
         sys.exit(EXIT_INVARIANT)
+
+
+def build_worker(settings: StreamSettings) -> Worker:
+    """The worker, once its topics are there. At a stack's first start quix-streams creates
+    the state's changelog topic and reads it back at once; a loaded broker may not show the
+    new topic yet (``TopicNotFoundError``): ask again, within ``kafka_wait_s``."""
+    deadline = time.monotonic() + settings.kafka_wait_s
+    while True:
+        try:
+            return Worker(settings)
+        except TopicNotFoundError as error:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("%s; asking again", error)
+            time.sleep(1.0)
 
 
 if __name__ == "__main__":

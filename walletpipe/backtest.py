@@ -85,9 +85,10 @@ def load_policies(args: argparse.Namespace, env: dict[str, str]) -> tuple[Any, A
         )
         if chosen is not None:
             review_at, decline_at, name = chosen
-            print(
+            print(  # stderr: --json keeps stdout for the figures alone
                 f"in force: {name}'s thresholds, chosen on its validation scores: review from "
-                f"{review_at * 100:.2f}, decline from {decline_at * 100:.2f}"
+                f"{review_at * 100:.2f}, decline from {decline_at * 100:.2f}",
+                file=sys.stderr,
             )
             return candidate, default_policy(review_at, decline_at), f"{name} thresholds"
         fallback = default_policy(settings.review_threshold, settings.decline_threshold)

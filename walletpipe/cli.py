@@ -326,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="what runs where").set_defaults(func=cmd_status)
     run = sub.add_parser("run", help="run all services in the foreground (Ctrl-C stops)")
-    run.add_argument("--only", help="comma-separated: ingest,streams,ledger,analytics")
+    run.add_argument(
+        "--only", help="comma-separated: ingest,streams,ledger,gateway,notifications,analytics"
+    )
     run.set_defaults(func=cmd_run)
 
     def traffic_options(p: argparse.ArgumentParser, tps: int, seconds: int) -> None:
@@ -382,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_ledger_commands(sub, stack_env)
     add_dlq_commands(sub, stack_env)
     add_keys_command(sub, stack_env)
+    from walletpipe.webhooks import add_command as add_webhooks_command
+
+    add_webhooks_command(sub, stack_env)
     from analytics.cli import add_commands as add_reports_commands
 
     add_reports_commands(sub, stack_env, local_dir)

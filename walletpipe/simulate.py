@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from domain import records
 from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
+from domain.kafka_clients import hot_path_consumer
 from domain.topics import LEDGER_EVENTS, TRANSACTIONS_REJECTED, WALLET_COMMANDS
 from models.scenarios import DISPUTE_WINDOW_S, ScenarioConfig, SimTransaction, Simulator
 from walletpipe.labels import LabelPublisher, LateLabels, live_delay_s
@@ -89,6 +90,8 @@ def watch_outcomes(
             "bootstrap.servers": bootstrap,
             "group.id": f"simulate-{uuid.uuid4()}",
             "enable.auto.commit": False,
+            # It waits for answers as the pipeline's own hops do.
+            **hot_path_consumer(),
             # A broker restart is waited out quietly (librdkafka reconnects by itself).
             "log_level": KAFKA_LOG_LEVEL,
             "error_cb": quiet_kafka_error,

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 from confluent_kafka.admin import AdminClient
 
 from domain.backoff import Backoff, CrashWindow
+from infra.metrics import MULTIPROCESS_DIR_ENV, fresh_metrics_dir
 
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 120.0
@@ -57,6 +58,9 @@ class Service:
     consumer_group: str | None = None
     #: Variables of this service alone (a ledger shard's LEDGER_SHARD).
     env: dict[str, str] | None = None
+    #: Processes (uvicorn's workers) that share their counters through files: each start
+    #: gets an empty directory for them, named by this variable (infra/metrics.py).
+    shared_metrics: bool = False
 
 
 @dataclass
@@ -151,6 +155,7 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
                 *ingest_server_options(env),
             ],
             health_url=f"{env['INGEST_URL']}/health",
+            shared_metrics=True,  # one worker per core, one /metrics for them all
         ),
         Service(
             "streams",
@@ -165,6 +170,13 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
             [python, "-m", "ledger_writer.gateway"],
             consumer_group="payment-gateway",
             env=metrics_port(env, "GATEWAY"),
+        ),
+        # Webhooks: reads the pipeline's outcomes, delivers them to the clients' endpoints.
+        Service(
+            "notifications",
+            [python, "-m", "notifications.service"],
+            consumer_group="notifications",
+            env=metrics_port(env, "NOTIFICATIONS"),
         ),
         Service(
             "analytics",
@@ -228,10 +240,15 @@ class Supervisor:
 
     def _spawn(self, state: ServiceState) -> None:
         service = state.service
+        env = {**self.env, **(service.env or {})}
+        if service.shared_metrics:
+            env[MULTIPROCESS_DIR_ENV] = str(
+                fresh_metrics_dir(self.log_dir / f"{service.name}.metrics")
+            )
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
             state.child = subprocess.Popen(
                 service.argv,
-                env={**self.env, **(service.env or {})},
+                env=env,
                 cwd=self.repo_root,
                 stdout=log,
                 stderr=subprocess.STDOUT,

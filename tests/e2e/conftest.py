@@ -24,6 +24,13 @@ E2E_GATEWAY = {
     # Held fraud reviews decline after this long (300 s by default): the timeout test waits.
     "STREAMS_REVIEW_TIMEOUT_S": "8",
 }
+#: Webhooks to the tests' receivers on loopback, retried after 0.1 s, 0.2 s ... (not 10 s).
+E2E_WEBHOOKS = {
+    "WEBHOOK_ALLOW_LOOPBACK": "true",
+    "WEBHOOK_RETRY_BASE_MS": "100",
+    "WEBHOOK_RETRY_DELAY_MAX_MS": "1000",
+    "WEBHOOK_SUBSCRIPTIONS_REFRESH_MS": "200",
+}
 
 
 #: The stream runs under an analysts' policy file that says what its defaults say (60 / 85,
@@ -37,7 +44,13 @@ E2E_POLICY = {"version": 1, "review_threshold": 60, "decline_threshold": 85, "ru
 def running(stack: dict[str, str], stack_dir: Path) -> Iterator[dict[str, str]]:
     policy_file = stack_dir / f"fraud-policy-{uuid.uuid4().hex[:8]}.json"
     policy_file.write_text(json.dumps(E2E_POLICY))
-    env = {**stack, "FEE_SCHEDULE": E2E_FEES, "STREAMS_LOG_LEVEL": "warn", **E2E_GATEWAY}
+    env = {
+        **stack,
+        "FEE_SCHEDULE": E2E_FEES,
+        "STREAMS_LOG_LEVEL": "warn",
+        **E2E_GATEWAY,
+        **E2E_WEBHOOKS,
+    }
     env["STREAMS_POLICY_FILE"] = str(policy_file)
     supervisor = Supervisor(
         env, stack_dir / "logs" / f"e2e-{uuid.uuid4().hex[:8]}", Path(__file__).resolve().parents[2]

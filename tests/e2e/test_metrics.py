@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import funded_wallet
+from tests.helpers import accepted, new_wallet, wait_final
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,14 @@ def total(
 
 
 def test_every_service_reports_its_work(api: httpx.Client, running: dict[str, str]) -> None:
-    funded_wallet(api, "25.00")  # a deposit decided by the stream and posted by the ledger
+    deposit = {
+        "transaction_type": "DEPOSIT",
+        "destination_wallet_id": new_wallet(api),
+        "amount": "25.00",
+        "currency_code": "USD",
+    }
+    # Decided by the stream, posted by the ledger.
+    assert wait_final(api, accepted(api, deposit))["status"] == "COMPLETED"
     ports = {name: running[f"METRICS_PORT_{name}"] for name in ("STREAMS", "LEDGER_0", "GATEWAY")}
     deadline = time.monotonic() + 20  # the consumers' lag comes every 5 s (statistics)
     while True:

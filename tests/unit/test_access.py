@@ -214,6 +214,10 @@ EXPECTED = {
     ("POST", "/v1/keys"): frozenset({Role.ADMIN}),
     ("GET", "/v1/keys"): EVERY_ROLE,
     ("GET", "/v1/me"): EVERY_ROLE,
+    ("POST", "/v1/webhooks"): TENANT_ROLES | {Role.ADMIN},
+    ("GET", "/v1/webhooks"): TENANT_ROLES | {Role.ADMIN},
+    ("DELETE", "/v1/webhooks/{subscription_id}"): TENANT_ROLES | {Role.ADMIN},
+    ("POST", "/v1/webhooks/{subscription_id}/redeliver"): TENANT_ROLES | {Role.ADMIN},
 }
 
 

@@ -17,13 +17,15 @@ def test_counts_amounts_rates_and_ranking_by_hand() -> None:
         *[LiveOutcome(None, D("10.00"), "approve", 5.0) for _ in range(7)],
         LiveOutcome(None, D("10.00"), "review", 80.0),
         LiveOutcome(None, D("10.00"), "refused", None),  # funds, not the fraud check
+        LiveOutcome("stolen_card", D("50.00"), "", None),  # no decision stored: apart
     ]
     report = live_report(outcomes, offline_ap=0.8)
     assert report["by_scenario"]["stolen_card"] == {
-        "sent": 2,
+        "sent": 3,
         "declined": 1,
         "held": 0,
         "passed": 1,
+        "undecided": 1,
         "sent_amount": "400.00",
         "declined_amount": "100.00",
         "held_amount": "0",
@@ -38,6 +40,7 @@ def test_counts_amounts_rates_and_ranking_by_hand() -> None:
     # 70 beats 7, 20 beats 7: 22 of 24.
     assert report["live_auc"] == pytest.approx(22 / 24)
     assert report["scored"] == 11 and report["offline_ap"] == 0.8
+    assert (report["transactions"], report["decided"]) == (13, 12)
     assert "card_testing" in format_live_report(report)
 
 

@@ -116,4 +116,4 @@ def test_backtest_compares_with_the_champions_thresholds_when_no_file_is_set(
     Registry(tmp_path / "models").save(NAME, forest(1), metadata)
     _, baseline, role = load_policies(args, env)
     assert (baseline.review_at, baseline.decline_at, role) == (0.25, 0.7, "fraud v1 thresholds")
-    assert "review from 25.00, decline from 70.00" in capsys.readouterr().out
+    assert "review from 25.00, decline from 70.00" in capsys.readouterr().err

@@ -103,3 +103,23 @@ def test_a_service_serves_its_metrics_on_its_port(monkeypatch) -> None:
     assert metrics.serve_metrics("unit-serve") is None
     monkeypatch.delenv("METRICS_PORT")
     assert metrics.serve_metrics("unit-serve") is None
+
+
+def test_a_service_of_several_processes_answers_for_all_of_them(tmp_path) -> None:
+    """uvicorn's workers each write their values to files; any worker's scrape sums them."""
+    import subprocess
+    import sys
+
+    shared = metrics.fresh_metrics_dir(tmp_path / "ingest.metrics")
+    count_one = (
+        "from infra import metrics; "
+        "metrics.ERRORS.labels('unit-multi', 'SOME_CODE').inc(); "
+        "print(metrics.scrape()[0].decode())"
+    )
+    env = {"PATH": "", metrics.MULTIPROCESS_DIR_ENV: str(shared)}
+    for _worker in range(2):
+        scraped = subprocess.run(
+            [sys.executable, "-c", count_one], env=env, capture_output=True, text=True, check=True
+        ).stdout
+    assert 'walletpipe_errors_total{code="SOME_CODE",service="unit-multi"} 2.0' in scraped
+    assert not list(metrics.fresh_metrics_dir(shared).iterdir())  # a restart starts at zero

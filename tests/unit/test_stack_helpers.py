@@ -96,7 +96,8 @@ def test_new_stack_avoids_ports_promised_to_a_neighbour(tmp_path: Path) -> None:
         "analytics": 18081,
         "metrics_streams": 18082,
         "metrics_gateway": 18083,
-        "metrics_ledger_0": 18084,
+        "metrics_notifications": 18084,
+        "metrics_ledger_0": 18085,
     }
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / STATE_FILE).write_text(json.dumps({"ports": neighbour}))

@@ -1,0 +1,1 @@
+"""The notification service: webhooks for API clients (docs/webhooks.md)."""
