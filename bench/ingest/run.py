@@ -27,6 +27,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -200,6 +201,8 @@ def run_phase(api: dict[str, Any], phase: str, count: int, database_url: str) ->
     )
     warm.start()
     warm.join()
+    if warm.exitcode != 0:
+        raise SystemExit(f"the generator failed warming {phase} against {api['name']}")
     xacts = _db_transactions(database_url)
     before = trees_cpu_s({"api": [api["process"].pid]})["api"]
     started = time.monotonic()
@@ -235,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=3000, help="per phase and API")
     parser.add_argument("--baseline-ref", default="main", help="git ref of the baseline API")
     args = parser.parse_args(argv)
+    # Stopped from outside: still stop the APIs and remove the baseline's worktree.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     env = {
         **os.environ,
         **stack.read_env(Path(os.environ.get("WALLETPIPE_LOCAL_DIR", REPO / ".local"))),
