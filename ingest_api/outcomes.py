@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from domain.kafka_clients import hot_path_consumer
 from domain.topics import LEDGER_EVENTS, TRANSACTIONS_REJECTED
 
 log = logging.getLogger("ingest_api")
@@ -136,8 +137,11 @@ class OutcomeWatcher:
                 "bootstrap.servers": self._bootstrap,
                 "group.id": f"ingest-outcomes-{uuid.uuid4()}",  # never joined: assign()
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 100,
+                # The stream's rejections are written in Kafka transactions: an aborted
+                # one (a worker that crashed) must not answer a waiting client.
+                "isolation.level": "read_committed",
                 "enable.partition.eof": False,
+                **hot_path_consumer(),
             }
         )
         try:
