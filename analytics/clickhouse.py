@@ -145,6 +145,11 @@ _ROW = pa.struct([(name, read_as) for name, read_as, _ in _EVENT_FIELDS])
 #: leave the second core idle part of the time (1.0 to 1.3 times the rows/s in six paired
 #: runs of the sink's two threads, 1.16 on average; docs/analytics.md).
 INSERT_SETTINGS = {"optimize_on_insert": 0, "parallel_view_processing": 1}
+#: A smaller insert (a quiet sink's) runs its views one after the other: there the threads
+#: cost more CPU than they save time (100 rows: about 230 ms of CPU side by side against 160
+#: ms in turn; ``bench.analytics.flush_cost``).
+PARALLEL_VIEWS_ROWS_MIN = 10_000
+SMALL_INSERT_SETTINGS = {**INSERT_SETTINGS, "parallel_view_processing": 0}
 REPORT_COLUMNS = (
     "report_id",
     "report_type",
@@ -196,7 +201,12 @@ class Warehouse:
         if not table.num_rows:
             return
         with self._lock:
-            self._client.insert_arrow("pipeline_events", table, settings=INSERT_SETTINGS)
+            settings = (
+                INSERT_SETTINGS
+                if table.num_rows >= PARALLEL_VIEWS_ROWS_MIN
+                else SMALL_INSERT_SETTINGS
+            )
+            self._client.insert_arrow("pipeline_events", table, settings=settings)
 
     def stored_event_ids(
         self,

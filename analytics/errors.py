@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analytics.exceptions import AnalyticsError
+from infra.metrics import ERRORS
 
 HTTP_ERROR_CODES = {
     400: "MALFORMED_REQUEST",
@@ -50,6 +51,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
+    """The envelope of every error answer; each one is counted by code (``/metrics``)."""
+    ERRORS.labels("analytics", code).inc()
     return {"error": {"code": code, "message": message}}
 
 

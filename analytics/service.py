@@ -28,6 +28,7 @@ from analytics.detector import RegulatoryDetector
 from analytics.mapping import NATIVE_DECODER_MISSING
 from analytics.settings import AnalyticsSettings
 from analytics.sink import EventSink
+from infra.metrics import install_http_metrics
 
 log = logging.getLogger("analytics")
 THREAD_JOIN_TIMEOUT_S = 30.0
@@ -72,6 +73,7 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
     app.state.settings = settings
 
     errors.install(app)
+    install_http_metrics(app, "analytics")
 
     @app.get("/health")
     def health(request: Request) -> JSONResponse:

@@ -34,6 +34,7 @@ from analytics.clickhouse import EventsBatchBuilder, Warehouse
 from analytics.exceptions import SinkInterrupted
 from analytics.settings import AnalyticsSettings
 from domain.backoff import Backoff
+from domain.kafka_clients import batching_producer, bulk_consumer
 from domain.topics import (
     LEDGER_COMMANDS,
     LEDGER_EVENTS,
@@ -42,6 +43,7 @@ from domain.topics import (
     TRANSACTIONS_REQUESTED,
     dead_letter_headers,
 )
+from infra import metrics
 
 log = logging.getLogger("analytics")
 SINK_TOPICS = (
@@ -152,9 +154,13 @@ class EventSink:
                 "enable.auto.commit": False,
                 "auto.offset.reset": s.consumer_offset_reset,
                 "isolation.level": "read_committed",
+                **metrics.consumer_statistics_config("analytics"),
+                **bulk_consumer(),
             }
         )
-        producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "acks": "all", "linger.ms": 5})
+        producer = Producer(
+            {"bootstrap.servers": s.kafka_bootstrap, "acks": "all", **batching_producer()}
+        )
         consumer.subscribe(
             [s.topic_prefix + topic for topic in SINK_TOPICS],
             on_assign=lambda _consumer, _parts: self.consuming.set(),
@@ -222,6 +228,7 @@ class EventSink:
             ),
         )
         self.dead_letters += 1
+        metrics.ERRORS.labels("analytics", "DEAD_LETTER").inc()
 
     def _prepare(
         self, rows: EventsBatchBuilder, messages: list[Message], producer: Producer
@@ -245,6 +252,7 @@ class EventSink:
         self._commit(consumer, stored.offsets)
         self.rows_written += written
         self.duplicates_dropped += stored.rows - written
+        _count_stored(stored.rows, written)
 
     def _commit(self, consumer: Consumer, offsets: list[TopicPartition] | None) -> None:
         try:
@@ -273,3 +281,11 @@ class EventSink:
         self._commit(consumer, None)
         self.rows_written += written
         self.duplicates_dropped += table.num_rows - written
+        _count_stored(table.num_rows, written)
+
+
+def _count_stored(rows: int, written: int) -> None:
+    """``/metrics``: a stored batch's size, its new rows and the replays it dropped."""
+    metrics.BATCH_RECORDS.labels("analytics").observe(rows)
+    metrics.RECORDS.labels("analytics", "pipeline_events", "stored").inc(written)
+    metrics.RECORDS.labels("analytics", "pipeline_events", "duplicate").inc(rows - written)

@@ -10,6 +10,7 @@ counted. Sampled before and after a run, the difference is what the tree spent i
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -60,5 +61,45 @@ def trees_cpu_s(roots: dict[str, Iterable[int]]) -> dict[str, float]:
     return totals
 
 
+def tree_pids(roots: Iterable[int]) -> list[int]:
+    """The live pids of ``roots`` and of everything under them."""
+    children = _children_by_parent()
+    found, stack = [], [r for r in roots if os.path.exists(f"/proc/{r}")]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(child for child, _ticks in children.get(pid, ()))
+    return found
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def thread_group(name: str) -> str:
+    """A thread's name (the kernel keeps its first 15 characters) without its trailing
+    number, so that a pool's threads add up: ``GC Thread#0`` and ``#1`` are one group."""
+    return re.sub(r"[-#_ ]?\d+$", "", name) or name
+
+
+def threads_cpu_s(pids: Iterable[int]) -> dict[str, float]:
+    """CPU seconds so far of the live threads of ``pids`` (not of their children), by
+    thread group (``thread_group``): where a process's time goes (the broker's network
+    threads, its request handlers, its garbage collector, its JIT compilers)."""
+    groups: dict[str, float] = {}
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tasks:
+            try:
+                name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            group = thread_group(name)
+            ticks = int(fields[11]) + int(fields[12])
+            groups[group] = groups.get(group, 0.0) + ticks / TICKS_PER_S
+    return groups

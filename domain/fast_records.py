@@ -100,7 +100,7 @@ def _transaction_type(value: object) -> TransactionType:
     return found
 
 
-def _metadata(value: object) -> dict:
+def _metadata(value: object) -> dict[str, Any]:
     if type(value) is not dict or len(value) > 32:
         raise _NotPlain
     for item in value.values():
@@ -118,7 +118,7 @@ def _risk_score(value: object) -> Decimal | None:
     return Decimal(value)
 
 
-def _no_shadow_scores(value: object) -> dict:
+def _no_shadow_scores(value: object) -> dict[str, Any]:
     if value != {} or type(value) is not dict:
         raise _NotPlain
     return {}
@@ -160,7 +160,9 @@ _FACT_CHECKS: dict[str, Callable[[object], Any]] = {
 class _Shape:
     """How one record class is checked and built on the fast path."""
 
-    def __init__(self, cls: type[records.Record], extra_checks: dict) -> None:
+    def __init__(
+        self, cls: type[records.Record], extra_checks: dict[str, Callable[[Any], Any]]
+    ) -> None:
         self.cls = cls
         self.kind = cls.model_fields["kind"].default
         fields = cls.model_fields
@@ -177,7 +179,7 @@ class _Shape:
             n: f.default_factory for n, f in fields.items() if f.default_factory is not None
         }
 
-    def build(self, raw: dict) -> records.Record:
+    def build(self, raw: dict[str, Any]) -> records.Record:
         if not self.required.issubset(raw):
             raise _NotPlain
         values: dict[str, Any] = {}
@@ -193,12 +195,13 @@ class _Shape:
                 values[name] = defaults[name]
         if len(raw) != sum(1 for name in raw if name in checks or name == "kind"):
             raise _NotPlain  # an unknown field: pydantic names it
-        return trusted(self.cls, values, set(raw))
+        built: records.Record = trusted(self.cls, values, set(raw))
+        return built
 
 
 def trusted(cls: type, values: dict[str, Any], fields_set: set[str]) -> Any:
     """A model from checked values in field order (``model_construct`` without its walk)."""
-    made = _new(cls)
+    made: Any = _new(cls)
     _setattr(made, "__dict__", values)
     _setattr(made, "__pydantic_fields_set__", fields_set)
     _setattr(made, "__pydantic_extra__", None)
@@ -227,7 +230,7 @@ if _POST_FIELDS != (
     raise RuntimeError("fast decoder of PostTransaction is out of date with its fields")
 
 
-def _post_transaction(raw: dict) -> records.PostTransaction:
+def _post_transaction(raw: dict[str, Any]) -> records.PostTransaction:
     """The commonest record, as our producers write it: every field present, in order.
     The same checks as ``_FACT_CHECKS``, written out: this runs once per transfer."""
     if raw.keys() != _POST_KEYS:
@@ -305,7 +308,8 @@ def _post_transaction(raw: dict) -> records.PostTransaction:
         "decided_at": _timestamp(decided_at),
         "expires_at": None if expires_at is None else _timestamp(expires_at),
     }
-    return trusted(records.PostTransaction, values, set(_POST_FIELDS))
+    built: records.PostTransaction = trusted(records.PostTransaction, values, set(_POST_FIELDS))
+    return built
 
 
 def decode_ledger_input(
@@ -320,7 +324,7 @@ def decode_ledger_input(
                 kind = raw.get("kind")
                 if kind == "PostTransaction" and len(raw) == len(_POST_FIELDS):
                     return _post_transaction(raw)
-                shape = _LEDGER_INPUTS.get(kind)  # type: ignore[arg-type]
+                shape = _LEDGER_INPUTS.get(kind)
                 if shape is not None:
                     return shape.build(raw)  # type: ignore[return-value]
         except (_NotPlain, orjson.JSONDecodeError):

@@ -24,11 +24,12 @@ class TextUUID(uuid.UUID):
     """A UUID built from (or with) its canonical text, which ``str()`` returns as is."""
 
     __slots__ = ("_text",)
+    _text: str
 
     def __str__(self) -> str:
         return self._text
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[type[uuid.UUID], tuple[str]]:
         return (uuid.UUID, (self._text,))
 
 

@@ -102,8 +102,8 @@ class BucketTable:
         magic, slots, probes = _HEADER.unpack_from(self._buffer, 0)
         if magic != MAGIC or probes != PROBES or len(self._buffer) < self.size_for(slots):
             raise LimitTableError("not a rate-limit table of this version")
-        self._slots = slots
-        return slots
+        self._slots = int(slots)
+        return self._slots
 
     def is_formatted(self) -> bool:
         return bytes(self._buffer[: len(MAGIC)]) == MAGIC
@@ -152,7 +152,7 @@ class BucketTable:
             self.attach()
         home = int.from_bytes(digest[:8], "little") % self._slots
         first = HEADER_SIZE + home * SLOT_SIZE
-        if self._buffer[first : first + 16] == digest:  # most buckets sit in their home slot
+        if bytes(self._buffer[first : first + 16]) == digest:  # most buckets sit in their home slot
             return first
         reusable = -1
         fullest_at, fullest = math.inf, first

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -56,8 +56,14 @@ def utc_now() -> datetime:
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+
+    @property
+    def partition_key(self) -> bytes:
+        """The Kafka key this record is produced with; each kind that is produced names its
+        own (a transaction's, a wallet's, a terminal's)."""
+        raise NotImplementedError(f"{type(self).__name__} is not produced on its own")
 
 
 class TransactionFacts(Record):
@@ -87,7 +93,7 @@ class TransactionFacts(Record):
         wallet = self.source_wallet_id or self.destination_wallet_id
         return str(wallet).encode()
 
-    def facts(self) -> dict[str, object]:
+    def facts(self) -> dict[str, Any]:
         """The shared fields, to build the next record of the same transaction."""
         values = self.__dict__
         return {name: values[name] for name in _FACT_FIELDS}
@@ -348,10 +354,12 @@ class TerminalCounted(Record):
 LedgerCommand = PostTransaction | TransactionRejected
 LedgerEvent = TransactionPosted | TransactionFailed | DuplicateDiscarded
 
-_ledger_input = TypeAdapter(
+_ledger_input: TypeAdapter[LedgerCommand] = TypeAdapter(
     Annotated[PostTransaction | TransactionRejected, Field(discriminator="kind")]
 )
-_ledger_event = TypeAdapter(Annotated[LedgerEvent, Field(discriminator="kind")])
+_ledger_event: TypeAdapter[LedgerEvent] = TypeAdapter(
+    Annotated[LedgerEvent, Field(discriminator="kind")]
+)
 
 
 def encode(record: Record) -> bytes:
@@ -431,7 +439,9 @@ WalletCommand = (
     | WalletCredited
     | ClockTicked
 )
-_wallet_command = TypeAdapter(Annotated[WalletCommand, Field(discriminator="kind")])
+_wallet_command: TypeAdapter[WalletCommand] = TypeAdapter(
+    Annotated[WalletCommand, Field(discriminator="kind")]
+)
 
 
 def decode_wallet_command(payload: bytes | None) -> WalletCommand:
@@ -469,7 +479,9 @@ TransactionRecord = (
     | TransactionFailed
     | DuplicateDiscarded
 )
-_any_transaction_record = TypeAdapter(Annotated[TransactionRecord, Field(discriminator="kind")])
+_any_transaction_record: TypeAdapter[TransactionRecord] = TypeAdapter(
+    Annotated[TransactionRecord, Field(discriminator="kind")]
+)
 
 
 def decode_transaction_record(payload: bytes | None) -> TransactionRecord:

@@ -22,6 +22,7 @@ original becomes REVERSED once all of it is. ``ledger_reversals`` records each p
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
 
 from domain.transactions import TransactionType
@@ -53,7 +54,7 @@ def mirror(
     return TransactionType.TRANSFER, destination_wallet_id, source_wallet_id
 
 
-def reversal_of(metadata: dict[str, object]) -> uuid.UUID | None:
+def reversal_of(metadata: Mapping[str, object]) -> uuid.UUID | None:
     """The original's id if these are a reversal's metadata; None otherwise (or if garbled)."""
     value = metadata.get(REVERSAL_OF)
     if not isinstance(value, str):

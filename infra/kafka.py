@@ -84,10 +84,20 @@ def new_cluster_id() -> str:
 
 
 def render_server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """Broker + controller in one JVM on loopback, replication factor 1 everywhere.
+    """Broker + controller in one JVM on loopback, replication factor 1 everywhere, sized
+    for the 2-core box it shares with every service.
 
     Topics are only created explicitly (from domain.topics), so a typo in a topic name
     fails loudly instead of creating a stray one-partition topic.
+
+    Threads: the broker's work is a few thousand small requests a second from a dozen
+    clients on loopback; two network and two request threads keep both cores busy without
+    more threads than cores taking turns on them (Kafka's defaults, 3 and 8, are for a
+    server of its own). Background and cleaner threads only run housekeeping here. Nothing
+    is fsynced by the broker (no ``log.flush.*``: the OS writes the page cache back, as
+    Kafka recommends; a single node with replication factor 1 has no replica to lose
+    anyway), and no replica fetcher runs (``num.replica.fetchers`` is moot with one node).
+    The clients batch (domain/kafka_clients.py), so requests carry many records.
     """
     return f"""# Written by infra/kafka.py on every start.
 process.roles=broker,controller
@@ -112,7 +122,11 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 num.network.threads=2
-num.io.threads=4
+num.io.threads=2
+background.threads=2
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=33554432
+compression.type=producer
 log.retention.hours=168
 log.segment.bytes=268435456
 """

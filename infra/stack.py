@@ -61,11 +61,13 @@ def up(local_dir: Path, *, settings: StackSettings | None = None) -> dict[str, s
     with file_lock(local_dir / LOCK_FILE, timeout_s=settings.lock_timeout_s):
         loaded = _load_state(local_dir)
         state = loaded or _new_state()
+        state.ledger_shards = _shard_count(loaded, settings)
         registry = PortRegistry(settings.port_registry or default_path(), STATE_FILE)
         with registry.claiming(local_dir, timeout_s=settings.lock_timeout_s) as claims:
-            state.ports = _assign_ports(local_dir, state.ports, settings, claims.others)
+            state.ports = _assign_ports(
+                local_dir, state.ports, settings, claims.others, ledger_shards=state.ledger_shards
+            )
             claims.ports = state.ports
-        state.ledger_shards = _shard_count(loaded, settings)
         _save_state(local_dir, state)
         ports = state.ports
         # Kafka boots in the background while Postgres initialises: 2 cores, both busy.
@@ -174,6 +176,12 @@ def build_env(local_dir: Path, state: StackState, settings: StackSettings) -> di
         "CLICKHOUSE_DSN": f"chdb://{local_dir.resolve() / 'clickhouse'}",
         "INGEST_URL": f"http://127.0.0.1:{ports['ingest']}",
         "ANALYTICS_URL": f"http://127.0.0.1:{ports['analytics']}",
+        # /metrics of the services without an HTTP API of their own (infra/metrics.py).
+        **{
+            f"METRICS_PORT_{name.removeprefix('metrics_').upper()}": str(port)
+            for name, port in ports.items()
+            if name.startswith("metrics_")
+        },
         "DEMO_API_KEY": state.demo_api_key,
         # The registry `walletpipe models train` fills; the stream's champion comes from it.
         "STREAMS_MODELS_DIR": str(local_dir.resolve() / "models"),
@@ -254,6 +262,8 @@ def _assign_ports(
     ports: dict[str, int],
     settings: StackSettings,
     claimed_elsewhere: AbstractSet[int] = frozenset(),
+    *,
+    ledger_shards: int = 1,
 ) -> dict[str, int]:
     """Keep persisted ports; pick missing ones; move a stopped server off a port now taken.
 
@@ -281,6 +291,13 @@ def _assign_ports(
         "kafka_controller": settings.kafka_port_base + 1,
         "ingest": settings.http_port_base,
         "analytics": settings.http_port_base + 1,
+        # /metrics of the stream worker, the gateway and each ledger writer (infra/metrics.py).
+        "metrics_streams": settings.http_port_base + 2,
+        "metrics_gateway": settings.http_port_base + 3,
+        **{
+            f"metrics_ledger_{shard}": settings.http_port_base + 4 + shard
+            for shard in range(max(1, ledger_shards))
+        },
     }
     taken = set(ports.values()) | _neighbour_ports(local_dir) | set(claimed_elsewhere)
     for name, base in bases.items():

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from domain.kafka_clients import batching_producer
 from ingest_api.exceptions import OutcomeUnknown
 
 log = logging.getLogger("ingest_api")
@@ -32,8 +33,7 @@ def producer_config(bootstrap: str, linger_ms: int) -> dict[str, object]:
         "bootstrap.servers": bootstrap,
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": linger_ms,
-        "compression.type": "lz4",
+        **batching_producer(linger_ms),
         # murmur2 is what the Java client uses (and the stream's producer): the same wallet
         # key lands in the same partition number on every topic.
         "partitioner": "murmur2_random",

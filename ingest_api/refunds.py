@@ -254,7 +254,7 @@ async def grant_refund(
             (client.client_id, body and body.note, record.transaction_id, refund_request_id),
         )
         granted = await cur.fetchone()
-    await service._publish(record)  # noqa: SLF001 - the same publishing as every request
+    await service.publish(record)  # the same publishing as every request
     return _granted_response(granted, accepted_answer(as_json))
 
 
@@ -368,7 +368,7 @@ async def _granted_again(service: IngestService, row: dict[str, Any]) -> JSONRes
     """A repeated grant: the same reversal, published again if it had not been."""
     earlier = await service.repository.accepted_request_by_id(row["reversal_transaction_id"])
     assert earlier is not None  # recorded in the grant's own transaction
-    answer = await service._replay(earlier, earlier.request_hash)  # noqa: SLF001
+    answer = await service.replay(earlier, earlier.request_hash)
     return _granted_response(row, answer)
 
 

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain import records
 from domain.backoff import Backoff
-from domain.topics import TRANSACTIONS_REQUESTED
+from domain.topics import WALLET_COMMANDS
 from ingest_api.exceptions import Unavailable
 from ingest_api.outages import DATABASE_ERRORS
 from ingest_api.publisher import KafkaPublisher
@@ -49,9 +49,7 @@ async def relay_once(
     requests = [records.TransactionRequested.model_validate(record) for _id, record in rows]
     await asyncio.gather(
         *[
-            publisher.publish(
-                TRANSACTIONS_REQUESTED.name, request.partition_key, records.encode(request)
-            )
+            publisher.publish(WALLET_COMMANDS.name, request.partition_key, records.encode(request))
             for request in requests
         ]
     )

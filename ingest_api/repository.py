@@ -51,7 +51,18 @@ SELECT w.wallet_id, w.user_id, w.currency_code, w.status,
   FROM wallets w
  WHERE w.wallet_id = ANY(%(wallets)s) AND w.wallet_type <> 'SYSTEM'
 """
-
+#: The same, with the revision of wallet access it was read under (ingest_api.caching).
+_WALLET_ACCESS_AT_REVISION_SQL = """
+SELECT w.wallet_id, w.user_id, w.currency_code, w.status,
+       (EXISTS (SELECT 1 FROM api_client_users cu
+                 WHERE cu.client_id = %(client)s AND cu.user_id = w.user_id)
+        OR EXISTS (SELECT 1 FROM api_client_wallet_grants g
+                    WHERE g.client_id = %(client)s AND g.wallet_id = w.wallet_id)) AS allowed,
+       (SELECT u.kyc_status FROM users u WHERE u.user_id = w.user_id) AS kyc_status,
+       r.revision
+  FROM wallet_access_revision r, wallets w
+ WHERE w.wallet_id = ANY(%(wallets)s) AND w.wallet_type <> 'SYSTEM'
+"""
 
 _TRANSACTION_SQL = "SELECT * FROM transactions WHERE transaction_id = %s"
 _EVENTS_SQL = """SELECT event_type, event_status, error_code, error_message, created_at,
@@ -68,15 +79,24 @@ class Repository:
     ``shard_pools`` (one per shard, shard 0 first) hold balances and transactions."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, shard_pools: list[AsyncConnectionPool] | None = None
+        self,
+        pool: AsyncConnectionPool,
+        shard_pools: list[AsyncConnectionPool] | None = None,
+        quick_pool: AsyncConnectionPool | None = None,
     ) -> None:
         self._pool = pool
+        #: Autocommit connections for single statements (one round trip each).
+        self._quick_pool = quick_pool or pool
         self._shard_pools = list(shard_pools or [])
         self.shards = ShardMap(max(1, len(self._shard_pools)))
 
     @property
     def pool(self) -> AsyncConnectionPool:
         return self._pool
+
+    @property
+    def quick_pool(self) -> AsyncConnectionPool:
+        return self._quick_pool
 
     def ledger_pool(self, shard: int) -> AsyncConnectionPool:
         """The database of ledger shard ``shard`` (the directory when not sharded)."""
@@ -167,6 +187,28 @@ class Repository:
             rows = await cur.fetchall()
         return {row[0]: WalletAccess(*row) for row in rows}
 
+    async def wallet_access_with_revision(
+        self, client_id: uuid.UUID, wallet_ids: list[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, WalletAccess], int]:
+        """The wallets' access and the ``wallet_access_revision`` they were read under (one
+        snapshot: the statement sees both as of its start)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _WALLET_ACCESS_AT_REVISION_SQL, {"client": client_id, "wallets": wallet_ids}
+            )
+            rows = await cur.fetchall()
+            if rows:
+                return {row[0]: WalletAccess(*row[:-1]) for row in rows}, int(rows[0][-1])
+            cur = await conn.execute("SELECT revision FROM wallet_access_revision")
+            found = await cur.fetchone()
+        return {}, int(found[0]) if found else 0
+
+    async def wallet_access_revision(self) -> int:
+        async with self._quick_pool.connection() as conn:
+            cur = await conn.execute("SELECT revision FROM wallet_access_revision")
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def balance(
         self, wallet_id: uuid.UUID, user_id: uuid.UUID | None = None
     ) -> dict[str, Any] | None:
@@ -197,6 +239,21 @@ class Repository:
             )
             row = await cur.fetchone()
         return None if row is None else AcceptedRequest(*row)
+
+    async def accepted_requests(
+        self, client_id: uuid.UUID, idempotency_keys: list[str]
+    ) -> dict[str, AcceptedRequest]:
+        """The client's accepted requests under any of ``idempotency_keys``, by key."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT idempotency_key, transaction_id, request_hash, record,
+                          published_at IS NOT NULL
+                     FROM transaction_requests
+                    WHERE client_id = %s AND idempotency_key = ANY(%s)""",
+                (client_id, idempotency_keys),
+            )
+            rows = await cur.fetchall()
+        return {row[0]: AcceptedRequest(*row[1:]) for row in rows}
 
     async def accepted_request_by_id(self, transaction_id: uuid.UUID) -> AcceptedRequest | None:
         async with self._pool.connection() as conn:
@@ -240,7 +297,7 @@ class Repository:
             return cur.rowcount == 1
 
     async def mark_published(self, transaction_ids: list[uuid.UUID]) -> None:
-        async with self._pool.connection() as conn:
+        async with self._quick_pool.connection() as conn:
             await conn.execute(
                 "UPDATE transaction_requests SET published_at = now()"
                 " WHERE transaction_id = ANY(%s) AND published_at IS NULL",

@@ -127,7 +127,7 @@ async def create_reversal(
     request_hash = fingerprint(transaction_id, body.model_dump())
     earlier = await service.repository.accepted_request(client.client_id, idempotency_key)
     if earlier is not None:
-        return accepted_response(await service._replay(earlier, request_hash))  # noqa: SLF001
+        return accepted_response(await service.replay(earlier, request_hash))
     original = await load_original(service, client, transaction_id)
     if original.route is RefundRoute.REQUEST:
         raise Forbidden(
@@ -159,8 +159,8 @@ async def create_reversal(
         earlier = await service.repository.accepted_request(client.client_id, idempotency_key)
         if earlier is None:
             raise Conflict("the Idempotency-Key is being used", code="IDEMPOTENCY_KEY_REUSED")
-        return accepted_response(await service._replay(earlier, request_hash))  # noqa: SLF001
-    await service._publish(record)  # noqa: SLF001
+        return accepted_response(await service.replay(earlier, request_hash))
+    await service.publish(record)
     return accepted_response(accepted_answer(as_json))
 
 
@@ -227,9 +227,7 @@ async def load_original(
         row["source_wallet_id"],
         row["destination_wallet_id"],
     )
-    wallets = await service._wallet_access(  # noqa: SLF001
-        client, [w for w in (source, destination) if w]
-    )
+    wallets = await service.wallet_access(client, [w for w in (source, destination) if w])
     paying_back = wallets.get(source) if source else None
     paid_back = wallets.get(destination) if destination else None
     submitted_by = uuid.UUID(str(request["record"]["client_id"]))

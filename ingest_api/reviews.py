@@ -33,6 +33,7 @@ from domain.access import KeyGrant
 from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
 from domain.inputs import CanonicalUuid, MaskedNote
+from domain.kafka_clients import bulk_consumer
 from domain.money import wire
 from domain.topics import REVIEWS_REQUESTED, WALLET_COMMANDS
 from ingest_api.deps import Reviewer, service_of
@@ -157,6 +158,7 @@ def run_review_worker(database_url: str, bootstrap: str, stop: threading.Event) 
             "group.id": CONSUMER_GROUP,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            **bulk_consumer(),
         }
     )
     producer = Producer(producer_config(bootstrap, 5))

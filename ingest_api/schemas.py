@@ -171,6 +171,17 @@ class TransactionAccepted(BaseModel):
     created_at: datetime
 
 
+class TransactionEnded(TransactionAccepted):
+    """The final state, answered to ``Prefer: wait=N`` when the transaction ends in time."""
+
+    risk_score: str | None
+    failure_code: str | None
+    failure_reason: str | None
+    completed_at: datetime | None
+    #: A two-phase payment's captured amount (null: the whole amount moved, or it failed).
+    captured_amount: str | None
+
+
 class TransactionEventOut(BaseModel):
     event_type: str
     event_status: str

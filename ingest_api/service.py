@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,15 +25,34 @@ from domain.text import is_visible_ascii
 from domain.topics import WALLET_COMMANDS
 from domain.transactions import FeeSchedule, TransactionStatus, TransactionType, check_wallets
 from ingest_api import outages
-from ingest_api.caching import TtlCache
-from ingest_api.exceptions import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
+from ingest_api.caching import RevisionCache
+from ingest_api.exceptions import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+)
 from ingest_api.limit_store import publish_wallet_limits
+from ingest_api.outcomes import OutcomeWatcher
 from ingest_api.publisher import KafkaPublisher
-from ingest_api.repository import Repository, WalletAccess
+from ingest_api.recorder import RequestRecorder
+from ingest_api.repository import AcceptedRequest, Repository, WalletAccess
 from ingest_api.schemas import CreateTransaction, CreateUser, CreateWallet
 from ingest_api.settings import IngestSettings
+from ingest_api.submission import (
+    Submitted,
+    accepted_answer_of,
+    request_transaction_id,
+    to_record,
+)
 
+log = logging.getLogger("ingest_api")
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
+#: Refusals that cached wallet access can make stale, checked again before answering.
+STALE_REFUSALS = frozenset({"WALLET_FORBIDDEN", "WALLET_NOT_ACTIVE"})
+
 PUBLISHED_MARKS_MAX = 10_000
 
 
@@ -130,15 +151,21 @@ def accepted_answer(record: dict[str, Any]) -> dict[str, Any]:
 
 class IngestService:
     def __init__(
-        self, settings: IngestSettings, repository: Repository, publisher: KafkaPublisher
+        self,
+        settings: IngestSettings,
+        repository: Repository,
+        publisher: KafkaPublisher,
+        outcomes: OutcomeWatcher | None = None,
     ) -> None:
         self._settings = settings
+        self._outcomes = outcomes
         self._repository = repository
         self._publisher = publisher
         self._fees = settings.fee_schedule
-        self._wallets: TtlCache[tuple[uuid.UUID, uuid.UUID], WalletAccess] = TtlCache(
-            settings.cache_entries_max, settings.cache_ttl_ms
+        self._wallets: RevisionCache[tuple[uuid.UUID, uuid.UUID], WalletAccess] = RevisionCache(
+            settings.cache_entries_max, settings.api_key_trust_ms
         )
+        self._recorder = RequestRecorder(repository.quick_pool, batch_max=settings.record_batch_max)
         self._published: asyncio.Queue[uuid.UUID] = asyncio.Queue(PUBLISHED_MARKS_MAX)
 
     @property
@@ -152,6 +179,10 @@ class IngestService:
     @property
     def publisher(self) -> KafkaPublisher:
         return self._publisher
+
+    @property
+    def recorder(self) -> RequestRecorder:
+        return self._recorder
 
     async def create_user(self, client: KeyGrant, body: CreateUser) -> dict[str, Any]:
         salt = secrets.token_hex(16)
@@ -186,52 +217,88 @@ class IngestService:
         await publish_wallet_limits(self._repository.pool, self._publisher, wallet["wallet_id"])
         return wallet
 
-    async def _wallet_access(
-        self, client: KeyGrant, wallet_ids: list[uuid.UUID]
+    async def wallet_access(
+        self, client: KeyGrant, wallet_ids: list[uuid.UUID], *, fresh: bool = False
     ) -> dict[uuid.UUID, WalletAccess]:
+        """From memory (``RevisionCache``) what it holds; ``fresh``: all from PostgreSQL."""
         found: dict[uuid.UUID, WalletAccess] = {}
         missing = []
         for wallet_id in wallet_ids:
-            cached = self._wallets.get((client.client_id, wallet_id))
+            cached = None if fresh else self._wallets.get((client.client_id, wallet_id))
             if cached is None:
                 missing.append(wallet_id)
             else:
                 found[wallet_id] = cached
         if missing:
-            fetched = await self._repository.wallet_access(client.client_id, missing)
+            fetched, revision = await self._repository.wallet_access_with_revision(
+                client.client_id, missing
+            )
             for wallet_id, access in fetched.items():
-                self._wallets.put((client.client_id, wallet_id), access)
+                self._wallets.put((client.client_id, wallet_id), access, revision)
             found.update(fetched)
         return found
 
-    @outages.nothing_recorded  # until the request is recorded; see ingest_api.outages
-    async def submit_transaction(
+    async def watch_wallet_access(self, poll_s: float) -> None:
+        """Forever (a task of the app's lifespan): confirm the cached wallet access against
+        ``wallet_access_revision``; a failed read leaves the cache untrusted after
+        ``api_key_trust_ms``, so requests then ask PostgreSQL themselves."""
+        while True:
+            sent_at = time.monotonic()
+            try:
+                self._wallets.confirm(await self._repository.wallet_access_revision(), sent_at)
+            except Exception as error:  # noqa: BLE001 - keep watching; the cache stops trusting
+                log.warning("cannot read wallet_access_revision: %s", error)
+            await asyncio.sleep(poll_s)
+
+    async def checked_record(
         self,
         client: KeyGrant,
         body: CreateTransaction,
-        idempotency_key: str | None,
+        idempotency_key: str,
         ip_address: str | None,
         user_agent: str | None,
-    ) -> dict[str, Any]:
-        idempotency_key = checked_idempotency_key(idempotency_key, "transaction")
-        fingerprint = request_fingerprint(body)
-        earlier = await self._repository.accepted_request(client.client_id, idempotency_key)
-        if earlier is not None:
-            return await self._replay(earlier, fingerprint)
+        wallets: dict[uuid.UUID, WalletAccess],
+    ) -> records.TransactionRequested:
+        """``prepare_transaction`` with the wallets given (from memory, mostly); a refusal
+        that memory may have made stale (a grant, a reactivation just committed, seen by
+        this process's poller within ``api_key_revision_poll_ms``) is checked again against
+        PostgreSQL, so only refusals pay for a read."""
+        try:
+            return self.prepare_transaction(
+                client, body, idempotency_key, ip_address, user_agent, wallets
+            )
+        except ApiError as error:
+            if error.code not in STALE_REFUSALS:
+                raise
         wallet_ids = [w for w in (body.source_wallet_id, body.destination_wallet_id) if w]
-        wallets = await self._wallet_access(client, wallet_ids)
+        fresh = await self.wallet_access(client, wallet_ids, fresh=True)
+        return self.prepare_transaction(
+            client, body, idempotency_key, ip_address, user_agent, fresh
+        )
+
+    def prepare_transaction(
+        self,
+        client: KeyGrant,
+        body: CreateTransaction,
+        idempotency_key: str,
+        ip_address: str | None,
+        user_agent: str | None,
+        wallets: dict[uuid.UUID, WalletAccess],
+    ) -> records.TransactionRequested:
+        """The record of an acceptable request, or the ``ApiError`` that refuses it."""
         amount, fee, source, destination = check_transaction(body, wallets, self._fees)
         metadata = dict(body.metadata)
         if body.external_reference_id:
             metadata["external_reference_id"] = body.external_reference_id
-        record = records.TransactionRequested(
-            transaction_id=uuid.uuid4(),
+        owner = source or destination
+        return records.TransactionRequested(
+            transaction_id=request_transaction_id(client.client_id, idempotency_key),
             transaction_type=body.transaction_type,
             source_wallet_id=body.source_wallet_id,
             destination_wallet_id=body.destination_wallet_id,
             source_user_id=source.user_id if source else None,
             destination_user_id=destination.user_id if destination else None,
-            kyc_status=(source or destination).kyc_status if (source or destination) else None,
+            kyc_status=owner.kyc_status if owner else None,
             amount=amount,
             fee_amount=fee,
             total_amount=amount + fee,
@@ -244,34 +311,68 @@ class IngestService:
             metadata=metadata,
             requested_at=datetime.now(UTC),
         )
-        as_json = record.model_dump(mode="json")
-        with outages.recording():
-            stored = await self._repository.record_request(
-                client.client_id,
-                idempotency_key,
-                fingerprint,
-                record.transaction_id,
-                as_json,
-                record.requested_at,
-            )
-        if not stored:  # the same key raced in from a concurrent request
-            earlier = await self._repository.accepted_request(client.client_id, idempotency_key)
-            assert earlier is not None
-            return await self._replay(earlier, fingerprint)
-        await self._publish(record)
-        return accepted_answer(as_json)
 
-    async def _replay(self, earlier: Any, fingerprint: str) -> dict[str, Any]:
+    @outages.nothing_recorded  # until the request is recorded; see ingest_api.outages
+    async def submit_transaction(
+        self,
+        client: KeyGrant,
+        body: CreateTransaction,
+        idempotency_key: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        wait_s: int | None = None,
+    ) -> Submitted:
+        """Record and publish one request; with ``wait_s``, then wait that long at most for
+        its outcome (ingest_api.outcomes). PostgreSQL work: the wallets' access when not
+        cached, and the request's share of one INSERT (``RequestRecorder``)."""
+        idempotency_key = checked_idempotency_key(idempotency_key, "transaction")
+        fingerprint = request_fingerprint(body)
+        try:
+            wallet_ids = [w for w in (body.source_wallet_id, body.destination_wallet_id) if w]
+            wallets = await self.wallet_access(client, wallet_ids)
+            record = await self.checked_record(
+                client, body, idempotency_key, ip_address, user_agent, wallets
+            )
+        except ApiError:
+            # A repeat of an accepted request gets the first answer even if it would be
+            # refused now (a wallet frozen since): only a refusal pays for this look-up.
+            earlier = await self._repository.accepted_request(client.client_id, idempotency_key)
+            if earlier is None:
+                raise
+            return Submitted(await self.replay(earlier, fingerprint), None)
+        encoded = records.encode(record)
+        with outages.recording():
+            earlier = await self._recorder.record(to_record(record, fingerprint, encoded))
+        if earlier is not None:
+            return Submitted(await self.replay(earlier, fingerprint), None)
+        waiter = None
+        if wait_s and self._outcomes is not None:
+            waiter = self._outcomes.register(record.transaction_id)  # before its outcome can be
+        try:
+            await self.publish(record, encoded)
+        except BaseException:
+            if waiter is not None and self._outcomes is not None:
+                self._outcomes.forget(record.transaction_id)
+            raise
+        answer = accepted_answer_of(record)
+        if waiter is None or self._outcomes is None or wait_s is None:
+            return Submitted(answer, record)
+        outcome = await self._outcomes.wait(record.transaction_id, waiter, wait_s)
+        return Submitted(answer, record, waited=True, outcome=outcome)
+
+    async def replay(self, earlier: AcceptedRequest, fingerprint: str) -> dict[str, Any]:
         if earlier.request_hash != fingerprint:
             raise Conflict(
                 "this Idempotency-Key was used for a different request",
                 code="IDEMPOTENCY_KEY_REUSED",
             )
         if not earlier.published:  # the first attempt may not have reached Kafka: resend it
-            await self._publish(records.TransactionRequested.model_validate(earlier.record))
+            await self.publish(records.TransactionRequested.model_validate(earlier.record))
         return accepted_answer(earlier.record)
 
-    async def _publish(self, record: records.TransactionRequested) -> None:
+    async def publish(
+        self, record: records.TransactionRequested, encoded: bytes | None = None
+    ) -> None:
         def mark() -> None:
             try:
                 self._published.put_nowait(record.transaction_id)
@@ -281,7 +382,7 @@ class IngestService:
         await self._publisher.publish(
             WALLET_COMMANDS.name,
             record.partition_key,
-            records.encode(record),
+            encoded if encoded is not None else records.encode(record),
             on_late_delivery=mark,  # acknowledged after the caller heard OUTCOME_UNKNOWN
         )
         mark()
@@ -364,7 +465,7 @@ class IngestService:
         return grant
 
     async def get_balance(self, client: KeyGrant, wallet_id: uuid.UUID) -> dict[str, Any]:
-        access = (await self._wallet_access(client, [wallet_id])).get(wallet_id)
+        access = (await self.wallet_access(client, [wallet_id])).get(wallet_id)
         if access is None:
             raise NotFound(f"wallet {wallet_id} does not exist", code="WALLET_NOT_FOUND")
         if not access.allowed:

@@ -22,12 +22,15 @@ class IngestSettings(BaseSettings):
     #: JSON, e.g. {"WITHDRAWAL": {"basis_points": 0, "fixed": "1.00"}}; unlisted types are free.
     fee_schedule_json: str = Field(default="{}", validation_alias="FEE_SCHEDULE")
     db_pool_size_max: int = Field(default=10, ge=1, le=100)
+    #: Autocommit connections for the hot path's single statements and background loops.
+    quick_pool_size_max: int = Field(default=4, ge=1, le=100)
     publish_timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    #: Entries of each in-memory cache (API keys, wallet access per client and wallet).
     cache_entries_max: int = Field(default=100_000, ge=100)
-    cache_ttl_ms: int = Field(default=5_000, ge=0)
-    #: API keys: how often each process reads ``api_key_revision``, and how long a cached
-    #: key is trusted after the last read (at most 1 s: revocations take effect within it).
+    #: API keys and wallet access: how often each process reads ``api_key_revision`` and
+    #: ``wallet_access_revision``, and how long a cached entry is trusted after the last
+    #: read (at most 1 s: a revocation, a frozen wallet or a grant take effect within it).
     api_key_revision_poll_ms: int = Field(default=200, ge=10, le=1_000)
     api_key_trust_ms: int = Field(default=900, ge=0, le=1_000)
     #: A rotated key keeps working this long unless the rotation says otherwise (30 days max).
@@ -53,6 +56,10 @@ class IngestSettings(BaseSettings):
     relay_grace_ms: int = Field(default=5_000, ge=0, le=600_000)
     relay_batch_max: int = Field(default=1_000, ge=1, le=100_000)
     relay_retry_delay_max_ms: int = Field(default=10_000, ge=100, le=600_000)
+    #: Requests of this process waiting for their outcome at once (``Prefer: wait``).
+    outcome_waiters_max: int = Field(default=10_000, ge=0, le=1_000_000)
+    #: Accepted requests recorded by one INSERT at most (ingest_api.recorder).
+    record_batch_max: int = Field(default=1_000, ge=1, le=10_000)
 
     #: Webhook endpoints (docs/webhooks.md): public addresses only, unless the operator
     #: allows networks (comma-separated, e.g. "10.20.0.0/16") or loopback (tests); the

@@ -17,6 +17,7 @@ goes to the dead-letter topic unchanged.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from domain.exceptions import UnprocessableRecord
 from domain.records import (
@@ -84,7 +85,7 @@ def _row_problem(item: TransactionFacts) -> UnprocessableRecord | None:
     return None
 
 
-def _plain(values: dict) -> bool:
+def _plain(values: dict[str, Any]) -> bool:
     """The common case, cheaply, in one pass over a record's fields: its row fits the
     table's CHECKs, and every stored text (metadata keys and values too) taken together is
     ASCII without NUL, every metadata integer fits, the external reference and the risk

@@ -38,6 +38,7 @@ from domain.transactions import (
     TransactionType,
     postings_for,
 )
+from ledger_writer.rows import Row
 
 LedgerInput = PostTransaction | TransactionRejected | GatewayResponded | CreditFromShard
 
@@ -104,9 +105,9 @@ class Account(NamedTuple):
 
 @dataclass
 class BatchPlan:
-    transactions: list[tuple] = field(default_factory=list)
-    events: list[tuple] = field(default_factory=list)
-    entries: list[tuple] = field(default_factory=list)
+    transactions: list[Row] = field(default_factory=list)
+    events: list[Row] = field(default_factory=list)
+    entries: list[Row] = field(default_factory=list)
     accounts: dict[uuid.UUID, Account] = field(default_factory=dict)
     #: The accounts as loaded, before this batch: the balance updates are checked against
     #: them (a customer's row version, a system account's balance), so a balance another
@@ -116,13 +117,13 @@ class BatchPlan:
     ledger_events: list[LedgerEvent] = field(default_factory=list)
     #: Two-phase: holds known to this batch (loaded or opened here), rows to write.
     holds: dict[uuid.UUID, Hold] = field(default_factory=dict)
-    holds_opened: list[tuple] = field(default_factory=list)
-    holds_closed: list[tuple] = field(default_factory=list)
-    status_updates: list[tuple] = field(default_factory=list)
+    holds_opened: list[Row] = field(default_factory=list)
+    holds_closed: list[Row] = field(default_factory=list)
+    status_updates: list[Row] = field(default_factory=list)
     gateway_requests: list[AuthorizePayment] = field(default_factory=list)
     #: Reversals: the originals they name (loaded, then updated here), rows to write.
     originals: dict[uuid.UUID, Original] = field(default_factory=dict)
-    reversals: list[tuple] = field(default_factory=list)
+    reversals: list[Row] = field(default_factory=list)
     #: Inputs naming a wallet that does not exist: the schema's foreign keys forbid even a
     #: FAILED row, so they go to the dead-letter topic (transaction id → reason).
     dead_letters: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -140,7 +141,7 @@ class BatchPlan:
 
 
 class Refused(Exception):
-    def __init__(self, code: RejectReason, message: str) -> None:
+    def __init__(self, code: RejectReason | str, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
 
@@ -195,7 +196,8 @@ def posted_event(
     # What model_construct would record as set: every field passed, not the defaults.
     fields_set = set(_POSTED_FROM_COMMAND)
     fields_set.update(("event_id", "risk_score", "completed_at", "captured_amount"))
-    return trusted(TransactionPosted, values, fields_set)
+    posted: TransactionPosted = trusted(TransactionPosted, values, fields_set)
+    return posted
 
 
 def next_id() -> uuid.UUID:
@@ -339,7 +341,7 @@ def transaction_row(
     risk_score: Decimal | None,
     now: datetime,
     completed_at: datetime | None,
-) -> tuple:
+) -> Row:
     return (
         item.transaction_id,
         item.transaction_type.value,
@@ -371,7 +373,7 @@ def event_row(
     error_code: str | None = None,
     error_message: str | None = None,
     data: dict[str, str] | None = None,
-) -> tuple:
+) -> Row:
     return (
         next_id(),
         item.transaction_id,

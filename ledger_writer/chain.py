@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from domain.money import wire
+from ledger_writer.rows import Row
 
 #: prev_hash of the first entry of a chain.
 GENESIS = bytes(32)
@@ -27,7 +28,7 @@ def micros_since_epoch(at: datetime) -> int:
     return (at - _EPOCH) // _MICROSECOND
 
 
-def canonical(seq: int, entry: tuple, micros: int | None = None) -> bytes:
+def canonical(seq: int, entry: Row, micros: int | None = None) -> bytes:
     """One entry as hashed: the same text the migration's backfill builds in SQL.
     ``micros`` is the entry's time in microseconds since the epoch, when the caller has it."""
     entry_id, transaction_id, wallet_id, entry_type, amount, balance_after, created_at = entry[:7]
@@ -39,11 +40,11 @@ def canonical(seq: int, entry: tuple, micros: int | None = None) -> bytes:
     ).encode()
 
 
-def entry_hash(prev_hash: bytes, seq: int, entry: tuple, micros: int | None = None) -> bytes:
+def entry_hash(prev_hash: bytes, seq: int, entry: Row, micros: int | None = None) -> bytes:
     return _sha256(prev_hash + canonical(seq, entry, micros)).digest()
 
 
-def link(head_seq: int, head_hash: bytes, entries: Iterable[tuple]) -> Iterator[tuple]:
+def link(head_seq: int, head_hash: bytes, entries: Iterable[Row]) -> Iterator[Row]:
     """The entries with ``(chain_seq, prev_hash, entry_hash)`` appended, after the head."""
     seq, prev = head_seq, head_hash
     # A batch's entries share one time: convert it once.

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import psycopg
+
+from ledger_writer.rows import Row
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_CHUNK_CHARS = 1 << 20
@@ -55,7 +58,7 @@ def time_text(now: datetime) -> Callable[[datetime], str]:
     return text
 
 
-def tx_line(r: tuple, t: Callable[[datetime], str]) -> str:
+def tx_line(r: Row, t: Callable[[datetime], str]) -> str:
     return (
         f"{r[0]}\t{r[1]}\t{r[2]}\t{_opt(r[3])}\t{_opt(r[4])}\t{_free(r[5])}\t{r[6]}\t{r[7]}\t"
         f"{r[8]}\t{r[9]}\t{_free(r[10])}\t{json_text(r[11])}\t{t(r[12])}\t"
@@ -64,13 +67,13 @@ def tx_line(r: tuple, t: Callable[[datetime], str]) -> str:
     )
 
 
-def json_memo() -> Callable[[dict], str]:
+def json_memo() -> Callable[[dict[str, Any]], str]:
     """``json_text`` of dicts of strings, each distinct one written once per batch: a transfer's
     three events carry the same ``{"client_id": ...}``. Only strings: 1 and True, or
     Decimal("1.0") and Decimal("1.00"), are equal keys with different JSON."""
-    texts: dict[tuple, str] = {}
+    texts: dict[Row, str] = {}
 
-    def text(value: dict) -> str:
+    def text(value: dict[str, Any]) -> str:
         if type(value) is not dict or set(map(type, value.values())) - {str}:
             return json_text(value)
         key = tuple(value.items())
@@ -82,13 +85,15 @@ def json_memo() -> Callable[[dict], str]:
     return text
 
 
-def event_line(r: tuple, t: Callable[[datetime], str], json_of: Callable[[dict], str]) -> str:
+def event_line(
+    r: Row, t: Callable[[datetime], str], json_of: Callable[[dict[str, Any]], str]
+) -> str:
     return (
         f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{json_of(r[4])}\t{_opt(r[5])}\t{_free(r[6])}\t{t(r[7])}\n"
     )
 
 
-def entry_line(r: tuple, t: Callable[[datetime], str]) -> str:
+def entry_line(r: Row, t: Callable[[datetime], str]) -> str:
     return (
         f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{r[4]}\t{r[5]}\t{t(r[6])}\t{r[7]}\t"
         f"\\\\x{r[8].hex()}\t\\\\x{r[9].hex()}\n"

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import Field
@@ -36,7 +37,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domain import records
 from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
+from domain.kafka_clients import hot_path_consumer
 from domain.topics import GATEWAY_REQUESTS, GATEWAY_RESULTS
+from infra import metrics
 from ledger_writer.exceptions import LedgerWriterError
 from ledger_writer.kafka_io import dead_letter, producer_config, send_and_wait
 
@@ -57,6 +60,10 @@ class GatewaySettings(BaseSettings):
     in_flight_max: int = Field(default=10_000, ge=1, le=1_000_000)
     batch_size_max: int = Field(default=1_000, ge=1, le=100_000)
     publish_timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+    #: Offsets of answered requests are committed at most this often (each commit is a
+    #: write to the broker's offsets log): a crash repeats at most this long's answers,
+    #: which the ledger ignores.
+    commit_interval_ms: int = Field(default=1_000, ge=0, le=60_000)
     #: Retries after Kafka failed wait 0.2 s, 0.4 s ... up to this long.
     retry_delay_max_ms: int = Field(default=5_000, ge=100, le=300_000)
     #: Static group membership: a gateway restarted after a crash takes its partitions back
@@ -77,7 +84,11 @@ def decide(
     if source is None:
         raise RecordDecodeError("a held payment has a source wallet")
     steer = str(request.metadata.get(OUTCOME_KEY) or "")
-    answer = {"transaction_id": request.transaction_id, "wallet_id": source, "responded_at": now}
+    answer: dict[str, Any] = {
+        "transaction_id": request.transaction_id,
+        "wallet_id": source,
+        "responded_at": now,
+    }
     if steer == "none":
         return None
     if steer == "void":
@@ -109,6 +120,8 @@ class Gateway:
         self.backoff = Backoff(0.2, settings.retry_delay_max_ms / 1000)
         self.fatal: KafkaError | None = None
         self.reconnects = 0
+        self.answered: dict[tuple[str, int], int] = {}  # next offset, not committed yet
+        self.committed_at = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop``; a broken Kafka client is replaced after a backoff."""
@@ -131,6 +144,7 @@ class Gateway:
         s = self.settings
         self.fatal = None
         self.waiting.clear()  # a new consumer re-reads whatever was not committed
+        self.answered.clear()
         consumer = Consumer(
             {
                 "bootstrap.servers": s.kafka_bootstrap,
@@ -138,7 +152,9 @@ class Gateway:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 10_000,
+                **hot_path_consumer(),
                 "error_cb": self._on_error,
+                **metrics.consumer_statistics_config("gateway"),
                 **({"group.instance.id": s.group_instance_id} if s.group_instance_id else {}),
             }
         )
@@ -158,18 +174,24 @@ class Gateway:
                 for message in polled:
                     if message.error() is None:
                         self.waiting.append((time.monotonic() + s.latency_ms / 1000, message))
+                if polled:
+                    metrics.count_records("gateway", polled)
                 if not room:
                     time.sleep(0.01)
                 if not self.answer_due(consumer, producer):
                     stop.wait(self.backoff.next_delay())
+                self.commit_answered(consumer, force=False)
         finally:
+            if self.fatal is None:
+                self.commit_answered(consumer, force=True)
             consumer.close()
             producer.flush(5)
 
     def answer_due(self, consumer: Consumer, producer: Producer) -> bool:
         """Answer every request whose latency has passed (FIFO: latency is constant).
         False when Kafka did not take the answers: they wait at the head for the next try."""
-        now_mono, due = time.monotonic(), []
+        now_mono = time.monotonic()
+        due: list[tuple[float, Message]] = []
         while self.waiting and self.waiting[0][0] <= now_mono and len(due) < 10_000:
             due.append(self.waiting.popleft())
         if not due:
@@ -194,18 +216,24 @@ class Gateway:
             log.warning("answers not sent (%s); %d waiting", error, len(self.waiting))
             return False
         self.backoff.reset()
-        done: dict[tuple[str, int], int] = {}
         for _at, message in due:
-            done[(message.topic(), message.partition())] = message.offset() + 1
+            self.answered[(message.topic(), message.partition())] = message.offset() + 1
+        return True
+
+    def commit_answered(self, consumer: Consumer, *, force: bool) -> None:
+        """Commit the answered requests' offsets, at most every ``commit_interval_ms``."""
+        due = time.monotonic() - self.committed_at >= self.settings.commit_interval_ms / 1000
+        if not self.answered or not (force or due):
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.answered.items()]
+        self.committed_at = time.monotonic()
         try:
-            consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()],
-                asynchronous=False,
-            )
+            consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
             # The next commit covers these offsets; a crash before it repeats their answers.
-            log.warning("offset commit failed (%s); left to the next batch", error)
-        return True
+            log.warning("offset commit failed (%s); left to the next one", error)
+            return
+        self.answered.clear()
 
 
 def main() -> None:
@@ -213,6 +241,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics.serve_metrics("gateway")
     Gateway(GatewaySettings()).run(stop)  # type: ignore[call-arg]
 
 

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TypeAlias
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
+from domain.kafka_clients import batching_producer, hot_path_consumer
 from domain.topics import dead_letter_headers
 from ledger_writer.exceptions import KafkaUnavailable
 
 log = logging.getLogger("ledger_writer")
+
+#: (topic, key, value, headers): one record for ``send_and_wait``.
+OutgoingRecord: TypeAlias = tuple[str, bytes | str, bytes, list[tuple[str, bytes]]]
 
 
 #: While the broker is down librdkafka tries again every half of reconnect.backoff.ms (and
@@ -26,7 +38,7 @@ def consumer_config(bootstrap: str, group: str, session_timeout_ms: int) -> dict
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        "fetch.min.bytes": 1,
+        **hot_path_consumer(),
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
         # A writer killed with -9 holds its partitions until this expires: keep it short.
         "session.timeout.ms": session_timeout_ms,
@@ -39,17 +51,18 @@ def producer_config(bootstrap: str) -> dict[str, object]:
         "bootstrap.servers": bootstrap,
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 5,
-        "compression.type": "lz4",
+        **batching_producer(),
         "partitioner": "murmur2_random",
         **_RECONNECT,
     }
 
 
-def make_assign_callback(load_offsets: Callable[[str], dict[int, int]]) -> Callable:
+def make_assign_callback(
+    load_offsets: Callable[[str], dict[int, int]],
+) -> Callable[[Consumer, list[TopicPartition]], None]:
     """On assignment, start each partition where the last committed batch stopped."""
 
-    def on_assign(consumer: Consumer, partitions: list) -> None:
+    def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
         by_topic: dict[str, dict[int, int]] = {}
         for tp in partitions:
             stored = by_topic.setdefault(tp.topic, load_offsets(tp.topic))
@@ -60,9 +73,7 @@ def make_assign_callback(load_offsets: Callable[[str], dict[int, int]]) -> Calla
     return on_assign
 
 
-def send_and_wait(
-    producer: Producer, messages: list[tuple[str, bytes | str, bytes, list]], timeout_s: float
-) -> None:
+def send_and_wait(producer: Producer, messages: list[OutgoingRecord], timeout_s: float) -> None:
     """Produce a batch and wait for every acknowledgement, or raise."""
     failures: list[KafkaError] = []
 
@@ -86,6 +97,6 @@ def send_and_wait(
         )
 
 
-def dead_letter(message: Message, reason: str) -> tuple[str, bytes | str, bytes, list]:
+def dead_letter(message: Message, reason: str) -> OutgoingRecord:
     headers = dead_letter_headers(message.topic(), message.partition(), message.offset(), reason)
     return (f"{message.topic()}.dlq", message.key() or b"", message.value() or b"", headers)

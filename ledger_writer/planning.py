@@ -47,6 +47,7 @@ from ledger_writer.book import (
     transaction_row,
 )
 from ledger_writer.reversal import reverse
+from ledger_writer.rows import Row
 from ledger_writer.sharding import credit_from_shard
 from ledger_writer.two_phase import (
     HOLD_EXPIRED,
@@ -81,7 +82,7 @@ def wallets_of(inputs: Iterable[LedgerInput | PostTransaction]) -> set[uuid.UUID
 
 def plan_batch(
     inputs: list[LedgerInput],
-    already_posted: set[uuid.UUID],
+    already_posted: Iterable[uuid.UUID],
     accounts: dict[uuid.UUID, Account],
     now: datetime,
     *,
@@ -270,7 +271,7 @@ def _record_failure(
     plan.failed += 1
 
 
-def check_entries_balanced(entries: list[tuple]) -> None:
+def check_entries_balanced(entries: list[Row]) -> None:
     """Second look before writing: per transaction, debits equal credits."""
     totals: dict[uuid.UUID, Decimal] = {}
     for _entry_id, transaction_id, _wallet, entry_type, amount, _after, _at in entries:

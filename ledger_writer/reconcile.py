@@ -20,6 +20,7 @@ import psycopg
 
 from domain.shards import ShardMap
 from ledger_writer.outcomes import TERMINAL_EVENTS, Recorded, RequestFacts, Verdict, classify
+from ledger_writer.rows import Row
 
 SAMPLE_MAX = 20
 CHUNK_ROWS = 5_000
@@ -132,7 +133,7 @@ def _requests(
             yield chunk
 
 
-def _facts(row: tuple, shards: ShardMap) -> RequestFacts:
+def _facts(row: Row, shards: ShardMap) -> RequestFacts:
     transaction_id, accepted_at, published, source_wallet, source_user, payee_user = row
     if not shards.sharded:
         return RequestFacts(transaction_id, accepted_at, published)

@@ -46,7 +46,7 @@ def check_references(cur: psycopg.Cursor, plan: BatchPlan) -> None:
     for row in plan.transactions:
         wallets.add(row[3])
         wallets.add(row[4])
-    wallets.discard(None)  # type: ignore[arg-type]  # a deposit or withdrawal names one
+    wallets.discard(None)  # a deposit or withdrawal names none
     wallets.update(entry[2] for entry in plan.entries)
     wallets.update(hold[1] for hold in plan.holds_opened)
     inserted = {row[0] for row in plan.transactions}

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import psycopg
 from confluent_kafka import Consumer, KafkaException, Producer
 
+from infra import metrics
 from ledger_writer import fencing, store
 from ledger_writer.exceptions import KafkaUnavailable, ReconnectGaveUp
 from ledger_writer.kafka_io import consumer_config, make_assign_callback, producer_config
@@ -40,7 +41,7 @@ RECOVERABLE = (psycopg.OperationalError, psycopg.InterfaceError, KafkaException,
 
 def backoff_s(attempt: int, first_ms: int, longest_ms: int) -> float:
     """The wait before reconnection ``attempt`` (1, 2, ...): doubling, capped."""
-    return min(longest_ms, first_ms * 2 ** min(attempt - 1, 30)) / 1000
+    return float(min(longest_ms, first_ms * 2 ** min(attempt - 1, 30)) / 1000)
 
 
 def serve(writer: LedgerWriter, stop: threading.Event) -> None:
@@ -101,7 +102,12 @@ def _session(
         store.ensure_system_accounts(
             conn, datetime.now(UTC), writer.shard, writer.shards.peers(writer.shard)
         )
-        consumer = Consumer(consumer_config(s.kafka_bootstrap, s.group, s.session_timeout_ms))
+        consumer = Consumer(
+            {
+                **consumer_config(s.kafka_bootstrap, s.group, s.session_timeout_ms),
+                **metrics.consumer_statistics_config("ledger"),
+            }
+        )
         producer = Producer(producer_config(s.kafka_bootstrap))
         ended_cleanly = False
         try:

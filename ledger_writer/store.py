@@ -21,6 +21,7 @@ from domain.shards import clearing_account_name, clearing_wallet_id
 from domain.transactions import SYSTEM_USER_ID, SystemAccount, TransactionType, system_wallet_id
 from ledger_writer import chain, copy_text, references
 from ledger_writer.planning import Account, BatchPlan, Hold, Original, check_entries_balanced
+from ledger_writer.rows import Row
 
 _TRANSACTION_COLUMNS = (
     "transaction_id, transaction_type, transaction_status, source_wallet_id, "
@@ -167,7 +168,7 @@ def load_originals(
     }
 
 
-def _hold(row: tuple) -> Hold:
+def _hold(row: Row) -> Hold:
     wallet_id, amount, command, expires_at, is_open = row
     decoded = fast_records.decode_ledger_input(bytes(command))
     if not isinstance(decoded, records.PostTransaction):
@@ -253,7 +254,7 @@ def write_plan(
                 (copy_text.entry_line(r, times) for r in linked),
             )
         _write_balances(cur, plan, now)
-        outgoing = [(outbox_topic, e) for e in plan.ledger_events]
+        outgoing: list[tuple[str, records.Record]] = [(outbox_topic, e) for e in plan.ledger_events]
         outgoing += [(gateway_topic, r) for r in plan.gateway_requests]
         outgoing += [(shard_credits_topic, c) for c in plan.shard_credits]
         # The stream's one input: each ledger event again, addressed to its wallet, and a

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from ledger_writer import chain
+from ledger_writer.rows import Row
 
 SAMPLE_MAX = 5
 
@@ -125,7 +126,7 @@ CHECKS: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    offenders: list[tuple]
+    offenders: list[Row]
 
     @property
     def passed(self) -> bool:
@@ -143,9 +144,9 @@ def verify(database_url: str) -> list[CheckResult]:
         return results
 
 
-def chain_breaks(conn: psycopg.Connection, fetch_rows: int = 10_000) -> list[tuple]:
+def chain_breaks(conn: psycopg.Connection, fetch_rows: int = 10_000) -> list[Row]:
     """Recompute the chain in order (streamed, bounded memory); the first breaks found."""
-    breaks: list[tuple] = []
+    breaks: list[Row] = []
     unchained = conn.execute(
         "SELECT entry_id FROM ledger_entries WHERE chain_seq IS NULL LIMIT %s", (SAMPLE_MAX,)
     ).fetchall()
@@ -174,7 +175,7 @@ def chain_breaks(conn: psycopg.Connection, fetch_rows: int = 10_000) -> list[tup
 
 def summary(conn_url: str) -> dict[str, object]:
     with psycopg.connect(conn_url) as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 "SELECT transaction_status, count(*) FROM transactions GROUP BY 1"
             ).fetchall()

@@ -22,6 +22,7 @@ import psycopg
 
 from domain.money import CURRENCY_EXPONENTS
 from domain.shards import ShardMap, clearing_wallet_id
+from ledger_writer.rows import Row
 from ledger_writer.verify import SAMPLE_MAX, CheckResult, verify
 
 #: Rows fetched per round trip when walking the clearing entries.
@@ -61,8 +62,8 @@ def verify_shards(urls: list[str]) -> ShardsReport:
             for currency, total in _balance_totals(conn):
                 totals[currency] = totals.get(currency, Decimal(0)) + total
     unbalanced = [(c, t) for c, t in sorted(totals.items()) if t != 0]
-    mismatches: list[tuple] = []
-    not_netting: list[tuple] = []
+    mismatches: list[Row] = []
+    not_netting: list[Row] = []
     in_flight: list[InFlight] = []
     for a in range(shards.count):
         for b in range(a + 1, shards.count):
@@ -86,9 +87,9 @@ def verify_shards(urls: list[str]) -> ShardsReport:
 
 @dataclass(frozen=True)
 class _Pair:
-    mismatches: list[tuple]
+    mismatches: list[Row]
     in_flight: list[InFlight]
-    not_netting: list[tuple]
+    not_netting: list[Row]
 
 
 def _pair(urls: list[str], a: int, b: int) -> _Pair:
@@ -98,9 +99,9 @@ def _pair(urls: list[str], a: int, b: int) -> _Pair:
     two accounts net to (sent - received) both ways, computed from the same snapshots:
     exact even beside live writers. A received credit the sender's snapshot lacks (sent
     after it was taken) is re-read fresh before it is reported."""
-    mismatches: list[tuple] = []
+    mismatches: list[Row] = []
     flights: list[InFlight] = []
-    not_netting: list[tuple] = []
+    not_netting: list[Row] = []
     with psycopg.connect(urls[a]) as conn_a, psycopg.connect(urls[b]) as conn_b:
         conns = {a: conn_a, b: conn_b}
         with conn_b.transaction(), conn_a.transaction():
@@ -153,9 +154,10 @@ def _legs(
 
 def _merge(
     sent: Iterator[tuple[uuid.UUID, Decimal]], received: Iterator[tuple[uuid.UUID, Decimal]]
-) -> tuple[int, Decimal, list[tuple]]:
+) -> tuple[int, Decimal, list[Row]]:
     """Walk both sides in id order: (count and amount in flight, received-side offenders)."""
-    count, amount, bad = 0, Decimal(0), []
+    count, amount = 0, Decimal(0)
+    bad: list[Row] = []
     s, r = next(sent, None), next(received, None)
     while s is not None or r is not None:
         if r is None or (s is not None and s[0] < r[0]):
@@ -177,14 +179,14 @@ def _merge(
 
 
 def _confirmed(
-    sender_url: str, sender: int, receiver: int, currency: str, suspects: list[tuple]
-) -> list[tuple]:
+    sender_url: str, sender: int, receiver: int, currency: str, suspects: list[Row]
+) -> list[Row]:
     """Suspects that a fresh read of the sender still does not explain."""
     if not suspects:
         return []
     clearing = clearing_wallet_id(sender, receiver, currency)
     with psycopg.connect(sender_url) as conn:
-        sent = dict(
+        sent: dict[uuid.UUID, Decimal] = dict(
             conn.execute(
                 """SELECT transaction_id, sum(amount) FROM ledger_entries
                     WHERE wallet_id = %s AND entry_type = 'CREDIT' AND transaction_id = ANY(%s)

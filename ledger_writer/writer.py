@@ -20,8 +20,10 @@ import contextlib
 import gc
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
 
 import psycopg
 from confluent_kafka import Message, Producer
@@ -31,20 +33,25 @@ from domain.exceptions import RecordDecodeError, UnprocessableRecord
 from domain.reversals import reversal_of
 from domain.shards import clearing_wallet_id
 from domain.transactions import SystemAccount, system_wallet_id
+from infra import metrics
 from ledger_writer import admission, isolation, replicas, store
 from ledger_writer.exceptions import LedgerWriterError
 from ledger_writer.kafka_io import dead_letter, send_and_wait
 from ledger_writer.planning import LedgerInput, TwoPhase, plan_batch, wallets_of
+from ledger_writer.rows import Row
 from ledger_writer.settings import LedgerSettings
 from ledger_writer.sharding import home_shard
 
 log = logging.getLogger("ledger_writer")
 
+#: Each customer wallet a batch names: (its shard, its status), as the directory says.
+DirectoryView: TypeAlias = dict[uuid.UUID, tuple[int, str]]
+
 #: Wallets a shard's writer remembers having copied; the set is cleared when it is full.
 COPIED_CACHED_MAX = 200_000
 
 
-def _source(dead: tuple) -> tuple[str, int, int]:
+def _source(dead: Row) -> tuple[str, int, int]:
     """Where a dead letter came from, by its headers (``dead_letter_headers``)."""
     headers = dict(dead[3])
     return (
@@ -112,7 +119,7 @@ class LedgerWriter:
         """One batch: ``conn`` is this shard's database; ``directory`` the API's, needed
         with more than one shard (to know each wallet's shard and copy its row)."""
         self._dead_lettered.clear()
-        with _collector_paused():
+        with _collector_paused(), metrics.BatchTimer("ledger", len(batch)):
             try:
                 self._process(conn, producer, batch, directory)
             except Exception as error:
@@ -124,6 +131,7 @@ class LedgerWriter:
                     lambda message, reason: self._skip(conn, producer, message, reason),
                     error,
                 )
+        metrics.count_records("ledger", batch)
 
     def _process(
         self,
@@ -137,9 +145,9 @@ class LedgerWriter:
         it as unprocessable with this reason (``isolation`` passes one record)."""
         inputs: list[LedgerInput] = []
         by_event: dict[object, Message] = {}
-        dead: list[tuple] = []
+        dead: list[Row] = []
         offsets: dict[tuple[str, int], int] = {}
-        unprocessable: dict[object, UnprocessableRecord] = {}
+        unprocessable: dict[uuid.UUID, UnprocessableRecord] = {}
         for message in batch:
             if message.error():
                 log.warning("consumer error: %s", message.error())
@@ -169,7 +177,7 @@ class LedgerWriter:
             inputs.append(item)
             by_event[item.event_id] = message
         now = datetime.now(UTC)
-        view: dict = {}
+        view: DirectoryView = {}
         if self.shards.sharded:
             if directory is None:
                 raise LedgerWriterError("a sharded writer needs the directory database")
@@ -245,7 +253,7 @@ class LedgerWriter:
         self.totals["failed"] += plan.failed
         self.totals["duplicates"] += plan.skipped_duplicates
 
-    def _send_dead_letters(self, producer: Producer, dead: list[tuple]) -> None:
+    def _send_dead_letters(self, producer: Producer, dead: list[Row]) -> None:
         """Before the offsets move past them, so none is lost on a crash. A batch written
         again in parts (``isolation``) sends each of its dead letters once."""
         fresh = [d for d in dead if _source(d) not in self._dead_lettered]
@@ -253,6 +261,7 @@ class LedgerWriter:
             send_and_wait(producer, fresh, self.settings.publish_timeout_ms / 1000)
             self._dead_lettered.update(map(_source, fresh))
             self.totals["dead_letters"] += len(fresh)
+            metrics.ERRORS.labels("ledger", "DEAD_LETTER").inc(len(fresh))
 
     def _skip(
         self, conn: psycopg.Connection, producer: Producer, message: Message, reason: str
@@ -276,7 +285,7 @@ class LedgerWriter:
         conn: psycopg.Connection,
         inputs: list[LedgerInput],
         now: datetime,
-    ) -> tuple[list[LedgerInput], dict]:
+    ) -> tuple[list[LedgerInput], DirectoryView]:
         """This shard's inputs, the shard and status of every wallet they name, and those
         wallets copied here from the directory."""
         view = self._directory_view(directory, wallets_of(inputs))
@@ -292,7 +301,9 @@ class LedgerWriter:
             self._copied.update(needed)
         return mine, view
 
-    def _directory_view(self, directory: psycopg.Connection, wallets: set) -> dict:
+    def _directory_view(
+        self, directory: psycopg.Connection, wallets: set[uuid.UUID]
+    ) -> DirectoryView:
         """Each customer wallet's shard and status, read from the directory every batch:
         a shard's copy of a wallet is for the foreign keys, the directory says whether it
         may move money (system wallets are on every shard and not listed)."""
@@ -332,6 +343,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics.serve_metrics("ledger")
     LedgerWriter(LedgerSettings()).run(stop)  # type: ignore[call-arg]
 
 

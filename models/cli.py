@@ -11,6 +11,9 @@ from datetime import date
 from pathlib import Path
 
 DEFAULT_NAME = "fraud"
+#: As ``models.thresholds``' (not imported at start: the CLI loads numpy only when needed).
+DEFAULT_REVIEW_BUDGET = 0.02
+DEFAULT_DECLINE_PRECISION = 0.9
 #: Exit status of a command refused for bad input (a file, an artifact, an option).
 EXIT_REFUSED = 2
 
@@ -45,7 +48,15 @@ def _protocol(args: argparse.Namespace):  # noqa: ANN202
             start = (date.fromisoformat(args.train_start) - date(1970, 1, 1)).days
         except ValueError:
             raise DatasetError(f"--train-start {args.train_start!r}: give YYYY-MM-DD") from None
-    return Protocol(start, args.train_days, args.delay_days, args.test_days, args.seed)
+    return Protocol(
+        start,
+        args.train_days,
+        args.delay_days,
+        args.test_days,
+        args.seed,
+        args.review_budget,
+        args.decline_precision,
+    )
 
 
 def cmd_handbook(args: argparse.Namespace) -> int:
@@ -68,6 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     evaluation = evaluate(load(Path(args.data)), _protocol(args), online=not args.no_online)
     print(format_table(evaluation.table))
+    print(f"champion {evaluation.thresholds.describe()}")
     for path in write_report(evaluation, Path(args.out)):
         print(f"wrote {path}")
     return 0
@@ -80,6 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     evaluation = evaluate(load(Path(args.data)), _protocol(args), online=False)
     print(format_table(evaluation.table))
+    print(f"champion {evaluation.thresholds.describe()}")
     registry = Registry(registry_root())
     artifact = registry.save(args.name, evaluation.champion, evaluation.champion_metadata())
     champion = registry.champion_version(args.name)
@@ -144,6 +157,18 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
         p.add_argument("--delay-days", type=int, default=7)
         p.add_argument("--test-days", type=int, default=7)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument(
+            "--review-budget",
+            type=float,
+            default=DEFAULT_REVIEW_BUDGET,
+            help="the champion's thresholds hold at most this share of traffic for review",
+        )
+        p.add_argument(
+            "--decline-precision",
+            type=float,
+            default=DEFAULT_DECLINE_PRECISION,
+            help="... and decline only where at least this share of the declined is fraud",
+        )
 
     evaluate = commands.add_parser("evaluate", help="train / delay / test report with plots")
     protocol_options(evaluate)

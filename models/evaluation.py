@@ -33,23 +33,23 @@ from models.features import (
     replay,
 )
 from models.forest import CompiledForest
+from models.handbook_features import HANDBOOK_FEATURES, handbook_features
 from models.metrics import evaluate_scores
 from models.online import AnomalyScorer, OnlineClassifier, prequential
-
-#: The Handbook's baseline features (chapter 3.4), for a like-for-like comparison.
-HANDBOOK_FEATURES = (
-    "amount",
-    "is_weekend",
-    "is_night",
-    *(f"customer_nb_{w}d" for w in CUSTOMER_WINDOWS_DAYS),
-    *(f"customer_avg_{w}d" for w in CUSTOMER_WINDOWS_DAYS),
-    *(f"terminal_nb_{w}d" for w in TERMINAL_WINDOWS_DAYS),
-    *(f"terminal_risk_{w}d" for w in TERMINAL_WINDOWS_DAYS),
+from models.thresholds import (
+    DEFAULT_DECLINE_PRECISION,
+    DEFAULT_REVIEW_BUDGET,
+    Thresholds,
+    choose_thresholds,
 )
+
 #: The champion's settings: small enough to score in microseconds (see bench/scoring).
 #: 50 trees of half the features per split scored as well as 100 of sqrt(features) on
 #: Handbook seeds 0, 1 and 2 (docs/models.md), with a third of the nodes to walk.
 CHAMPION_PARAMS = {"n_estimators": 50, "max_depth": 12, "min_samples_leaf": 3, "max_features": 0.5}
+#: The Handbook's features sit beside the engine's (some share a name, not a definition).
+HANDBOOK_PREFIX = "handbook_"
+_HANDBOOK_COLUMNS = tuple(HANDBOOK_PREFIX + name for name in HANDBOOK_FEATURES)
 HISTORY_DAYS = max(CUSTOMER_WINDOWS_DAYS) + max(TERMINAL_WINDOWS_DAYS) + 8
 
 
@@ -60,6 +60,9 @@ class Protocol:
     delay_days: int = 7
     test_days: int = 7
     seed: int = 0
+    #: The targets the champion's thresholds are chosen for (``models.thresholds``).
+    review_budget: float = DEFAULT_REVIEW_BUDGET
+    decline_precision: float = DEFAULT_DECLINE_PRECISION
 
     def resolved(self, frame: pd.DataFrame) -> Protocol:
         if self.train_days < 1 or self.test_days < 1 or self.delay_days < 0:
@@ -70,7 +73,15 @@ class Protocol:
             start = int(frame["day"].max()) - span + 1
         if start + span - 1 > frame["day"].max() or start < frame["day"].min():
             raise DatasetError("the data does not cover the training, delay and test periods")
-        return Protocol(start, self.train_days, self.delay_days, self.test_days, self.seed)
+        return Protocol(
+            start,
+            self.train_days,
+            self.delay_days,
+            self.test_days,
+            self.seed,
+            self.review_budget,
+            self.decline_precision,
+        )
 
 
 def featurize(frame: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
@@ -105,13 +116,15 @@ def split(frame: pd.DataFrame, p: Protocol) -> tuple[pd.Index, pd.Index]:
 
 
 def _batch_models(seed: int) -> dict[str, tuple[tuple[str, ...], Callable[[], Any]]]:
+    """Each model's feature columns and how to make it. The baselines read the Handbook's
+    own 15 features (``models.handbook_features``), the champion the engine's."""
     return {
         "baseline: logistic regression, Handbook features": (
-            HANDBOOK_FEATURES,
+            _HANDBOOK_COLUMNS,
             lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
         ),
         "baseline: random forest, Handbook features": (
-            HANDBOOK_FEATURES,
+            _HANDBOOK_COLUMNS,
             lambda: RandomForestClassifier(n_estimators=100, n_jobs=2, random_state=seed),
         ),
         "champion: random forest, all features": (
@@ -128,6 +141,9 @@ class Evaluation:
     champion: CompiledForest
     scores: dict[str, np.ndarray]
     test: pd.DataFrame
+    #: The champion's thresholds, chosen on its scores of the test period (its validation:
+    #: no label of it reached the model) for the protocol's review budget and precision.
+    thresholds: Thresholds
 
     def champion_metadata(self) -> dict[str, Any]:
         p = self.protocol
@@ -145,6 +161,7 @@ class Evaluation:
             "metrics": {
                 k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()
             },
+            "thresholds": self.thresholds.as_json(),
         }
 
 
@@ -160,6 +177,7 @@ def evaluate(
     frame = frame[frame["day"] >= first]
     started = time.monotonic()
     features = featurize(frame, p.delay_days)
+    features = features.join(handbook_features(frame, p.delay_days).add_prefix(HANDBOOK_PREFIX))
     log(f"features for {len(frame):,} transactions in {time.monotonic() - started:.0f}s")
     train, test = split(frame, p)
     if frame.loc[train, "label"].nunique() < 2:
@@ -177,12 +195,13 @@ def evaluate(
     if online:
         window = frame[frame["day"] < p.train_start_day + p.train_days + p.delay_days + p.test_days]
         window = window[window["day"] >= p.train_start_day]
+        engine_features = features[list(FEATURE_NAMES)]
         for name, model in (
             ("online: logistic regression (river), prequential", OnlineClassifier()),
             ("online: HalfSpaceTrees (river, no labels), prequential", AnomalyScorer(seed=p.seed)),
         ):
             stream = (
-                (int(t), features.loc[i].to_dict(), bool(y))
+                (int(t), engine_features.loc[i].to_dict(), bool(y))
                 for i, t, y in zip(window.index, window["time_s"], window["label"], strict=True)
             )
             online_scores = pd.Series(
@@ -193,7 +212,14 @@ def evaluate(
             log(f"{name}: AP {rows[name]['average_precision']:.3f}")
     assert champion is not None
     table = pd.DataFrame.from_dict(rows, orient="index")
-    return Evaluation(p, table, champion, scores, test_frame)
+    thresholds = choose_thresholds(
+        scores["champion: random forest, all features"],
+        test_frame["label"].to_numpy(),
+        p.review_budget,
+        p.decline_precision,
+    )
+    log(f"champion {thresholds.describe()}")
+    return Evaluation(p, table, champion, scores, test_frame, thresholds)
 
 
 def write_report(evaluation: Evaluation, out_dir: Path) -> list[Path]:
@@ -234,6 +260,7 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> list[Path]:
             {
                 "protocol": evaluation.protocol.__dict__,
                 "models": json.loads(evaluation.table.to_json(orient="index")),
+                "champion_thresholds": evaluation.thresholds.as_json(),
             },
             indent=2,
         )

@@ -108,6 +108,15 @@ class FraudPolicy:
         object.__setattr__(self, "_review_at", float(self.review_threshold / HUNDRED))
         object.__setattr__(self, "_decline_at", float(self.decline_threshold / HUNDRED))
 
+    @property
+    def review_at(self) -> float:
+        """``review_threshold`` on the score's [0, 1] scale."""
+        return self._review_at
+
+    @property
+    def decline_at(self) -> float:
+        return self._decline_at
+
     def decide(self, score: float, values: Env | None = None) -> Verdict:
         """``score`` in [0, 1]; ``values`` hold every name in ``names`` (numbers as
         ``Decimal``, strings as ``str``); a policy without rules needs none."""

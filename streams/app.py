@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from streams.engine import LOG_LEVELS, Worker
-from streams.exceptions import WalletInvariantError
+from domain.topics import WALLET_COMMANDS
+from infra import metrics
+from streams.engine import LOG_LEVELS, Worker, wait_for_kafka
+from streams.exceptions import EXIT_INVARIANT, WalletInvariantError
 from streams.settings import StreamSettings
 
 log = logging.getLogger("streams")
-#: The exit status of a worker stopped by a broken money invariant.
-EXIT_INVARIANT = 3
 
 
 def main() -> None:
@@ -25,6 +25,10 @@ def main() -> None:
     level = LOG_LEVELS.get(settings.log_level.lower(), settings.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics.serve_metrics("streams")
+    # Building the application already asks Kafka for its topics: a worker restarted
+    # while Kafka restarts waits for it first.
+    wait_for_kafka(settings, settings.topic_prefix + WALLET_COMMANDS.name)
     worker = Worker(settings)
     try:
         worker.run()

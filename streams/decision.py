@@ -88,6 +88,20 @@ def assess(
     named = {"scored_by": scores.scored_by, "shadow_scores": scores.shadow_scores}
     if isinstance(policy, Policy):
         return Assessment(score, policy.decide(score), features=x, **named)
+    if policy.version == 0 and not policy.rules:
+        # The stream's default thresholds, not an analyst's file: the deciding model's own
+        # thresholds (chosen on its validation scores) replace them, and the live review
+        # budget bounds the review share of a model that has none (the online scorers).
+        review_at, decline_at = scores.thresholds or (policy.review_at, policy.decline_at)
+        review_at = max(review_at, scores.review_floor)
+        decision = (
+            Decision.DECLINE
+            if score >= decline_at
+            else Decision.REVIEW
+            if score >= review_at
+            else Decision.APPROVE
+        )
+        return Assessment(score, decision, None, 0, features=x, **named)
     values = None
     if policy.names:
         values = policy_values(request, x, to_risk_score(score), policy.names)

@@ -14,6 +14,11 @@ Two kinds, handled differently by the worker (``streams/engine.py``):
 
 from domain.exceptions import DomainError
 
+#: The worker's exit statuses: a broken money invariant (``WalletInvariantError``), and
+#: any other failure whose clean-up overran ``STREAMS_FAILURE_EXIT_TIMEOUT_MS``.
+EXIT_INVARIANT = 3
+EXIT_FAILED = 1
+
 
 class StreamsError(DomainError):
     """Root of the stream processor's errors."""
@@ -62,3 +67,11 @@ class StreamInvariantError(StreamsError):
     report it with the worker's log."""
 
     code = "STREAM_INVARIANT"
+
+
+class KafkaUnavailable(StreamsError):
+    """Kafka gave no leader for the worker's input partitions within
+    ``STREAMS_KAFKA_WAIT_S`` of its start. The supervisor starts the worker again; operator:
+    check that Kafka is up (``walletpipe status``) and its log."""
+
+    code = "KAFKA_UNAVAILABLE"

@@ -44,6 +44,7 @@ from domain.topics import (
     TRANSACTIONS_REQUESTED,
     TopicSpec,
 )
+from infra import metrics
 from models.features import FEATURE_NAMES, CustomerState
 from streams.clock import ClockHandlers
 from streams.customer_codec import decode_customer, encode_customer
@@ -81,6 +82,15 @@ _TARGETS: dict[type, TopicSpec] = {
     records.PostTransaction: LEDGER_COMMANDS,
     records.TransactionRejected: TRANSACTIONS_REJECTED,
     records.ReviewRequested: REVIEWS_REQUESTED,
+}
+
+
+#: ``/metrics``: decisions by outcome (a request leaves the stream SENT to the ledger when
+#: approved), each counter looked up once, not per request.
+_DECISION_NAMES = {Status.SENT: "approved", Status.REVIEW: "review", Status.REJECTED: "declined"}
+_DECISIONS_BY_STATUS = {
+    status: metrics.DECISIONS.labels(_DECISION_NAMES.get(status, status.name.lower()))
+    for status in Status
 }
 
 
@@ -185,6 +195,7 @@ class Flow(ClockHandlers):
             now,
         )
         decided = outcome.decided
+        _DECISIONS_BY_STATUS[decided.status].inc()
         decided.remember_features(x)
         schedule = Schedule(store)
         if decided.status in OPEN:  # it moves money: it enters the customer's and terminal's

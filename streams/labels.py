@@ -46,3 +46,59 @@ class LabelLearning:
             f"{self.labels} labels ({self.frauds} fraud); mean score before learning: "
             f"fraud {fraud_mean:.3f}, legitimate {legit_mean:.3f}"
         )
+
+
+#: ``scored_by`` while the label-trained classifier decides (no champion), and its name in
+#: ``shadow_scores`` while a champion decides.
+ONLINE_LABELS_NAME = "online labels"
+#: Labels the classifier must have learnt before it decides: too few frauds teach nothing.
+FRAUDS_MIN = 10
+LEGIT_MIN = 100
+
+
+class OnlineDecider:
+    """What decides without a champion: the classifier the labels train (``learning``),
+    once it has learnt ``frauds_min`` frauds and ``legit_min`` legitimate labels; before
+    that, the unsupervised ``rules`` scorer, which learns from every request (labels go
+    to the classifier through ``LabelLearning``, not here).
+
+    >>> from models.online import OnlineClassifier
+    >>> from models.simple import RulesAndTrees
+    >>> decider = OnlineDecider(RulesAndTrees(seed=1), LabelLearning(OnlineClassifier()))
+    >>> decider.name
+    'online RulesAndTrees'
+    """
+
+    def __init__(
+        self,
+        rules: Scorer,
+        learning: LabelLearning,
+        frauds_min: int = FRAUDS_MIN,
+        legit_min: int = LEGIT_MIN,
+        rules_name: str = "online RulesAndTrees",
+    ) -> None:
+        self.rules = rules
+        self.learning = learning
+        self.frauds_min = frauds_min
+        self.legit_min = legit_min
+        self.rules_name = rules_name
+
+    @property
+    def taught(self) -> bool:
+        learning = self.learning
+        return (
+            learning.frauds >= self.frauds_min
+            and learning.labels - learning.frauds >= self.legit_min
+        )
+
+    @property
+    def name(self) -> str:
+        return ONLINE_LABELS_NAME if self.taught else self.rules_name
+
+    def score_one(self, x: Features) -> float:
+        if self.taught:
+            return self.learning.model.score_one(x)
+        return self.rules.score_one(x)
+
+    def learn_one(self, x: Features, y: bool | None = None) -> None:
+        self.rules.learn_one(x)

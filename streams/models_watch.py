@@ -35,6 +35,8 @@ from domain.records import SHADOW_SCORES_MAX
 from models.exceptions import ArtifactError
 from models.protocol import Features, Scorer
 from models.registry import Artifact, Registry
+from models.thresholds import ReviewBudget
+from streams.labels import ONLINE_LABELS_NAME
 
 log = logging.getLogger("streams.models")
 
@@ -54,6 +56,9 @@ def to_risk_score(score: float) -> Decimal:
 class ServingModel:
     name: str  # "<registry name> v<N>", as the records carry it
     model: Scorer
+    #: (review from, decline from) on the score in [0, 1], chosen on the model's validation
+    #: scores when it was trained (``models.thresholds``); None for older artifacts.
+    thresholds: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,11 @@ class Scores:
     score: float  # the deciding model's, in [0, 1]
     scored_by: str
     shadow_scores: dict[str, Decimal] = field(default_factory=dict)
+    #: The deciding model's own (review, decline) thresholds, if it has them: they replace
+    #: the stream's default thresholds (never an analyst's policy file).
+    thresholds: tuple[float, float] | None = None
+    #: Review only above this score: the live review budget (``ReviewBudget``).
+    review_floor: float = 0.0
 
 
 def artifact_name(artifact: Artifact) -> str:
@@ -78,6 +88,8 @@ class ModelWatcher:
         label_delay_days: int,
         check_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        review_budget: float = 1.0,
+        online_challenger: Scorer | None = None,
     ) -> None:
         self.registry = None if root is None else Registry(root)
         self.name = name
@@ -85,6 +97,10 @@ class ModelWatcher:
         self.label_delay_days = label_delay_days
         self.check_interval_s = check_interval_s
         self.clock = clock
+        #: Guards the review share of whichever model decides (1.0: no guard).
+        self.budget = ReviewBudget(review_budget)
+        #: Scored in shadow while a champion decides (the label-trained classifier).
+        self.online_challenger = online_challenger
         self.champion: ServingModel | None = None
         self.challengers: tuple[ServingModel, ...] = ()
         self.refused: str | None = None  # why the registry's current pointers are not in force
@@ -123,18 +139,30 @@ class ModelWatcher:
 
     @property
     def scored_by(self) -> str:
-        return ONLINE_SCORER_NAME if self.champion is None else self.champion.name
+        if self.champion is None:
+            return getattr(self.fallback, "name", ONLINE_SCORER_NAME)
+        return self.champion.name
 
     def score(self, x: Features) -> Scores:
         """The champion's score (or the online scorer's, which then learns from ``x``:
-        test-then-train) and every challenger's, of the same features."""
+        test-then-train) and every challenger's, of the same features; with a champion,
+        the online challenger's too."""
+        thresholds = None
+        shadow = {c.name: to_risk_score(c.model.score_one(x)) for c in self.challengers}
         if self.champion is None:
+            scored_by = self.scored_by
             score = self.fallback.score_one(x)
             self.fallback.learn_one(x)
         else:
+            scored_by = self.champion.name
             score = self.champion.model.score_one(x)
-        shadow = {c.name: to_risk_score(c.model.score_one(x)) for c in self.challengers}
-        return Scores(score if math.isfinite(score) else 1.0, self.scored_by, shadow)
+            thresholds = self.champion.thresholds
+            online = self.online_challenger
+            if online is not None and len(shadow) < SHADOW_SCORES_MAX:
+                shadow[ONLINE_LABELS_NAME] = to_risk_score(online.score_one(x))
+        score = score if math.isfinite(score) else 1.0
+        self.budget.observe(score)
+        return Scores(score, scored_by, shadow, thresholds, self.budget.floor)
 
     def poll(self) -> bool:
         """Check the registry if the interval passed; True when a new set came into force."""
@@ -194,7 +222,12 @@ class ModelWatcher:
                 "it with --delay-days matching, or change the setting"
             )
         self._loaded_stats[version] = self._artifact_stat(version)
-        return ServingModel(artifact_name(artifact), artifact.model)
+        chosen = artifact.metadata.get("thresholds") or {}
+        thresholds = None
+        if "review_at" in chosen and "decline_at" in chosen:
+            decline_at = min(float(chosen["decline_at"]), 1.0)  # 1.0: all trees say fraud
+            thresholds = (min(float(chosen["review_at"]), decline_at), decline_at)
+        return ServingModel(artifact_name(artifact), artifact.model, thresholds)
 
     def _unchanged(self, version: int) -> bool:
         return self._loaded_stats.get(version) == self._artifact_stat(version)

@@ -56,8 +56,19 @@ class StreamSettings(BaseSettings):
     #: until it is aborted: by the worker's restart (same transactional id, fenced) or
     #: after this long.
     transaction_timeout_ms: int = Field(default=15_000, ge=1_000, le=900_000)
-    #: A killed worker's partitions move to another worker after this long.
+    #: A worker that is gone for good hands its partitions to another worker after this
+    #: long. A restarted worker takes them back at once: it rejoins its group as the same
+    #: static member (``group.instance.id``, stable per state folder, as its transactional id).
     session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
+    #: A worker stopping on an error (Kafka away past the transaction timeout, a fenced or
+    #: fatal producer, a broken invariant) gives its clean-up this long, then exits anyway:
+    #: the supervisor restarts it, and the successor fences whatever transaction is open.
+    failure_exit_timeout_ms: int = Field(default=5_000, ge=500, le=120_000)
+    #: At start, the worker waits this long for Kafka to answer with a leader for every
+    #: partition of its input topic (Kafka restarting), checking every ``kafka_wait_poll_ms``,
+    #: instead of failing at once and climbing the supervisor's backoff.
+    kafka_wait_s: float = Field(default=180.0, ge=1, le=3_600)
+    kafka_wait_poll_ms: int = Field(default=500, ge=50, le=10_000)
     log_level: str = "warn"
     #: The clock: every worker sends a tick to every partition this often.
     tick_interval_ms: int = Field(default=1_000, ge=50, le=60_000)
@@ -80,6 +91,9 @@ class StreamSettings(BaseSettings):
     review_threshold: float = Field(default=0.6, ge=0, le=1)
     #: ... decline from here (at least the review threshold).
     decline_threshold: float = Field(default=0.85, ge=0, le=1)
+    #: At most this share of recent requests held for review by the score (the analysts'
+    #: capacity): a model without thresholds of its own reviews only its top share.
+    review_budget: float = Field(default=0.02, ge=0, le=1)
     #: The analysts' policy (JSON: rules, thresholds 0-100, version; docs/models.md). Unset:
     #: the two thresholds above and no rules. Checked for changes every interval below.
     policy_file: Path | None = None

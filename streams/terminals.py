@@ -23,6 +23,7 @@ from collections import deque
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from domain.exceptions import RecordDecodeError
+from domain.kafka_clients import bulk_consumer
 from domain.records import TerminalCounted, decode_terminal_counted, encode
 from models.features import SECONDS_PER_DAY, TerminalState
 from streams.features import StreamFeatures
@@ -96,6 +97,7 @@ class TerminalReader:
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
+                **bulk_consumer(),
             }
         )
         self.stop_event = threading.Event()

@@ -79,10 +79,43 @@ def load_policies(args: argparse.Namespace, env: dict[str, str]) -> tuple[Any, A
         settings = StreamSettings(kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", "unused"))
         if settings.policy_file is not None:
             return candidate, read_policy_file(settings.policy_file, FEATURE_NAMES), "in force"
+        models_dir = env.get("STREAMS_MODELS_DIR") or settings.models_dir
+        chosen = champion_thresholds(
+            None if models_dir is None else Path(models_dir), settings.model_name
+        )
+        if chosen is not None:
+            review_at, decline_at, name = chosen
+            print(
+                f"in force: {name}'s thresholds, chosen on its validation scores: review from "
+                f"{review_at * 100:.2f}, decline from {decline_at * 100:.2f}"
+            )
+            return candidate, default_policy(review_at, decline_at), f"{name} thresholds"
         fallback = default_policy(settings.review_threshold, settings.decline_threshold)
     except (PolicyError, ValidationError) as error:
         raise BadInput(str(error)) from None
     return candidate, fallback, "in force"
+
+
+def champion_thresholds(root: Path | None, name: str) -> tuple[float, float, str] | None:
+    """The registry champion's (review, decline) thresholds, as the stream uses them when
+    no policy file is set; None without a registry, a champion, or thresholds in it."""
+    from models.exceptions import ArtifactError
+    from models.registry import Registry
+
+    if root is None:
+        return None
+    registry = Registry(root)
+    try:
+        version = registry.champion_version(name)
+        if version is None:
+            return None
+        chosen = registry.load(name, version).metadata.get("thresholds") or {}
+    except (ArtifactError, OSError):
+        return None
+    if "review_at" not in chosen or "decline_at" not in chosen:
+        return None
+    decline_at = min(float(chosen["decline_at"]), 1.0)
+    return min(float(chosen["review_at"]), decline_at), decline_at, f"{name} v{version}"
 
 
 def load_labels(path: str | None) -> dict[uuid.UUID, bool]:

@@ -153,8 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _simulate(env: dict[str, str], args: argparse.Namespace) -> dict:
-    from walletpipe.simulate import format_summary, run_simulation
+    from walletpipe.simulate import SentLog, format_summary, run_simulation
 
+    log = SentLog()
+    started = datetime.now(UTC)
     summary = asyncio.run(
         run_simulation(
             env["INGEST_URL"],
@@ -167,10 +169,33 @@ def _simulate(env: dict[str, str], args: argparse.Namespace) -> dict:
             seed=args.seed,
             fraud=args.fraud,
             label_delay_s=None if args.no_labels else args.label_delay_s,
+            log=log,
         )
     )
     print(format_summary(summary))
+    _detection(env, args, started, log)
     return summary
+
+
+def _detection(env: dict[str, str], args: argparse.Namespace, started: datetime, log) -> None:  # noqa: ANN001
+    """The live detection report (printed; ``--report-json`` writes it). A report that
+    cannot be read is a warning: the traffic itself was sent and checked."""
+    from models.live_report import format_live_report
+    from walletpipe.backtest import ReadFailed
+    from walletpipe.detection import detection_report, write_report_json
+
+    try:
+        report = detection_report(env, started, log, lambda: backtest_key(env))
+    except (ReadFailed, OSError, KeyError) as error:
+        print(f"WARNING no live detection report: {error}")
+        return
+    except Exception as error:  # noqa: BLE001 - a report must not fail the run it reports on
+        print(f"WARNING no live detection report: {type(error).__name__}: {error}")
+        return
+    print(format_live_report(report))
+    if args.report_json:
+        write_report_json(report, args.report_json)
+        print(f"wrote {args.report_json}")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -326,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
             "dispute window scaled down); frauds are reported sooner",
         )
         p.add_argument("--no-labels", action="store_true", help="live: publish no labels")
+        p.add_argument(
+            "--report-json", help="live: write the detection report (per scenario) as JSON here"
+        )
 
     simulate = sub.add_parser(
         "simulate", help="drive POS and app traffic with fraud through the API, or write it"

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -31,6 +32,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from domain import records
 from domain.backoff import Backoff
 from domain.exceptions import RecordDecodeError
+from domain.kafka_clients import hot_path_consumer
 from domain.topics import LEDGER_EVENTS, TRANSACTIONS_REJECTED, WALLET_COMMANDS
 from models.scenarios import DISPUTE_WINDOW_S, ScenarioConfig, SimTransaction, Simulator
 from walletpipe.labels import LabelPublisher, LateLabels, live_delay_s
@@ -44,6 +46,11 @@ RETRY_FOR_S = 60.0
 RETRY_DELAY_MAX_S = 2.0
 #: Statuses worth retrying: the outcome is unknown or the API asks to come back.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: People created at once: each create holds an API connection to PostgreSQL, and on a
+#: loaded box a few hundred at once wait out the API's pool and come back 503.
+CREATES_IN_FLIGHT_MAX = 16
+#: Identities tried for one simulated person whose create was answered USER_EXISTS.
+USER_ATTEMPTS_MAX = 3
 #: Share of requests that are deliberate overdrafts (refused by the stream, no money moves).
 OVERDRAFT_SHARE = 0.05
 
@@ -83,6 +90,8 @@ def watch_outcomes(
             "bootstrap.servers": bootstrap,
             "group.id": f"simulate-{uuid.uuid4()}",
             "enable.auto.commit": False,
+            # It waits for answers as the pipeline's own hops do.
+            **hot_path_consumer(),
             # A broker restart is waited out quietly (librdkafka reconnects by itself).
             "log_level": KAFKA_LOG_LEVEL,
             "error_cb": quiet_kafka_error,
@@ -134,6 +143,16 @@ def _dead_lettered_label(message: object, outcomes: Outcomes) -> None:
     outcomes.label_dead_lettered(str(label.transaction_id), reason)
 
 
+@dataclass
+class SentLog:
+    """Each accepted simulated transaction's scenario (None: legitimate) and amount, and
+    how its outcome ended (the reason code of a refusal): what the live report joins with
+    the stream's decisions. Deliberate overdrafts are left out (no simulated label)."""
+
+    sent: dict[str, tuple[str | None, Decimal]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
 class Traffic:
     """The simulator's population made real (users and wallets through the API) and its
     transactions sent as requests; each accepted one's label is queued for later."""
@@ -162,6 +181,7 @@ class Traffic:
         self.retried = 0
         self.unanswered = 0
         self.retry_for_s = RETRY_FOR_S
+        self.log = SentLog()
 
     async def _attempt(self, path: str, body: dict, key: str | None) -> tuple[int, dict]:
         """One POST: (status, body); status 0 when no answer came (connection refused or
@@ -178,6 +198,13 @@ class Traffic:
         """POST until answered: a request the API did not answer, or answered 503/429,
         is sent again (with the same Idempotency-Key) for ``retry_for_s`` at most. Without
         a key (users, wallets) a retry may make a second one, which the traffic ignores."""
+        payload, _code = await self._post_answer(path, body, key)
+        return payload
+
+    async def _post_answer(
+        self, path: str, body: dict, key: str | None = None
+    ) -> tuple[dict | None, str | None]:
+        """``_post``'s answer and, when refused, the error code."""
         backoff = Backoff(0.2, RETRY_DELAY_MAX_S)
         deadline = time.monotonic() + self.retry_for_s
         while True:
@@ -186,33 +213,41 @@ class Traffic:
                 break
             if time.monotonic() >= deadline:
                 self.unanswered += 1
-                return None
+                return None, None
             self.retried += 1
             await asyncio.sleep(backoff.next_delay())
         if status >= 400:
             code = payload.get("error", {}).get("code", str(status))
             self.refused[code] = self.refused.get(code, 0) + 1
-            return None
-        return payload
+            return None, code
+        return payload, None
 
     async def create_population(self) -> None:
         population = self.simulator.population
 
         async def person(actor: str, business: bool) -> tuple[str, str | None]:
             # Identities are unique per run (a second run must not collide with the first);
-            # everything about the traffic itself follows the seed.
-            tag = uuid.uuid4()
-            user = await self._post(
-                "/v1/users",
-                {
-                    "email": f"{'shop' if business else 'user'}-{tag.hex[:16]}@example.com",
-                    "phone_number": f"+1{tag.int % 10**12:012d}",
-                    "password": "correct horse battery",
-                    "first_name": "Sim",
-                    "last_name": f"{'Shop' if business else 'User'}{actor}",
-                    "date_of_birth": "1990-01-01",
-                },
-            )
+            # everything about the traffic itself follows the seed. A create that timed out
+            # and was sent again may find its own first attempt: USER_EXISTS, answered by a
+            # new identity (the first one is left unused).
+            for _attempt in range(USER_ATTEMPTS_MAX):
+                tag = uuid.uuid4()
+                user, code = await self._post_answer(
+                    "/v1/users",
+                    {
+                        "email": f"{'shop' if business else 'user'}-{tag.hex[:16]}@example.com",
+                        "phone_number": f"+1{tag.int % 10**12:012d}",
+                        "password": "correct horse battery",
+                        "first_name": "Sim",
+                        "last_name": f"{'Shop' if business else 'User'}{actor}",
+                        "date_of_birth": "1990-01-01",
+                    },
+                )
+                if code != "USER_EXISTS":
+                    break
+                self.refused[code] -= 1  # answered by another identity, not refused
+                if not self.refused[code]:
+                    del self.refused[code]
             if user is None:
                 return actor, None
             wallet = await self._post(
@@ -225,10 +260,16 @@ class Traffic:
             )
             return actor, None if wallet is None else wallet["wallet_id"]
 
+        in_flight = asyncio.Semaphore(CREATES_IN_FLIGHT_MAX)
+
+        async def bounded(actor: str, business: bool) -> tuple[str, str | None]:
+            async with in_flight:
+                return await person(actor, business)
+
         people = [*population.customers, *population.mules]
         made = await asyncio.gather(
-            *[person(p.id, False) for p in people],
-            *[person(m.id, True) for m in population.merchants],
+            *[bounded(p.id, False) for p in people],
+            *[bounded(m.id, True) for m in population.merchants],
         )
         self.wallets = {actor: wallet for actor, wallet in made if wallet}
         if len(self.wallets) < len(made):
@@ -261,6 +302,8 @@ class Traffic:
         scenario = transaction.scenario if transaction else None
         if scenario:
             self.scenario_of[transaction_id] = scenario
+        if transaction is not None:
+            self.log.sent[transaction_id] = (scenario, transaction.amount)
         if self.labels is None:
             return
         # An overdraft attempt is legitimate, and labelled so after the dispute window.
@@ -317,8 +360,10 @@ async def run_simulation(
     seed: int = 7,
     fraud: bool = True,
     label_delay_s: float | None = 5.0,
+    log: SentLog | None = None,
 ) -> dict:
-    """Send ``tps * seconds`` requests; ``label_delay_s`` None sends no labels."""
+    """Send ``tps * seconds`` requests; ``label_delay_s`` None sends no labels. ``log``, if
+    given, is filled with what was sent and how each ended (for the live report)."""
     simulator = Simulator(ScenarioConfig(users, merchants, seed, fraud))
     outcomes = Outcomes()
     stop, ready = threading.Event(), threading.Event()
@@ -338,6 +383,8 @@ async def run_simulation(
         connector=aiohttp.TCPConnector(limit=64),
     ) as client:
         traffic = Traffic(client, outcomes, simulator, labels, label_delay_s or 0.0)
+        if log is not None:
+            traffic.log = log
         labeller = asyncio.create_task(labels.run(labels_stop)) if labels else None
         population = simulator.population
         print(
@@ -385,6 +432,8 @@ async def run_simulation(
             await asyncio.sleep(1.0)  # the stream dead-letters an unknown label at once
     stop.set()
     watcher.join(timeout=5)
+    with outcomes.lock:
+        traffic.log.reasons.update({t: f[1] for t, f in outcomes.finished.items() if f[1]})
     return summarize(outcomes, traffic, send_s, labels)
 
 

@@ -94,16 +94,39 @@ def ledger_services(env: dict[str, str], python: str) -> list[Service]:
     argv = [python, "-m", "ledger_writer.writer"]
     count = len(split_database_urls(env.get("LEDGER_DATABASE_URLS", "")))
     if count <= 1:
-        return [Service("ledger", argv, consumer_group="ledger-writer")]
+        return [
+            Service(
+                "ledger",
+                argv,
+                consumer_group="ledger-writer",
+                env=metrics_port(env, "LEDGER_0"),
+            )
+        ]
     return [
         Service(
             f"ledger-{i}",
             argv,
             consumer_group=f"ledger-writer-shard-{i}",
-            env={"LEDGER_SHARD": str(i)},
+            env={"LEDGER_SHARD": str(i), **metrics_port(env, f"LEDGER_{i}")},
         )
         for i in range(count)
     ]
+
+
+def ingest_server_options(env: dict[str, str]) -> list[str]:
+    """uvicorn's fast event loop and HTTP parser, and one worker process per core
+    (``INGEST_WORKERS`` to choose): the API's work is CPU in Python, one core per process.
+    Workers share nothing in memory: each keeps its own caches (kept fresh by revision
+    polling), and the rate limits live in a file they share."""
+    workers = env.get("INGEST_WORKERS") or str(os.cpu_count() or 1)
+    return ["--loop", "uvloop", "--http", "httptools", "--workers", workers]
+
+
+def metrics_port(env: dict[str, str], name: str) -> dict[str, str]:
+    """``METRICS_PORT`` for one service, from the stack's ``METRICS_PORT_<NAME>`` (none for
+    a stack brought up before services had metrics ports: they then serve no /metrics)."""
+    port = env.get(f"METRICS_PORT_{name}")
+    return {"METRICS_PORT": port} if port else {}
 
 
 def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]:
@@ -125,14 +148,23 @@ def services(env: dict[str, str], only: set[str] | None = None) -> list[Service]
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                *ingest_server_options(env),
             ],
             health_url=f"{env['INGEST_URL']}/health",
         ),
-        Service("streams", [python, "-m", "streams.app"], consumer_group="wallet-streams"),
+        Service(
+            "streams",
+            [python, "-m", "streams.app"],
+            consumer_group="wallet-streams",
+            env=metrics_port(env, "STREAMS"),
+        ),
         *ledger_services(env, python),
         # The simulated payment gateway that answers the ledger's two-phase holds.
         Service(
-            "gateway", [python, "-m", "ledger_writer.gateway"], consumer_group="payment-gateway"
+            "gateway",
+            [python, "-m", "ledger_writer.gateway"],
+            consumer_group="payment-gateway",
+            env=metrics_port(env, "GATEWAY"),
         ),
         # Webhooks: reads the pipeline's outcomes, delivers them to the clients' endpoints.
         Service(

@@ -10,9 +10,11 @@ up) instead of queueing without limit.
 
     python -m bench.e2e.generator --population FILE --rate 300 --seconds 30 --out FILE
 
-It prints ``SEND_START``, ``SEND_END`` and ``SETTLED`` (every outcome in, or the settle
-time over) on their own lines, for the orchestrator to sample CPU at, and writes every
-request's timings to ``--out`` as JSON.
+It first sends at the rate for ``--warmup-s`` (not measured: connections, caches, the JIT
+and the consumers' batches reach their steady state), then prints ``SEND_START``, sends
+for ``--seconds``, prints ``SEND_END``, and ``SETTLED`` once every measured outcome is in
+(or the settle time is over), each on its own line, for the orchestrator to sample CPU
+at. Every measured request's timings go to ``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ async def _send_all(args: argparse.Namespace, outcomes: Outcomes) -> dict:
         traffic.merchants = [m.id for m in simulator.population.merchants]
         stream = simulator.traffic()
 
-        async def one(body: dict) -> None:
+        async def one(body: dict, measured: bool) -> None:
             nonlocal in_flight
             kind = body["transaction_type"]
             started = time.monotonic()
@@ -84,6 +86,8 @@ async def _send_all(args: argparse.Namespace, outcomes: Outcomes) -> dict:
                 refused[code] = refused.get(code, 0) + 1
                 return
             transaction_id = payload["transaction_id"]
+            if not measured:
+                return
             sent[transaction_id] = (kind, started)
             outcomes.accepted(transaction_id)
             final = payload.get("status")
@@ -91,22 +95,25 @@ async def _send_all(args: argparse.Namespace, outcomes: Outcomes) -> dict:
                 outcomes.finish(transaction_id, final, payload.get("failure_code") or "")
 
         total = int(args.rate * args.seconds)
+        warmup = int(args.rate * args.warmup_s)
         tasks: set[asyncio.Task] = set()
-        print("SEND_START", flush=True)
         started = time.monotonic()
-        for i in range(total):
+        for i in range(warmup + total):
+            if i == warmup:
+                print("SEND_START", flush=True)
+                measured_from = time.monotonic()
             delay = started + i / args.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             body, _transaction = traffic.next_request(stream)
             if in_flight >= IN_FLIGHT_MAX:
-                not_sent += 1
+                not_sent += i >= warmup
                 continue
             in_flight += 1
-            task = asyncio.create_task(one(body))
+            task = asyncio.create_task(one(body, measured=i >= warmup))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        send_s = time.monotonic() - started
+        send_s = time.monotonic() - measured_from
         print("SEND_END", flush=True)
         if tasks:
             await asyncio.wait(tasks, timeout=30)
@@ -127,7 +134,7 @@ async def _send_all(args: argparse.Namespace, outcomes: Outcomes) -> dict:
                 "type": kind,
                 "latency_ms": (finished[t][2] - at) * 1000 if t in finished else None,
                 "status": finished[t][0] if t in finished else None,
-                "ended_at": finished[t][2] - started if t in finished else None,
+                "ended_at": finished[t][2] - measured_from if t in finished else None,
             }
             for t, (kind, at) in sent.items()
         ],
@@ -143,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--settle-s", type=float, default=SETTLE_S_DEFAULT)
+    parser.add_argument("--warmup-s", type=float, default=0.0)
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--prefer-wait-s", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)

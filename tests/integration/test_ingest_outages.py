@@ -24,7 +24,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from domain.topics import TRANSACTIONS_REQUESTED
+from domain.topics import WALLET_COMMANDS
 from infra.processes import pick_port
 from tests.helpers import new_wallet, sql
 
@@ -143,7 +143,7 @@ def test_without_kafka_the_outcome_is_unknown_and_the_relay_publishes_it(
 def end_offsets(bootstrap: str) -> list[TopicPartition]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}"})
     try:
-        topic = TRANSACTIONS_REQUESTED.name
+        topic = WALLET_COMMANDS.name
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return [
             TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])

@@ -1,5 +1,6 @@
 """The payment gateway while Kafka does not take its answers: they wait at the head of the
-queue, nothing is committed, and the next try sends them (again) and commits."""
+queue, nothing is committed, and the next try sends them (again) and commits; answered
+offsets are committed at most once per ``commit_interval_ms``."""
 
 from __future__ import annotations
 
@@ -93,13 +94,33 @@ def test_answers_kafka_did_not_take_wait_and_nothing_is_committed() -> None:
     producer, consumer = BrokerAway(fail_flushes=1), Committer()
 
     assert gateway.answer_due(consumer, producer) is False  # type: ignore[arg-type]
+    gateway.commit_answered(consumer, force=True)  # type: ignore[arg-type]
     assert [m for _at, m in gateway.waiting] == due and consumer.commits == []
 
     assert gateway.answer_due(consumer, producer) is True  # type: ignore[arg-type]
     assert not gateway.waiting
+    gateway.commit_answered(consumer, force=False)  # type: ignore[arg-type]
     assert [(tp.topic, tp.partition, tp.offset) for tp in consumer.commits[0]] == [
         ("gateway.requests", 0, 9)
     ]
     answers = [records.decode_gateway_responded(v) for v in producer.sent]
     assert len(answers) == 4  # sent twice: the ledger ignores an answer for a closed hold
     assert {a.outcome for a in answers} == {"CAPTURED"}
+
+
+def test_answered_offsets_are_committed_once_per_interval() -> None:
+    gateway = Gateway(
+        GatewaySettings(KAFKA_BOOTSTRAP="127.0.0.1:9", decline_rate=0, commit_interval_ms=60_000)
+    )
+    producer, consumer = BrokerAway(fail_flushes=0), Committer()
+    for offset in (3, 4, 5):
+        gateway.waiting.append((0.0, request(offset)))
+        assert gateway.answer_due(consumer, producer) is True  # type: ignore[arg-type]
+        gateway.commit_answered(consumer, force=False)  # type: ignore[arg-type]
+    # The first answer is committed at once, the next two wait for the interval ...
+    assert [[tp.offset for tp in c] for c in consumer.commits] == [[4]]
+    # ... or for the gateway's stop, which commits what is answered.
+    gateway.commit_answered(consumer, force=True)  # type: ignore[arg-type]
+    assert [[tp.offset for tp in c] for c in consumer.commits] == [[4], [6]]
+    gateway.commit_answered(consumer, force=True)  # type: ignore[arg-type]
+    assert len(consumer.commits) == 2  # nothing new answered: no commit

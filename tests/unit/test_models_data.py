@@ -42,8 +42,9 @@ def test_a_valid_file_is_sorted_typed_and_aliased() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"amount": ["1", "-2", "3"]}, "not a positive number"),
-        ({"amount": ["1", "x", "3"]}, "not a positive number"),
+        ({"amount": ["1", "-2", "3"]}, "not a number >= 0"),
+        ({"amount": ["1", "x", "3"]}, "not a number >= 0"),
+        ({"amount": ["1", "inf", "3"]}, "not a number >= 0"),
         ({"label": [0, 2, 1]}, "must be 0 or 1"),
         ({"transaction_id": [1, 1, 2]}, "not unique"),
         ({"timestamp": ["yesterday", "x", "y"]}, "not a time"),
@@ -55,6 +56,20 @@ def test_bad_files_are_refused_with_the_reason(change: dict, message: str) -> No
     )
     with pytest.raises(DatasetError, match=message):
         validate(data)
+
+
+def test_zero_amounts_are_kept_with_a_warning() -> None:
+    """The Handbook's generator makes a few 0.00 amounts: its files are read, not refused."""
+    warnings: list[str] = []
+    out = validate(
+        frame(amount=["0.00", 3, 0]).rename(
+            columns={"wallet_id": "customer_id", "counterparty_id": "terminal_id"}
+        ),
+        "f.csv",
+        warnings.append,
+    )
+    assert sorted(out["amount"].tolist()) == [0.0, 0.0, 3.0]
+    assert warnings == ["f.csv: 2 row(s) with an amount of 0.00, first at row 0; kept"]
 
 
 def test_a_missing_column_is_named() -> None:

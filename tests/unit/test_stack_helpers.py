@@ -94,6 +94,9 @@ def test_new_stack_avoids_ports_promised_to_a_neighbour(tmp_path: Path) -> None:
         "kafka_controller": 19093,
         "ingest": 18080,
         "analytics": 18081,
+        "metrics_streams": 18082,
+        "metrics_gateway": 18083,
+        "metrics_ledger_0": 18084,
     }
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / STATE_FILE).write_text(json.dumps({"ports": neighbour}))
@@ -169,3 +172,27 @@ def test_two_checkouts_never_pick_the_same_ports(tmp_path: Path) -> None:
     (tmp_path / "clone-b" / "deep" / ".local" / STATE_FILE).unlink()
     with registry.claiming(first, timeout_s=5) as claims:
         assert not claims.others
+
+
+def test_each_service_without_an_http_api_gets_a_metrics_port(tmp_path: Path) -> None:
+    from infra.stack import _assign_ports
+    from walletpipe.supervisor import services
+
+    ports = _assign_ports(tmp_path / "two-shards", {}, StackSettings(), ledger_shards=2)
+    assert {"metrics_streams", "metrics_gateway", "metrics_ledger_0", "metrics_ledger_1"} <= set(
+        ports
+    )
+    assert len(set(ports.values())) == len(ports)
+    env = {
+        "INGEST_URL": "http://127.0.0.1:1",
+        "ANALYTICS_URL": "http://127.0.0.1:2",
+        "LEDGER_DATABASE_URLS": "postgresql://a/x,postgresql://a/y",
+        **{
+            f"METRICS_PORT_{n.removeprefix('metrics_').upper()}": str(p)
+            for n, p in ports.items()
+            if n.startswith("metrics_")
+        },
+    }
+    given = {s.name: (s.env or {}).get("METRICS_PORT") for s in services(env)}
+    assert given["ledger-1"] == str(ports["metrics_ledger_1"])
+    assert given["streams"] == str(ports["metrics_streams"]) and given["ingest"] is None
