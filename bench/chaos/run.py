@@ -56,7 +56,7 @@ from infra import stack
 from infra.settings import StackSettings
 
 REPO = Path(__file__).resolve().parents[2]
-ALL_SERVICES = ("ingest", "streams", "ledger", "gateway", "analytics")
+ALL_SERVICES = ("ingest", "streams", "ledger", "gateway", "analytics", "notifications")
 RECOVERY_TARGET_S = 10.0
 #: Below this share of the offered rate before the first fault, the pipeline is saturated.
 KEEPS_UP_SHARE = 0.8
