@@ -104,6 +104,7 @@ class ClientDirectory:
         its lookup spends the address's lookup budget (domain.access.KeyCache.known)."""
         if guess:
             self.limiter.take_key_lookup(address)
+        sent_at = time.monotonic()
         try:
             with self._pool.connection() as conn:
                 row = (
@@ -125,6 +126,9 @@ class ClientDirectory:
             self.limiter.give_back_key_lookup(address)
         grant = found.grant
         with self._cache_lock:
+            # The grant view carries the revision it was read under: as good as the poller's
+            # read, so a cache the poller has not confirmed yet can keep this grant.
+            self._cache.confirm(found.revision, sent_at)
             self._cache.put(key_hash, grant, found.revision)
         return grant
 

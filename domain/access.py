@@ -198,6 +198,11 @@ class KeyCache:
         return self._revision
 
     def confirm(self, revision: int, checked_at: float) -> None:
+        """``revision`` was current when a query sent at ``checked_at`` read it: the poller's,
+        or a key lookup's (the grant view carries it). An older revision than the one held
+        (a slow read overtaken by a newer one) confirms nothing."""
+        if self._revision is not None and revision < self._revision:
+            return
         if revision != self._revision:
             self._entries.clear()
             self._revision = revision

@@ -147,7 +147,11 @@ def kafka_statistics(service: str) -> Callable[[str], None]:
     """A librdkafka ``stats_cb``: each consumed partition's lag into ``CONSUMER_LAG``.
 
     librdkafka calls it from ``poll()`` every ``statistics.interval.ms`` with its statistics
-    as JSON; a partition it no longer fetches (revoked) reports -1 and is left out.
+    as JSON. The lag is the partition's end (the last stable offset for a read-committed
+    consumer, else the high watermark) less the consumer's position (``app_offset``), not
+    librdkafka's own ``consumer_lag``, which counts from offsets committed to Kafka: the
+    ledger writer keeps its offsets in PostgreSQL and the stream commits them in its
+    transactions. A partition this consumer does not fetch reports -1 and is left out.
     """
 
     def on_statistics(text: str) -> None:
@@ -155,10 +159,18 @@ def kafka_statistics(service: str) -> Callable[[str], None]:
             stats = orjson.loads(text)
             for topic, info in stats.get("topics", {}).items():
                 for partition, figures in info.get("partitions", {}).items():
-                    lag = figures.get("consumer_lag", -1)
-                    if partition == "-1" or lag is None or lag < 0:
+                    end = figures.get("ls_offset", -1)
+                    if end is None or end < 0:
+                        end = figures.get("hi_offset", -1)
+                    position = figures.get("app_offset", -1)
+                    if (
+                        partition == "-1"
+                        or end is None
+                        or position is None
+                        or min(end, position) < 0
+                    ):
                         continue
-                    CONSUMER_LAG.labels(service, topic, partition).set(lag)
+                    CONSUMER_LAG.labels(service, topic, partition).set(max(0, end - position))
         except (orjson.JSONDecodeError, AttributeError, TypeError) as error:
             log.warning("unreadable librdkafka statistics: %s", error)
 

@@ -68,6 +68,7 @@ class Authenticator:
     async def _look_up(self, key_hash: str, address: str, *, guess: bool) -> KeyGrant:
         if guess:
             self._limiter.take_key_lookup(address)
+        sent_at = time.monotonic()
         try:
             async with self._pool.connection() as conn:
                 found = await key_store.lookup(conn, key_hash)
@@ -82,6 +83,9 @@ class Authenticator:
             raise Unauthorized(REFUSALS[found.refusal], code=found.refusal)
         if guess:
             self._limiter.give_back_key_lookup(address)
+        # The grant view carries the revision it was read under: as good as the poller's
+        # read, so a cache the poller has not confirmed yet can keep this grant.
+        self._cache.confirm(found.revision, sent_at)
         self._cache.put(key_hash, found.grant, found.revision)
         return found.grant
 

@@ -48,6 +48,7 @@ from models.features import FEATURE_NAMES, Event, replay
 from models.registry import Registry
 from streams.decided import Decided
 from streams.features import event_of
+from streams.labels import ONLINE_LABELS_NAME
 from streams.models_watch import to_risk_score
 from streams.store import WALLET
 from tests.helpers import murmur2, ordered_producer
@@ -357,7 +358,8 @@ def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
         decision = decided[str(item.transaction_id)]
         assert isinstance(decision, records.PostTransaction), decision
         assert decision.scored_by == "fraud v1"
-        assert set(decision.shadow_scores) == {"fraud v2"}
+        # The registry's challenger, and the label-trained online model beside the champion.
+        assert set(decision.shadow_scores) == {"fraud v2", ONLINE_LABELS_NAME}
 
     # What the stream stored for each request, against the offline replay of the same events.
     ordered = sorted(everything, key=lambda r: r.requested_at)
@@ -396,4 +398,4 @@ def test_the_champion_decides_on_the_offline_features_and_a_challenger_shadows(
         if decision.scored_by == "fraud v2" or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert (decision.scored_by, decision.shadow_scores) == ("fraud v2", {})
+    assert (decision.scored_by, set(decision.shadow_scores)) == ("fraud v2", {ONLINE_LABELS_NAME})

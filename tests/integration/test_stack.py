@@ -30,7 +30,13 @@ SELFTEST_TOPIC = "infra.selftest"
 
 
 def test_up_writes_stack_env(stack: dict[str, str], stack_dir: Path) -> None:
-    assert set(stack) == set(infra_stack.ENV_KEYS)
+    metrics_ports = {k for k in stack if k.startswith("METRICS_PORT_")}
+    assert set(stack) - metrics_ports == set(infra_stack.ENV_KEYS)
+    assert {
+        "METRICS_PORT_STREAMS",
+        "METRICS_PORT_GATEWAY",
+        "METRICS_PORT_LEDGER_0",
+    } <= metrics_ports
     assert infra_stack.read_env(stack_dir) == stack
     assert stack["DATABASE_URL"].startswith("postgresql://")
     assert stack["DATABASE_URL"].endswith("/wallet")

@@ -116,6 +116,15 @@ def test_an_untrusted_entry_is_still_known_as_a_real_key() -> None:
     assert not cache.known("h")
 
 
+def test_an_older_revision_confirms_nothing() -> None:
+    cache = KeyCache(entries_max=10, trust_ms=900)
+    cache.confirm(5, checked_at=10.0)
+    cache.put("h", grant(Role.POS), revision=5)
+    cache.confirm(4, checked_at=10.5)  # a lookup sent before the poller's newer read
+    assert cache.revision == 5 and cache.get("h", now=10.8) is not None
+    assert cache.get("h", now=10.95) is None  # trust still runs from the read of 5
+
+
 def test_a_new_revision_empties_the_cache() -> None:
     cache = KeyCache(entries_max=10, trust_ms=900)
     cache.confirm(1, checked_at=0.0)

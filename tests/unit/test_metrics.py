@@ -23,9 +23,15 @@ def test_consumer_lag_comes_from_librdkafka_statistics() -> None:
         "topics": {
             "wallet.commands": {
                 "partitions": {
-                    "0": {"consumer_lag": 12},
-                    "1": {"consumer_lag": -1},  # not fetched by this consumer
-                    "-1": {"consumer_lag": 0},  # librdkafka's internal UA partition
+                    # Offsets committed elsewhere (consumer_lag -1): the position counts.
+                    "0": {
+                        "ls_offset": 112,
+                        "hi_offset": 115,
+                        "app_offset": 100,
+                        "consumer_lag": -1,
+                    },
+                    "1": {"ls_offset": 40, "app_offset": -1},  # not fetched by this consumer
+                    "-1": {"ls_offset": 0, "app_offset": 0},  # librdkafka's internal UA partition
                 }
             }
         }
