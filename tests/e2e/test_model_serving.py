@@ -93,15 +93,19 @@ def worker(
     for future in admin.create_topics(topics).values():
         future.result(30)
     env = {k: v for k, v in running.items() if not k.startswith("STREAMS_")}
+    # Only a certain fraud is declined: every request here must enter the history. An
+    # analysts' policy file says so (a champion's own thresholds apply only without one).
+    policy = stack_dir / f"{name}-policy.json"
+    policy.write_text(
+        json.dumps({"version": 1, "review_threshold": 100, "decline_threshold": 100, "rules": []})
+    )
     settings = {
         "STREAMS_APP_ID": name,
         "STREAMS_TOPIC_PREFIX": prefix,
         "STREAMS_DATA_DIR": str(stack_dir / name),
         "STREAMS_MODELS_DIR": str(registry.root),
         "STREAMS_MODELS_CHECK_INTERVAL_S": "0.5",
-        # Only a certain fraud is declined: every request here must enter the history.
-        "STREAMS_REVIEW_THRESHOLD": "1",
-        "STREAMS_DECLINE_THRESHOLD": "1",
+        "STREAMS_POLICY_FILE": str(policy),
         "STREAMS_LOG_LEVEL": "warn",
     }
     services = [
