@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +18,7 @@ import psycopg
 from confluent_kafka import Producer
 
 TERMINAL = {"COMPLETED", "FAILED", "REVERSED"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def ordered_producer(bootstrap: str, **settings: object) -> Producer:
@@ -188,3 +195,44 @@ def make_client(
             (burst, name),
         )
     return key
+
+
+@contextmanager
+def ingest_api_process(
+    env: dict[str, str], log: Path, *, port_base: int, timeout_s: float = 30, startup_s: float = 60
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """One ingest API process of its own (uvicorn, one worker) on a free port from
+    ``port_base``, and a client with the demo key, once ``/health`` answers; killed at the
+    end if the test has not already killed it."""
+    from infra.processes import pick_port
+
+    port = pick_port(port_base, taken=set(), span=1000)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app"]
+            + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=timeout_s,
+            headers={"X-API-Key": env["DEMO_API_KEY"]},
+        ) as client:
+            deadline = time.monotonic() + startup_s
+            while True:
+                assert process.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the API did not start"
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            yield process, client
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)

@@ -12,62 +12,29 @@ published, and answered 202 only once Kafka acknowledged it. So:
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 from confluent_kafka import KafkaException
 
-from infra.processes import pick_port
-from tests.helpers import new_wallet, sql
+from tests.helpers import ingest_api_process, new_wallet, sql
 from tests.integration.test_ingest_outages import dead_port, deposit, end_offsets, published_since
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 STARTUP_S = 60.0
 
 
-@contextmanager
-def api_process(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen, httpx.Client]]:
-    port = pick_port(45_000, taken=set(), span=1000)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app"]
-            + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env={**os.environ, **env},
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
-            timeout=60,
-            headers={"X-API-Key": env["DEMO_API_KEY"]},
-        ) as client:
-            deadline = time.monotonic() + STARTUP_S
-            while True:
-                assert process.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, "the API did not start"
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            yield process, client
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+def api_process(
+    env: dict[str, str], log: Path
+) -> AbstractContextManager[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    return ingest_api_process(env, log, port_base=45_000, timeout_s=60, startup_s=STARTUP_S)
 
 
 def topic_ends(bootstrap: str) -> list:

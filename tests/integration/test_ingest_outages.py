@@ -11,9 +11,6 @@ stack with one of the two pointed at a port where nothing listens.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,10 +23,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from domain.topics import WALLET_COMMANDS
 from infra.processes import pick_port
-from tests.helpers import new_wallet, sql
+from tests.helpers import ingest_api_process, new_wallet, sql
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 STARTUP_S = 60.0
 
 
@@ -40,35 +36,8 @@ def dead_port() -> int:
 
 @contextmanager
 def ingest(env: dict[str, str], log: Path) -> Iterator[httpx.Client]:
-    port = pick_port(46_000, taken=set(), span=1000)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app"]
-            + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env={**os.environ, **env},
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
-            timeout=30,
-            headers={"X-API-Key": env["DEMO_API_KEY"]},
-        ) as client:
-            deadline = time.monotonic() + STARTUP_S
-            while True:
-                assert process.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, "the API did not start"
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            yield client
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with ingest_api_process(env, log, port_base=46_000, startup_s=STARTUP_S) as (_process, client):
+        yield client
 
 
 def deposit(wallet: str) -> dict:
