@@ -158,3 +158,28 @@ async def revoke(conn: AsyncConnection[Any], key_id: uuid.UUID) -> dict[str, Any
         (key_id,),
     )
     return await key(conn, key_id)
+
+
+async def set_key_limits(
+    conn: AsyncConnection[Any], key_id: uuid.UUID, per_second: int | None, burst: int | None
+) -> dict[str, Any] | None:
+    """A key's own limit (None: the client's applies); in force in every process within
+    the key cache's trust (the change bumps ``api_key_revision``). None: no such key."""
+    await conn.execute(
+        "UPDATE api_keys SET rate_limit_per_second = %s, rate_limit_burst = %s WHERE key_id = %s",
+        (per_second, burst, key_id),
+    )
+    return await key(conn, key_id)
+
+
+async def set_client_limits(
+    conn: AsyncConnection[Any], client_id: uuid.UUID, per_second: int, burst: int | None
+) -> bool:
+    """The client's limit, shared by all its keys (burst None: twice the rate). False: no
+    such client."""
+    cur = await conn.execute(
+        """UPDATE api_clients SET rate_limit_per_second = %s, rate_limit_burst = %s
+            WHERE client_id = %s""",
+        (per_second, burst, client_id),
+    )
+    return cur.rowcount == 1

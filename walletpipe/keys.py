@@ -160,6 +160,40 @@ def add_command(sub: Any, stack_env: Env) -> None:
     p.add_argument("key_id")
     p.set_defaults(func=guarded(run_revoke))
 
+    def run_limits(args: argparse.Namespace) -> int:
+        for value in (args.per_second, args.burst):
+            if value is not None and not 1 <= value <= 1_000_000:
+                raise KeyCommandError("a limit is between 1 and 1,000,000")
+
+        async def work(conn: Any) -> Any:
+            if args.key:
+                return await key_store.set_key_limits(
+                    conn, _key_id(args.key), args.per_second, args.burst
+                )
+            if args.per_second is None:
+                raise KeyCommandError("a client's limit needs --per-second")
+            client = await key_store.client_id_of(conn, args.client)
+            if client is None:
+                raise KeyCommandError(f"no client named {args.client!r}")
+            return await key_store.set_client_limits(conn, client, args.per_second, args.burst)
+
+        done = asyncio.run(_with_connection(stack_env()["DATABASE_URL"], work))
+        if not done:
+            raise KeyCommandError(f"no key {args.key}")
+        what = f"key {args.key}" if args.key else f"client {args.client!r}"
+        rate = "the client's" if args.per_second is None else f"{args.per_second}/s"
+        burst = "twice the rate" if args.burst is None else str(args.burst)
+        print(f"{what}: {rate}, burst {burst} (in force within a second)")
+        return 0
+
+    p = group.add_parser("limits", help="change a client's or a key's rate limit")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--client", help="the client's limit, shared by its keys")
+    target.add_argument("--key", help="one key's own limit (omit --per-second: the client's)")
+    p.add_argument("--per-second", type=int, default=None)
+    p.add_argument("--burst", type=int, default=None)
+    p.set_defaults(func=guarded(run_limits))
+
 
 class KeyCommandError(Exception):
     """A key command that cannot be done as asked; the message says why."""

@@ -313,6 +313,33 @@ def test_a_clients_limit_is_one_bucket_across_processes(
     assert 1 <= int(one.headers["RateLimit-Reset"]) <= 5
 
 
+def test_the_cli_changes_a_clients_and_a_keys_limit_in_every_process(
+    ingests: list[Ingest], stack_dir: Path
+) -> None:
+    """Issued at 1,000/s; lowered by the CLI to 1/s with a burst of 3, within a second both
+    processes share the new bucket; then the key's own limit (burst 2) narrows it again."""
+    client = f"limits-{uuid.uuid4().hex[:8]}"
+    made = cli(stack_dir, "create", "--client", client, "--role", "pos")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert all(ingests[n % 2].call("GET", "/v1/me", key).status_code == 200 for n in range(8))
+    lowered = cli(stack_dir, "limits", "--client", client, "--per-second", "1", "--burst", "3")
+    assert lowered.returncode == 0, lowered.stderr
+    time.sleep(IN_FORCE_S)
+    codes = [ingests[n % 2].call("GET", "/v1/me", key).status_code for n in range(8)]
+    assert 3 <= codes.count(200) <= 4 and 429 in codes, codes
+    key_id = cli(stack_dir, "list", "--client", client, "--json").stdout.split('"key_id": "')[1]
+    own = cli(
+        stack_dir, "limits", "--key", key_id.split('"')[0], "--per-second", "1", "--burst", "2"
+    )
+    assert own.returncode == 0, own.stderr
+    time.sleep(IN_FORCE_S + 3)  # the client's bucket refills meanwhile; the key's is new
+    codes = [ingests[n % 2].call("GET", "/v1/me", key).status_code for n in range(8)]
+    assert 2 <= codes.count(200) <= 3, codes
+    refused = cli(stack_dir, "limits", "--client", client, "--per-second", "0")
+    assert refused.returncode == 1 and "between 1 and" in refused.stderr
+
+
 def test_failed_authentications_are_limited_per_address_before_any_lookup(
     ingests: list[Ingest], stack: dict[str, str]
 ) -> None:
