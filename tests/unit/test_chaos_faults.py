@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections import Counter
 
 from bench.chaos.faults import recovered_at
-from bench.chaos.run import ChaosConfig, schedule
+from bench.chaos.run import ALL_SERVICES, ChaosConfig, schedule
 
 
 def test_schedule_kills_round_robin_and_spreads_the_restarts() -> None:
     faults = schedule(ChaosConfig(kills=20, kafka_restarts=2, postgres_restarts=2, seed=3))
     kills = Counter(f.target for f in faults if f.kind == "kill")
-    assert sum(kills.values()) == 20 and set(kills.values()) == {4}
+    # Round robin: 20 kills over the six services, each killed 3 or 4 times.
+    assert sum(kills.values()) == 20 and set(kills) == set(ALL_SERVICES)
+    assert set(kills.values()) == {20 // len(ALL_SERVICES), 20 // len(ALL_SERVICES) + 1}
     restarts = Counter(f.target for f in faults if f.kind == "restart")
     assert restarts == {"kafka": 2, "postgres": 2}
     assert schedule(ChaosConfig(seed=3)) == schedule(ChaosConfig(seed=3))  # seeded
