@@ -13,6 +13,7 @@ engine directory under .local/bench is removed afterwards. Not a test: it prints
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     warehouse = Warehouse(f"chdb://{path}")
     templates = [records.encode(r) for r in sample_records(300, datetime.now(UTC))]
-    print(f"bench/analytics/flush_cost: load average {load_average()}")
+    started_load = load_average()
+    print(f"bench/analytics/flush_cost: load average {started_load}")
+    rows = []
     print(f"  {'rows':>7} {'cpu ms/flush':>13} {'wall ms':>8} {'cpu µs/row':>11}")
     try:
         store_new_events(warehouse, decode(fresh_payloads(templates, 100, datetime.now(UTC))).table)
@@ -53,8 +56,13 @@ def main(argv: list[str] | None = None) -> None:
                 wall.append(time.perf_counter() - wall_start)
             cpu_ms, wall_ms = 1000 * statistics.median(cpu), 1000 * statistics.median(wall)
             print(f"  {size:>7} {cpu_ms:>13.1f} {wall_ms:>8.1f} {1000 * cpu_ms / size:>11.1f}")
+            rows.append(
+                {"rows": size, "cpu_ms_per_flush": round(cpu_ms, 1), "wall_ms": round(wall_ms, 1)}
+            )
     finally:
         shutil.rmtree(path, ignore_errors=True)
+    # The last line: one JSON object (issue 12, item 6: a flush's cost by its size).
+    print(json.dumps({"load_average_start": started_load, "flushes": rows}))
 
 
 if __name__ == "__main__":
